@@ -1,0 +1,452 @@
+//! RabbitMQ plumbing on amqprs: connections that come back after the broker restarts, the queue topology, a
+//! publisher that only reports success once the broker has confirmed every message, and a batching consumer with
+//! manual acks.
+//!
+//! Delivery guarantees rest on three rules. Queues are durable and messages persistent. A publish counts only
+//! when confirmed. A delivery is acked only after its handler has committed its effect, so a crash between the
+//! two redelivers it and the handler's idempotency makes the repeat harmless. A message that can never be
+//! processed (it does not parse) is rejected without requeue and lands on the dead-letter queue instead of
+//! blocking its queue.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex as StdMutex},
+    time::Duration,
+};
+
+use amqprs::{
+    callbacks::{ChannelCallback, ConnectionCallback},
+    channel::{
+        BasicAckArguments, BasicConsumeArguments, BasicNackArguments, BasicPublishArguments, BasicQosArguments,
+        Channel, ConfirmSelectArguments, ExchangeDeclareArguments, ExchangeType, QueueBindArguments,
+        QueueDeclareArguments,
+    },
+    connection::{Connection, OpenConnectionArguments},
+    Ack, BasicProperties, Cancel, Close, CloseChannel, FieldTable, Nack, Return,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use async_trait::async_trait;
+use shared_contracts::queues::{DEAD_LETTERS, DEAD_LETTER_EXCHANGE};
+use tokio::sync::{Mutex, Notify};
+
+/// How long a publisher waits for the broker to confirm a batch before it gives up and reports failure.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest pause between two attempts to reach the broker.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where the broker is, and what this process calls itself there.
+#[derive(Clone)]
+pub struct Broker {
+    args: OpenConnectionArguments,
+    /// The service name, used as connection name and metric prefix.
+    service: &'static str,
+    queues: &'static [&'static str],
+    metrics: Arc<MetricNames>,
+}
+
+struct MetricNames {
+    published: &'static str,
+    consumed: &'static str,
+    redelivered: &'static str,
+    dead_lettered: &'static str,
+    batch_seconds: &'static str,
+}
+
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+impl Broker {
+    /// A broker at `url` (`amqp://user:password@host:port/vhost`), for `service`, which declares the durable
+    /// work `queues` (each dead-lettering to the shared dead-letter queue) whenever it connects.
+    pub fn new(url: &str, service: &'static str, queues: &'static [&'static str]) -> Result<Self> {
+        let mut args = OpenConnectionArguments::try_from(url)
+            .map_err(|e| anyhow!("AMQP URL {} is not valid: {e}", crate::config::redact_url(url)))?;
+        args.connection_name(service).heartbeat(10);
+        let metrics = Arc::new(MetricNames {
+            published: leak(format!("{service}_amqp_published_total")),
+            consumed: leak(format!("{service}_amqp_consumed_total")),
+            redelivered: leak(format!("{service}_amqp_redelivered_total")),
+            dead_lettered: leak(format!("{service}_amqp_dead_lettered_total")),
+            batch_seconds: leak(format!("{service}_amqp_batch_duration_seconds")),
+        });
+        Ok(Self { args, service, queues, metrics })
+    }
+
+    /// One attempt to connect, open a channel and declare the topology.
+    async fn open(&self) -> Result<(Connection, Channel)> {
+        let connection = Connection::open(&self.args).await.context("connecting to RabbitMQ")?;
+        connection.register_callback(QuietConnectionCallback).await?;
+        let channel = connection.open_channel(None).await.context("opening a channel")?;
+        self.declare_topology(&channel).await?;
+        Ok((connection, channel))
+    }
+
+    /// Connects, retrying with backoff until the broker answers.
+    async fn open_with_retry(&self) -> (Connection, Channel) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.open().await {
+                Ok(link) => return link,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), service = self.service, "RabbitMQ unreachable, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Declares the dead-letter exchange and queue and this broker's work queues; idempotent.
+    pub async fn declare_topology(&self, channel: &Channel) -> Result<()> {
+        let dlx = ExchangeDeclareArguments::of_type(DEAD_LETTER_EXCHANGE, ExchangeType::Fanout).durable(true).finish();
+        channel.exchange_declare(dlx).await.context("declaring the dead-letter exchange")?;
+        channel.queue_declare(QueueDeclareArguments::durable_client_named(DEAD_LETTERS)).await?;
+        channel.queue_bind(QueueBindArguments::new(DEAD_LETTERS, DEAD_LETTER_EXCHANGE, "")).await?;
+        for queue in self.queues {
+            let mut arguments = FieldTable::new();
+            arguments.insert("x-dead-letter-exchange".try_into().expect("short name"), DEAD_LETTER_EXCHANGE.into());
+            let declare = QueueDeclareArguments::durable_client_named(queue).arguments(arguments).finish();
+            channel.queue_declare(declare).await.with_context(|| format!("declaring queue {queue}"))?;
+        }
+        Ok(())
+    }
+
+    /// The number of messages waiting in `queue` (for tests and operators).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32> {
+        let (connection, channel) = self.open().await?;
+        let declared = channel
+            .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
+            .await?
+            .ok_or_else(|| anyhow!("no answer to a passive declare of {queue}"))?;
+        let _ = channel.close().await;
+        let _ = connection.close().await;
+        Ok(declared.1)
+    }
+}
+
+/// Logs connection events instead of amqprs's default handler.
+struct QuietConnectionCallback;
+
+#[async_trait]
+impl ConnectionCallback for QuietConnectionCallback {
+    async fn close(&mut self, _: &Connection, close: Close) -> Result<(), amqprs::error::Error> {
+        tracing::warn!(reason = %close, "RabbitMQ closed the connection");
+        Ok(())
+    }
+    async fn blocked(&mut self, _: &Connection, reason: String) {
+        tracing::warn!(%reason, "RabbitMQ blocked the connection");
+    }
+    async fn unblocked(&mut self, _: &Connection) {
+        tracing::info!("RabbitMQ unblocked the connection");
+    }
+    async fn secret_updated(&mut self, _: &Connection) {}
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The queue it goes to (through the default exchange).
+    pub queue: String,
+    /// Its body, an encoded `shared_contracts::Envelope`.
+    pub body: Vec<u8>,
+    /// The envelope's message ID, repeated as the AMQP property for tracing on the broker side.
+    pub message_id: String,
+}
+
+/// Publishes with confirms. Safe to share: concurrent callers pipeline their messages on one channel and each
+/// waits only for its own confirms. Reconnects on the next call after the link broke.
+pub struct Publisher {
+    broker: Broker,
+    link: Mutex<Option<PublishLink>>,
+}
+
+struct PublishLink {
+    _connection: Connection,
+    channel: Channel,
+    confirms: Arc<Confirms>,
+    next_tag: u64,
+}
+
+/// Delivery tags published and not yet confirmed, shared with the channel callback.
+#[derive(Default)]
+struct Confirms {
+    state: StdMutex<ConfirmState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct ConfirmState {
+    pending: BTreeSet<u64>,
+    nacked: BTreeSet<u64>,
+    closed: bool,
+}
+
+impl Confirms {
+    fn settle(&self, tag: u64, multiple: bool, acked: bool) {
+        let mut state = self.state.lock().expect("confirm state poisoned");
+        let settled: Vec<u64> =
+            if multiple { state.pending.range(..=tag).copied().collect() } else { vec![tag] };
+        for tag in settled {
+            state.pending.remove(&tag);
+            if !acked {
+                state.nacked.insert(tag);
+            }
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.state.lock().expect("confirm state poisoned").closed = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until every tag in `tags` is settled; fails on a nack, a closed channel or the timeout.
+    async fn wait(&self, tags: &[u64]) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+        loop {
+            let notified = self.changed.notified();
+            {
+                let mut state = self.state.lock().expect("confirm state poisoned");
+                if tags.iter().any(|t| state.nacked.contains(t)) {
+                    for t in tags {
+                        state.nacked.remove(t);
+                    }
+                    bail!("RabbitMQ refused (nacked) a message");
+                }
+                if tags.iter().all(|t| !state.pending.contains(t)) {
+                    return Ok(());
+                }
+                if state.closed {
+                    bail!("the channel closed before RabbitMQ confirmed");
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!("RabbitMQ did not confirm within {CONFIRM_TIMEOUT:?}");
+            }
+        }
+    }
+}
+
+struct ConfirmCallback(Arc<Confirms>);
+
+#[async_trait]
+impl ChannelCallback for ConfirmCallback {
+    async fn close(&mut self, _: &Channel, close: CloseChannel) -> Result<(), amqprs::error::Error> {
+        tracing::warn!(reason = %close, "RabbitMQ closed the publishing channel");
+        self.0.close();
+        Ok(())
+    }
+    async fn cancel(&mut self, _: &Channel, _: Cancel) -> Result<(), amqprs::error::Error> {
+        Ok(())
+    }
+    async fn flow(&mut self, _: &Channel, active: bool) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+    async fn publish_ack(&mut self, _: &Channel, ack: Ack) {
+        self.0.settle(ack.delivery_tag(), ack.mutiple(), true);
+    }
+    async fn publish_nack(&mut self, _: &Channel, nack: Nack) {
+        self.0.settle(nack.delivery_tag(), nack.multiple(), false);
+    }
+    async fn publish_return(&mut self, _: &Channel, _: Return, _: BasicProperties, _: Vec<u8>) {}
+}
+
+impl Publisher {
+    /// A publisher for `broker`; it connects on first use.
+    pub fn new(broker: Broker) -> Self {
+        Self { broker, link: Mutex::new(None) }
+    }
+
+    /// Publishes `messages` as persistent messages and returns once the broker has confirmed all of them. On
+    /// error some may have been delivered anyway: callers re-send, and receivers are idempotent.
+    pub async fn publish(&self, messages: &[Outgoing]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let (confirms, tags) = {
+            let mut guard = self.link.lock().await;
+            let result = self.publish_on_link(&mut guard, messages).await;
+            if result.is_err() {
+                *guard = None;
+            }
+            result?
+        };
+        let confirmed = confirms.wait(&tags).await;
+        if confirmed.is_err() {
+            let mut guard = self.link.lock().await;
+            if guard.as_ref().is_some_and(|link| Arc::ptr_eq(&link.confirms, &confirms)) {
+                *guard = None;
+            }
+        } else {
+            for message in messages {
+                metrics::counter!(self.broker.metrics.published, "queue" => message.queue.clone()).increment(1);
+            }
+        }
+        confirmed
+    }
+
+    async fn publish_on_link(
+        &self,
+        guard: &mut Option<PublishLink>,
+        messages: &[Outgoing],
+    ) -> Result<(Arc<Confirms>, Vec<u64>)> {
+        if guard.as_ref().is_none_or(|link| !link.channel.is_open()) {
+            *guard = Some(self.open_link().await?);
+        }
+        let link = guard.as_mut().expect("link was just opened");
+        let mut tags = Vec::with_capacity(messages.len());
+        for message in messages {
+            link.next_tag += 1;
+            let tag = link.next_tag;
+            link.confirms.state.lock().expect("confirm state poisoned").pending.insert(tag);
+            tags.push(tag);
+            let mut properties = BasicProperties::default();
+            properties
+                .with_persistence(true)
+                .with_content_type("application/json")
+                .with_message_id(&message.message_id);
+            link.channel
+                .basic_publish(properties, message.body.clone(), BasicPublishArguments::new("", &message.queue))
+                .await
+                .context("publishing to RabbitMQ")?;
+        }
+        Ok((link.confirms.clone(), tags))
+    }
+
+    async fn open_link(&self) -> Result<PublishLink> {
+        let (connection, channel) = self.broker.open().await?;
+        let confirms = Arc::new(Confirms::default());
+        channel.register_callback(ConfirmCallback(confirms.clone())).await?;
+        channel.confirm_select(ConfirmSelectArguments::default()).await.context("enabling publisher confirms")?;
+        Ok(PublishLink { _connection: connection, channel, confirms, next_tag: 0 })
+    }
+}
+
+/// One message handed to a [`BatchHandler`].
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message body.
+    pub body: Vec<u8>,
+    /// Whether the broker delivered it before (to this or another consumer) without an ack.
+    pub redelivered: bool,
+    tag: u64,
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Processed (or recognised as a duplicate): ack it.
+    Done,
+    /// It can never be processed: send it to the dead-letter queue, with the reason logged.
+    DeadLetter(String),
+}
+
+/// Processes the messages of one queue, a batch at a time.
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Handles `batch` and returns one verdict per delivery, in order, once its effects are committed. An `Err`
+    /// means the batch could not be handled now (database down): every message in it is redelivered later.
+    async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>>;
+}
+
+/// How a consumer takes messages.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// Unacked messages the broker may hand this consumer at once.
+    pub prefetch: u16,
+    /// The most messages handed to one [`BatchHandler::handle`] call.
+    pub max_batch: usize,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self { prefetch: 512, max_batch: 128 }
+    }
+}
+
+/// Consumes `queue` for ever with `handler`, reconnecting whenever the link breaks.
+pub async fn consume<H: BatchHandler>(broker: Broker, queue: &'static str, settings: ConsumerSettings, handler: Arc<H>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match consume_until_broken(&broker, queue, settings, handler.as_ref()).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), queue, "consumer stopped, reconnecting");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn consume_until_broken<H: BatchHandler>(
+    broker: &Broker,
+    queue: &'static str,
+    settings: ConsumerSettings,
+    handler: &H,
+) -> Result<()> {
+    let (connection, channel) = broker.open_with_retry().await;
+    channel.basic_qos(BasicQosArguments::new(0, settings.prefetch, false)).await?;
+    let consumer_tag = format!("{}-{}", broker.service, uuid::Uuid::new_v4());
+    let (_, mut deliveries) = channel.basic_consume_rx(BasicConsumeArguments::new(queue, &consumer_tag)).await?;
+    tracing::info!(queue, "consuming");
+    let metrics = broker.metrics.clone();
+    while let Some(first) = deliveries.recv().await {
+        let mut batch = Vec::with_capacity(settings.max_batch);
+        batch.extend(into_delivery(first));
+        while batch.len() < settings.max_batch {
+            match deliveries.try_recv() {
+                Ok(message) => batch.extend(into_delivery(message)),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let redelivered = batch.iter().filter(|d| d.redelivered).count() as u64;
+        metrics::counter!(metrics.consumed, "queue" => queue).increment(batch.len() as u64);
+        metrics::counter!(metrics.redelivered, "queue" => queue).increment(redelivered);
+        let started = std::time::Instant::now();
+        match handler.handle(&batch).await {
+            Ok(verdicts) => settle(&channel, queue, &metrics, &batch, &verdicts).await?,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), queue, size = batch.len(), "batch failed, will be redelivered");
+                let last = batch.last().expect("batch is not empty").tag;
+                channel.basic_nack(BasicNackArguments::new(last, true, true)).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        metrics::histogram!(metrics.batch_seconds, "queue" => queue).record(started.elapsed().as_secs_f64());
+    }
+    let _ = connection.close().await;
+    bail!("the delivery stream of {queue} ended")
+}
+
+fn into_delivery(message: amqprs::channel::ConsumerMessage) -> Option<Delivery> {
+    let deliver = message.deliver?;
+    Some(Delivery { body: message.content.unwrap_or_default(), redelivered: deliver.redelivered(), tag: deliver.delivery_tag() })
+}
+
+async fn settle(channel: &Channel, queue: &str, metrics: &MetricNames, batch: &[Delivery], verdicts: &[Verdict]) -> Result<()> {
+    if verdicts.len() != batch.len() {
+        bail!("handler returned {} verdicts for {} messages", verdicts.len(), batch.len());
+    }
+    if verdicts.iter().all(|v| *v == Verdict::Done) {
+        let last = batch.last().expect("batch is not empty").tag;
+        channel.basic_ack(BasicAckArguments::new(last, true)).await?;
+        return Ok(());
+    }
+    for (delivery, verdict) in batch.iter().zip(verdicts) {
+        match verdict {
+            Verdict::Done => channel.basic_ack(BasicAckArguments::new(delivery.tag, false)).await?,
+            Verdict::DeadLetter(reason) => {
+                tracing::error!(queue, %reason, "dead-lettering a message");
+                metrics::counter!(metrics.dead_lettered, "queue" => queue.to_owned()).increment(1);
+                channel.basic_nack(BasicNackArguments::new(delivery.tag, false, false)).await?;
+            }
+        }
+    }
+    Ok(())
+}

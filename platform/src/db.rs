@@ -1,0 +1,112 @@
+//! PostgreSQL access: the connection pool every service uses, embedded migrations, and creation of a service's
+//! database when it does not exist yet (a fresh machine, a fresh test).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use diesel::Connection;
+use diesel_async::{
+    async_connection_wrapper::AsyncConnectionWrapper,
+    pooled_connection::{deadpool, AsyncDieselConnectionManager},
+    AsyncPgConnection,
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+/// The pool type every service uses.
+pub type Pool = deadpool::Pool<AsyncPgConnection>;
+/// A connection borrowed from the [`Pool`].
+pub type PooledConnection = deadpool::Object<AsyncPgConnection>;
+
+/// How long a caller waits for a free connection, or for a new one to open, before the pool reports an error.
+/// Short, so that a database outage turns into a quick 503 rather than piled-up requests.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// A pool of at most `max_size` connections to `url`. Connections are opened lazily and replaced when broken, so
+/// a restart of PostgreSQL costs the requests in flight and nothing more.
+pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    deadpool::Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(POOL_WAIT))
+        .recycle_timeout(Some(POOL_WAIT))
+        .runtime(::deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Applies the pending `migrations` to the database at `url`. Several replicas may start at once: a
+/// transaction-wide advisory lock lets one of them migrate while the others wait.
+pub async fn migrate(url: &str, migrations: EmbeddedMigrations) -> Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .with_context(|| format!("connecting to {}", crate::config::redact_url(&url)))?;
+        conn.transaction(|conn| -> Result<()> {
+            diesel::RunQueryDsl::execute(diesel::sql_query("SELECT pg_advisory_xact_lock(7472301)"), conn)?;
+            conn.run_pending_migrations(migrations).map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+            Ok(())
+        })
+    })
+    .await
+    .context("migration task panicked")?
+}
+
+/// Creates the database named in `url` if it does not exist, connecting to the server's `postgres` database to
+/// do so. Harmless when it exists, and when another process creates it at the same moment.
+pub async fn create_database_if_missing(url: &str) -> Result<()> {
+    let (server_url, name) = split_database_name(url)?;
+    let admin_url = format!("{server_url}/postgres");
+    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", crate::config::redact_url(&admin_url)))?;
+    let driver = tokio::spawn(connection);
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
+            // 42P04: created by someone else in the meantime.
+            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+                return Err(e).context(format!("creating database {name}"));
+            }
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Drops the database named in `url` (tests clean up after themselves with it).
+pub async fn drop_database(url: &str) -> Result<()> {
+    let (server_url, name) = split_database_name(url)?;
+    let (client, connection) = tokio_postgres::connect(&format!("{server_url}/postgres"), tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let quoted = name.replace('"', "\"\"");
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)")).await?;
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
+
+/// Splits `postgres://user@host:port/name?options` into the part before the database name and the name.
+fn split_database_name(url: &str) -> Result<(&str, String)> {
+    let without_query = url.split('?').next().unwrap_or(url);
+    let slash = without_query.rfind('/').filter(|&i| i > "postgres://".len() - 1);
+    match slash {
+        Some(i) if i + 1 < without_query.len() => Ok((&without_query[..i], without_query[i + 1..].to_owned())),
+        _ => anyhow::bail!("database URL {} names no database", crate::config::redact_url(url)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_name_is_split_off_the_url() {
+        let (server, name) = split_database_name("postgres://app:pw@127.0.0.1:5432/stock?sslmode=disable").unwrap();
+        assert_eq!(server, "postgres://app:pw@127.0.0.1:5432");
+        assert_eq!(name, "stock");
+        assert!(split_database_name("postgres://127.0.0.1:5432").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! What every REST service shares: the error type handlers return and its one mapping to a status and a JSON
+//! body, strict parsing of numbers taken from the path, JSON answers for unknown routes and wrong methods,
+//! request metrics, and the `/health` and `/metrics` endpoints.
+
+use std::{future::Future, time::Instant};
+
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::StatusCode,
+    middleware::Next,
+    web, HttpResponse, ResponseError,
+};
+use serde::Serialize;
+
+use crate::db::Pool;
+
+/// The error every REST handler returns. Services convert their own domain errors into it, so that the choice
+/// of status code lives in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: a number that is not one, an amount out of range.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A named entity does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well-formed but the business rules refuse it (not enough stock or credit, order paid).
+    #[error("{0}")]
+    Rejected(String),
+    /// The request conflicts with work in progress (a checkout in flight).
+    #[error("{0}")]
+    Conflict(String),
+    /// The route exists but not for this method.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// The outcome did not arrive in time; the work goes on and can be looked up later.
+    #[error("{0}")]
+    Timeout(String),
+    /// A dependency (database, broker, another service) is unreachable or failing.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for a person to read.
+    pub error: &'a str,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::Rejected(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = self.to_string();
+        HttpResponse::build(self.status_code()).json(ErrorBody { error: &message })
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> Self {
+        tracing::warn!(error = %e, "database error");
+        Self::Unavailable(format!("database error: {e}"))
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        tracing::warn!(error = %e, "no database connection");
+        Self::Unavailable(format!("no database connection: {e}"))
+    }
+}
+
+/// The largest amount, price, credit or stock the system stores (PostgreSQL `BIGINT`).
+pub const MAX_AMOUNT: u64 = i64::MAX as u64;
+
+/// Parses the path segment `raw`, called `what` in the error, as a non-negative integer the database can hold.
+/// Signs, spaces, fractions and values above [`MAX_AMOUNT`] are refused with a message that says which.
+pub fn parse_amount(what: &str, raw: &str) -> Result<u64, ApiError> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!("{what} must be a non-negative integer, got {raw:?}")));
+    }
+    match raw.parse::<u64>() {
+        Ok(value) if value <= MAX_AMOUNT => Ok(value),
+        _ => Err(ApiError::BadRequest(format!("{what} must be at most {MAX_AMOUNT}, got {raw}"))),
+    }
+}
+
+/// Like [`parse_amount`], also refusing 0 (quantities, counts of things to create).
+pub fn parse_positive(what: &str, raw: &str) -> Result<u64, ApiError> {
+    match parse_amount(what, raw)? {
+        0 => Err(ApiError::BadRequest(format!("{what} must be at least 1"))),
+        value => Ok(value),
+    }
+}
+
+/// Checks that an ID taken from the path is usable: not empty, not absurdly long, printable.
+pub fn check_id<'a>(what: &str, raw: &'a str) -> Result<&'a str, ApiError> {
+    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!("{what} must be 1 to 128 printable characters")));
+    }
+    Ok(raw)
+}
+
+/// Adds `/health`, `/metrics`, and JSON answers for unknown paths, wrong methods and unreadable path segments
+/// to a service's routes.
+pub fn configure_common(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::BadRequest(format!("malformed path: {err}")).into()
+    }))
+    .route("/health", web::get().to(health))
+    .route("/metrics", web::get().to(metrics));
+}
+
+/// The default service for an app: unknown paths are 404 with a JSON body.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
+}
+
+/// A resource at `path` that answers `method` with `handler` and any other method with a JSON 405.
+pub fn resource<F, Args>(path: &str, method: actix_web::http::Method, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(|req: actix_web::HttpRequest| async move {
+            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(req.method().to_string()))
+        }))
+}
+
+/// Ready when the database answers.
+async fn health(pool: web::Data<Pool>) -> HttpResponse {
+    match database_answers(&pool).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable", "error": e})),
+    }
+}
+
+async fn database_answers(pool: &Pool) -> Result<(), String> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await.map(drop).map_err(|e| e.to_string())
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::telemetry::prometheus().render())
+}
+
+/// Request counts and latency per route and status, as `<service>_http_requests_total` and
+/// `<service>_http_request_duration_seconds`. Use with `actix_web::middleware::from_fn(request_metrics(name))`.
+pub fn request_metrics<B: MessageBody + 'static>(
+    service: &'static str,
+) -> impl Fn(ServiceRequest, Next<B>) -> std::pin::Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>
+       + Clone
+       + 'static {
+    let requests: &'static str = Box::leak(format!("{service}_http_requests_total").into_boxed_str());
+    let durations: &'static str = Box::leak(format!("{service}_http_request_duration_seconds").into_boxed_str());
+    move |req: ServiceRequest, next: Next<B>| {
+        Box::pin(async move {
+            let started = Instant::now();
+            let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+            let method = req.method().to_string();
+            let response = next.call(req).await?;
+            let status = response.status().as_u16().to_string();
+            metrics::counter!(requests, "route" => route.clone(), "method" => method, "status" => status).increment(1);
+            metrics::histogram!(durations, "route" => route).record(started.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_digits_within_bigint() {
+        assert_eq!(parse_amount("amount", "0").unwrap(), 0);
+        assert_eq!(parse_amount("amount", "9223372036854775807").unwrap(), MAX_AMOUNT);
+        for bad in ["", "abc", "-5", "+5", "1.5", " 1", "9223372036854775808", "99999999999999999999"] {
+            let err = parse_amount("amount", bad).unwrap_err();
+            assert!(matches!(err, ApiError::BadRequest(_)), "{bad:?} was accepted");
+        }
+        assert!(parse_positive("quantity", "0").is_err());
+    }
+
+    #[test]
+    fn ids_must_be_printable_and_short() {
+        assert!(check_id("item_id", "42").is_ok());
+        assert!(check_id("item_id", "").is_err());
+        assert!(check_id("item_id", &"x".repeat(129)).is_err());
+        assert!(check_id("item_id", "a\u{0}b").is_err());
+    }
+}

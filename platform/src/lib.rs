@@ -1,0 +1,19 @@
+//! Infrastructure that every service of the checkout backend shares, and nothing else.
+//!
+//! - [`config`]: reading settings from the environment.
+//! - [`telemetry`]: logs and the Prometheus recorder, set up once per process.
+//! - [`db`]: the PostgreSQL pool, embedded migrations and database creation.
+//! - [`http`]: the error type every REST handler returns, number parsing for path segments, request metrics,
+//!   `/health` and `/metrics`.
+//! - [`amqp`]: RabbitMQ connections that come back after a broker restart, a publisher with confirms, and a
+//!   batching consumer with manual acks and dead-lettering.
+//! - [`outbox`]: the transactional outbox and its relay.
+
+pub mod amqp;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod outbox;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
