@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE saga_transitions;
+DROP TABLE sagas;

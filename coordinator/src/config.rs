@@ -1,0 +1,62 @@
+//! The coordinator's settings, read once from the environment.
+
+use std::{fmt, time::Duration};
+
+use anyhow::Result;
+use platform::config::{parse, redact_url, string};
+
+/// Everything the coordinator needs to start.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the admin API listens (`HTTP_ADDR`); port 0 picks a free one.
+    pub http_addr: String,
+    /// The coordinator's own database (`DATABASE_URL`).
+    pub database_url: String,
+    /// The broker (`AMQP_URL`).
+    pub amqp_url: String,
+    /// Connections in the pool (`DB_POOL_SIZE`).
+    pub db_pool_size: usize,
+    /// actix workers for the admin API (`HTTP_WORKERS`).
+    pub http_workers: usize,
+    /// Unacked messages the consumer may hold (`WORKER_PREFETCH`).
+    pub worker_prefetch: u16,
+    /// The most messages handled in one transaction (`WORKER_BATCH`).
+    pub worker_batch: usize,
+    /// How long a command may go unanswered before it is sent again (`RETRY_AFTER_MS`); doubles per retry.
+    pub retry_after: Duration,
+    /// The longest pause between two retries of one saga (`RETRY_MAX_MS`).
+    pub retry_max: Duration,
+}
+
+impl Config {
+    /// Reads the environment, with defaults for a local run.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            http_addr: string("HTTP_ADDR", "127.0.0.1:8004"),
+            database_url: string("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/coordinator"),
+            amqp_url: string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            db_pool_size: parse("DB_POOL_SIZE", 16)?,
+            http_workers: parse("HTTP_WORKERS", 1)?,
+            worker_prefetch: parse("WORKER_PREFETCH", 1024)?,
+            worker_batch: parse("WORKER_BATCH", 256)?,
+            retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 5000)?),
+            retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 60_000)?),
+        })
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .field("http_workers", &self.http_workers)
+            .field("worker_prefetch", &self.worker_prefetch)
+            .field("worker_batch", &self.worker_batch)
+            .field("retry_after", &self.retry_after)
+            .field("retry_max", &self.retry_max)
+            .finish()
+    }
+}

@@ -1,0 +1,323 @@
+//! The state machine on its own, then against a model of the two participants over a network that reorders,
+//! duplicates and drops messages.
+
+use proptest::prelude::*;
+use shared_contracts::{FailureReason, PaymentReply, StockReply};
+
+use super::*;
+
+fn stock(reply: StockReply) -> Event {
+    Event::Stock { reply }
+}
+
+fn payment(reply: PaymentReply) -> Event {
+    Event::Payment { reply }
+}
+
+fn out_of_stock() -> FailureReason {
+    FailureReason::OutOfStock { item_id: "1".into() }
+}
+
+fn no_credit() -> FailureReason {
+    FailureReason::InsufficientCredit { user_id: "2".into() }
+}
+
+fn run(events: &[Event]) -> (SagaState, Vec<Command>) {
+    let mut current = start();
+    let mut commands = std::mem::take(&mut current.commands);
+    for event in events {
+        current = transition(&current.state, event);
+        commands.append(&mut current.commands);
+    }
+    (current.state, commands)
+}
+
+#[test]
+fn a_new_saga_reserves_and_charges_at_once() {
+    let started = start();
+    assert_eq!(started.commands, vec![Command::ReserveStock, Command::ChargePayment]);
+    assert_eq!(started.state.status(), Status::Executing);
+}
+
+#[test]
+fn both_steps_done_completes_and_reports_paid() {
+    let (state, commands) = run(&[payment(PaymentReply::Charged), stock(StockReply::Reserved)]);
+    assert_eq!(state, SagaState::Completed);
+    assert_eq!(commands.last(), Some(&Command::ReportPaid));
+}
+
+#[test]
+fn stock_refused_refunds_the_payment_then_fails() {
+    let (state, commands) = run(&[
+        payment(PaymentReply::Charged),
+        stock(StockReply::Rejected { reason: out_of_stock() }),
+    ]);
+    assert_eq!(state, SagaState::Compensating { stock: Undo::NotNeeded, payment: Undo::Pending, reason: out_of_stock() });
+    assert_eq!(commands[2..], [Command::RefundPayment]);
+
+    let finished = transition(&state, &payment(PaymentReply::Refunded));
+    assert_eq!(finished.state, SagaState::Failed { reason: out_of_stock() });
+    assert_eq!(finished.commands, vec![Command::ReportFailed { reason: out_of_stock() }]);
+}
+
+#[test]
+fn a_refusal_while_the_other_step_is_pending_compensates_that_step_too() {
+    let (state, commands) = run(&[payment(PaymentReply::Rejected { reason: no_credit() })]);
+    assert_eq!(state, SagaState::Compensating { stock: Undo::Pending, payment: Undo::NotNeeded, reason: no_credit() });
+    assert_eq!(commands[2..], [Command::ReleaseStock]);
+    // The reservation answered late: still compensating, the release covers it.
+    let late = transition(&state, &stock(StockReply::Reserved));
+    assert_eq!(late.state, state);
+    assert!(late.commands.is_empty());
+}
+
+#[test]
+fn both_refused_fails_without_waiting_for_the_compensation() {
+    let (state, commands) = run(&[
+        stock(StockReply::Rejected { reason: out_of_stock() }),
+        payment(PaymentReply::Rejected { reason: no_credit() }),
+    ]);
+    // The refund was already on its way when the refusal came; the refusal alone settles the payment side.
+    assert_eq!(state, SagaState::Failed { reason: out_of_stock() });
+    assert_eq!(commands[2..], [Command::RefundPayment, Command::ReportFailed { reason: out_of_stock() }]);
+}
+
+#[test]
+fn duplicates_change_nothing() {
+    let (once, _) = run(&[stock(StockReply::Reserved)]);
+    let twice = transition(&once, &stock(StockReply::Reserved));
+    assert_eq!(twice.state, once);
+    assert!(twice.commands.is_empty());
+}
+
+#[test]
+fn retry_resends_exactly_the_unanswered_commands() {
+    let (state, _) = run(&[stock(StockReply::Reserved)]);
+    assert_eq!(transition(&state, &Event::RetryDue).commands, vec![Command::ChargePayment]);
+    let (compensating, _) = run(&[Event::Abort]);
+    assert_eq!(
+        transition(&compensating, &Event::RetryDue).commands,
+        vec![Command::ReleaseStock, Command::RefundPayment]
+    );
+    assert!(transition(&SagaState::Completed, &Event::RetryDue).commands.is_empty());
+}
+
+#[test]
+fn abort_compensates_everything_not_refused_and_terminal_states_ignore_it() {
+    let (state, commands) = run(&[stock(StockReply::Reserved), Event::Abort]);
+    assert_eq!(state, SagaState::Compensating { stock: Undo::Pending, payment: Undo::Pending, reason: FailureReason::Aborted });
+    assert_eq!(commands[2..], [Command::ReleaseStock, Command::RefundPayment]);
+    assert_eq!(transition(&SagaState::Completed, &Event::Abort).state, SagaState::Completed);
+}
+
+#[test]
+fn status_names_round_trip() {
+    for status in Status::ALL {
+        assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+    }
+    assert!("paid".parse::<Status>().is_err());
+}
+
+/// A participant as the real ones behave: an inbox record per saga, compensation before action leaves a
+/// tombstone. `able` says whether the forward action can succeed (enough stock or credit).
+#[derive(Debug, Default)]
+struct Participant {
+    able: bool,
+    record: Option<Record>,
+    /// Units currently taken (stock reserved or credit charged) for the saga.
+    taken: u32,
+    /// How many times the forward action took something, over all time.
+    times_taken: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Record {
+    Done,
+    Refused,
+    Undone,
+    Tombstone,
+}
+
+impl Participant {
+    /// Returns true when the action is (or was) done, false when refused.
+    fn act(&mut self) -> bool {
+        match self.record {
+            Some(Record::Done) => true,
+            Some(_) => false,
+            None if self.able => {
+                self.record = Some(Record::Done);
+                self.taken += 1;
+                self.times_taken += 1;
+                true
+            }
+            None => {
+                self.record = Some(Record::Refused);
+                false
+            }
+        }
+    }
+
+    fn undo(&mut self) {
+        match self.record {
+            Some(Record::Done) => {
+                self.record = Some(Record::Undone);
+                self.taken -= 1;
+            }
+            None => self.record = Some(Record::Tombstone),
+            Some(_) => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Message {
+    ToStock(Command),
+    ToPayment(Command),
+    ToCoordinator(Event),
+}
+
+struct World {
+    state: SagaState,
+    network: Vec<Message>,
+    stock: Participant,
+    payment: Participant,
+    outcomes: Vec<Command>,
+}
+
+impl World {
+    fn new(stock_able: bool, payment_able: bool) -> Self {
+        let started = start();
+        let mut world = Self {
+            state: started.state,
+            network: Vec::new(),
+            stock: Participant { able: stock_able, ..Default::default() },
+            payment: Participant { able: payment_able, ..Default::default() },
+            outcomes: Vec::new(),
+        };
+        world.send(started.commands);
+        world
+    }
+
+    fn send(&mut self, commands: Vec<Command>) {
+        for command in commands {
+            match command {
+                Command::ReserveStock | Command::ReleaseStock => self.network.push(Message::ToStock(command)),
+                Command::ChargePayment | Command::RefundPayment => self.network.push(Message::ToPayment(command)),
+                Command::ReportPaid | Command::ReportFailed { .. } => self.outcomes.push(command),
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        let next = transition(&self.state, event);
+        self.state = next.state;
+        self.send(next.commands);
+    }
+
+    fn deliver(&mut self, message: Message) {
+        let reason = FailureReason::OutOfStock { item_id: "1".into() };
+        match message {
+            Message::ToStock(Command::ReserveStock) => {
+                let reply = if self.stock.act() { StockReply::Reserved } else { StockReply::Rejected { reason } };
+                self.network.push(Message::ToCoordinator(Event::Stock { reply }));
+            }
+            Message::ToStock(_) => {
+                self.stock.undo();
+                self.network.push(Message::ToCoordinator(Event::Stock { reply: StockReply::Released }));
+            }
+            Message::ToPayment(Command::ChargePayment) => {
+                let reply = if self.payment.act() {
+                    PaymentReply::Charged
+                } else {
+                    PaymentReply::Rejected { reason: FailureReason::InsufficientCredit { user_id: "u".into() } }
+                };
+                self.network.push(Message::ToCoordinator(Event::Payment { reply }));
+            }
+            Message::ToPayment(_) => {
+                self.payment.undo();
+                self.network.push(Message::ToCoordinator(Event::Payment { reply: PaymentReply::Refunded }));
+            }
+            Message::ToCoordinator(event) => self.apply(&event),
+        }
+    }
+}
+
+/// One disturbance: which in-flight message to take, and whether to deliver it, deliver it and keep a duplicate
+/// in flight, or lose it; or a retry timer firing; or an operator abort.
+#[derive(Debug, Clone)]
+enum Disturbance {
+    Deliver { pick: usize, duplicate: bool, lose: bool },
+    Retry,
+    Abort,
+}
+
+fn steps() -> impl Strategy<Value = Vec<Disturbance>> {
+    let step = prop_oneof![
+        8 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(pick, duplicate, lose)| Disturbance::Deliver { pick, duplicate, lose }),
+        2 => Just(Disturbance::Retry),
+        1 => Just(Disturbance::Abort),
+    ];
+    prop::collection::vec(step, 0..60)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Whatever the network does, once it calms down (messages flow, timers fire) the saga ends, and either
+    /// both steps took effect exactly once and order-svc hears "paid", or nothing remains taken and it hears
+    /// "failed".
+    #[test]
+    fn every_saga_ends_with_stock_and_credit_conserved(
+        stock_able in any::<bool>(),
+        payment_able in any::<bool>(),
+        disturbances in steps(),
+    ) {
+        let mut world = World::new(stock_able, payment_able);
+        for disturbance in disturbances {
+            match disturbance {
+                Disturbance::Deliver { pick, duplicate, lose } if !world.network.is_empty() => {
+                    let index = pick % world.network.len();
+                    let message = if duplicate { world.network[index].clone() } else { world.network.remove(index) };
+                    if !lose {
+                        world.deliver(message);
+                    }
+                }
+                Disturbance::Deliver { .. } => {}
+                Disturbance::Retry => world.apply(&Event::RetryDue),
+                Disturbance::Abort => world.apply(&Event::Abort),
+            }
+        }
+        // Calm: deliver everything in order; when nothing is in flight, the retry timer fires.
+        let mut rounds = 0;
+        while !world.state.status().is_terminal() {
+            rounds += 1;
+            prop_assert!(rounds < 1000, "saga never ended: {:?}", world.state);
+            if world.network.is_empty() {
+                world.apply(&Event::RetryDue);
+            } else {
+                let message = world.network.remove(0);
+                world.deliver(message);
+            }
+        }
+        // Stale copies still in flight arrive after the end: they must change nothing.
+        while let Some(message) = world.network.pop() {
+            world.deliver(message);
+        }
+        prop_assert!(world.stock.times_taken <= 1 && world.payment.times_taken <= 1);
+        match &world.state {
+            SagaState::Completed => {
+                prop_assert_eq!((world.stock.taken, world.payment.taken), (1, 1));
+                prop_assert_eq!(&world.outcomes, &vec![Command::ReportPaid]);
+            }
+            SagaState::Failed { reason } => {
+                prop_assert_eq!((world.stock.taken, world.payment.taken), (0, 0));
+                prop_assert_eq!(&world.outcomes, &vec![Command::ReportFailed { reason: reason.clone() }]);
+            }
+            other => prop_assert!(false, "not terminal: {:?}", other),
+        }
+        if stock_able && payment_able && world.outcomes == vec![Command::ReportPaid] {
+            prop_assert_eq!(world.state.status(), Status::Completed);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The small loop around the pure state machine: apply events to locked sagas in memory, then persist every new
+//! state, its history and the commands it emits (into the outbox) in the caller's transaction. Both the message
+//! consumer and the retry timer go through here, so a transition is recorded the same way whatever caused it.
+
+use std::{collections::HashMap, time::Duration};
+
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use platform::amqp::Outgoing;
+use shared_contracts::{CheckoutRequest, SagaId};
+
+use crate::{
+    domain::{self, Event},
+    messaging::encode,
+    store::{self, SagaRecord, SagaUpdate, TransitionRecord},
+};
+
+/// When unanswered commands are sent again: after `first`, doubling per retry, at most `max` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The wait before the first retry.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// Milliseconds to wait after `retries` retries without progress.
+    pub fn delay_ms(&self, retries: i32) -> i64 {
+        let factor = 1u32 << retries.clamp(0, 16);
+        self.first.saturating_mul(factor).min(self.max).as_millis() as i64
+    }
+}
+
+/// Everything a batch changes, gathered before it is written.
+#[derive(Default)]
+pub struct Effects {
+    updates: HashMap<SagaId, SagaUpdate>,
+    history: Vec<TransitionRecord>,
+    outgoing: Vec<Outgoing>,
+}
+
+impl Effects {
+    /// Records the start of sagas that [`store::insert_new`] just created in [`domain::start`]'s state.
+    pub fn started(&mut self, sagas: &[(SagaId, CheckoutRequest)]) {
+        let start = domain::start();
+        for (id, request) in sagas {
+            self.history.push(TransitionRecord::of_start(*id, &start.state, &start.commands));
+            self.outgoing.extend(start.commands.iter().map(|command| encode(*id, request, command)));
+        }
+    }
+
+    /// Applies `event` to `saga` (in memory; the caller persists). A duplicate that changes nothing and sends
+    /// nothing leaves no trace.
+    pub fn apply(&mut self, saga: &mut SagaRecord, event: &Event, policy: RetryPolicy) {
+        let from = saga.state.status();
+        let next = domain::transition(&saga.state, event);
+        let changed = next.state != saga.state;
+        let retry = *event == Event::RetryDue;
+        // A duplicate reply leaves no trace; a retry always reschedules (or clears) the timer.
+        if !changed && next.commands.is_empty() && !retry {
+            return;
+        }
+        if retry {
+            saga.retries += 1;
+            metrics::counter!("coordinator_saga_retries_total").increment(1);
+        } else if changed {
+            saga.retries = 0;
+        }
+        if changed {
+            metrics::counter!("coordinator_saga_transitions_total", "from" => from.as_str(), "to" => next.state.status().as_str())
+                .increment(1);
+        }
+        if changed || !next.commands.is_empty() {
+            self.history.push(TransitionRecord::of_event(saga.id, event, from, &next.state, &next.commands));
+        }
+        self.outgoing.extend(next.commands.iter().map(|command| encode(saga.id, &saga.request, command)));
+        saga.state = next.state;
+        let retry_in_ms = saga.state.awaits_replies().then(|| policy.delay_ms(saga.retries));
+        self.updates.insert(
+            saga.id,
+            SagaUpdate { id: saga.id, state: saga.state.clone(), retries: saga.retries, retry_in_ms },
+        );
+    }
+
+    /// Writes the new states, the history and the outbox rows; returns how many messages were queued.
+    pub async fn persist(self, conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+        let updates: Vec<SagaUpdate> = self.updates.into_values().collect();
+        store::update(conn, &updates).await?;
+        store::record_transitions(conn, &self.history).await?;
+        platform::outbox::enqueue(conn, &self.outgoing).await?;
+        Ok(self.outgoing.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_cap() {
+        let policy = RetryPolicy { first: Duration::from_millis(500), max: Duration::from_secs(4) };
+        let delays: Vec<i64> = (0..6).map(|r| policy.delay_ms(r)).collect();
+        assert_eq!(delays, vec![500, 1000, 2000, 4000, 4000, 4000]);
+        assert_eq!(policy.delay_ms(i32::MAX), 4000);
+    }
+}

@@ -1,0 +1,76 @@
+//! Read-only admin endpoints: list sagas (by status, order, user, "stuck"), show one with its history, and
+//! count sagas per status.
+
+use actix_web::{http::Method, web, HttpResponse};
+use platform::{
+    db::Pool,
+    http::{check_id, parse_amount, resource, ApiError},
+};
+use serde::Deserialize;
+use shared_contracts::SagaId;
+
+use crate::{
+    domain::Status,
+    store::{self, SagaFilter},
+};
+
+/// The most sagas one page returns.
+const MAX_PAGE: u64 = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/admin/sagas", Method::GET, list))
+        .service(resource("/admin/sagas/{saga_id}", Method::GET, show))
+        .service(resource("/admin/stats", Method::GET, stats));
+}
+
+/// Query parameters of `GET /admin/sagas`, all optional and all validated by hand so that a bad one is a 400
+/// that names it.
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    order_id: Option<String>,
+    user_id: Option<String>,
+    stuck_for: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let status = query.status.as_deref().map(str::parse::<Status>).transpose().map_err(ApiError::BadRequest)?;
+    let limit = query.limit.as_deref().map(|l| parse_amount("limit", l)).transpose()?.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let filter = SagaFilter {
+        status,
+        order_id: query.order_id.as_deref().map(|o| check_id("order_id", o).map(str::to_owned)).transpose()?,
+        user_id: query.user_id.as_deref().map(|u| check_id("user_id", u).map(str::to_owned)).transpose()?,
+        stuck_for_secs: query.stuck_for.as_deref().map(|s| parse_amount("stuck_for", s)).transpose()?.map(|s| s as i64),
+        limit: limit as i64,
+        offset: query.offset.as_deref().map(|o| parse_amount("offset", o)).transpose()?.unwrap_or(0) as i64,
+    };
+    let mut conn = pool.get().await?;
+    let sagas = store::list(&mut conn, &filter).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": sagas, "limit": filter.limit, "offset": filter.offset })))
+}
+
+async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id: SagaId = raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))?;
+    let mut conn = pool.get().await?;
+    let saga = store::find(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
+    let history = store::history(&mut conn, id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "saga": saga, "history": history })))
+}
+
+async fn stats(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+    let mut conn = pool.get().await?;
+    let counts = store::counts(&mut conn).await?;
+    let mut by_status = serde_json::Map::new();
+    for status in Status::ALL {
+        let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+        by_status.insert(status.as_str().to_owned(), n.into());
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": by_status })))
+}

@@ -1,0 +1,24 @@
+//! The saga coordinator: keeps a persisted state machine per checkout and drives it.
+//!
+//! order-svc records a checkout intent and sends `StartCheckout`; the coordinator creates the saga, and from then
+//! on every message it consumes (participant replies) and every retry timer that fires is an event applied by the
+//! pure [`domain::transition`]. Each transition is committed, with its history row and the commands it emits
+//! written to the outbox, in one transaction; the outbox relay publishes afterwards. On restart nothing needs
+//! replaying: unacked messages are redelivered, the outbox is re-read, and [`recovery`] re-sends commands that
+//! went unanswered.
+//!
+//! - [`config`]: settings from the environment.
+//! - [`domain`]: the state machine.
+//! - [`store`]: sagas, their history and the outbox in PostgreSQL.
+//! - [`messaging`]: the consumer of the coordinator queue and the encoding of commands.
+//! - [`recovery`]: the retry timer.
+//! - [`startup`]: wiring.
+
+pub mod config;
+pub mod domain;
+mod engine;
+mod http;
+pub mod messaging;
+pub mod recovery;
+pub mod startup;
+pub mod store;

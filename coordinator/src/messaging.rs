@@ -1,0 +1,133 @@
+//! The coordinator's side of the wire: the consumer of [`queues::COORDINATOR`] (checkout requests and participant
+//! replies) and the encoding of the saga's commands as messages.
+//!
+//! A batch of deliveries is handled in one transaction: new sagas are inserted (a redelivered request inserts
+//! nothing), the sagas that replies belong to are locked, every event is applied in delivery order, and the
+//! results are persisted with their outgoing commands in the outbox. Only after the commit are the deliveries
+//! acked and the relay woken.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use diesel_async::AsyncConnection;
+use platform::{
+    amqp::{BatchHandler, Delivery, Outgoing, Verdict},
+    db::Pool,
+    outbox::Relay,
+};
+use shared_contracts::{
+    queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, PaymentCommand, SagaId, StockCommand,
+};
+
+use crate::{
+    domain::{self, Command, Event},
+    engine::{Effects, RetryPolicy},
+    store,
+};
+
+/// Turns one saga command into the message that carries it.
+pub fn encode(saga_id: SagaId, request: &CheckoutRequest, command: &Command) -> Outgoing {
+    fn outgoing<T: serde::Serialize + serde::de::DeserializeOwned>(queue: &str, envelope: Envelope<T>) -> Outgoing {
+        Outgoing { queue: queue.to_owned(), message_id: envelope.message_id.to_string(), body: envelope.to_bytes() }
+    }
+    match command {
+        Command::ReserveStock => outgoing(
+            queues::STOCK_COMMANDS,
+            Envelope::new(saga_id, StockCommand::Reserve { items: request.items.clone() }),
+        ),
+        Command::ReleaseStock => outgoing(queues::STOCK_COMMANDS, Envelope::new(saga_id, StockCommand::Release)),
+        Command::ChargePayment => outgoing(
+            queues::PAYMENT_COMMANDS,
+            Envelope::new(
+                saga_id,
+                PaymentCommand::Charge {
+                    user_id: request.user_id.clone(),
+                    order_id: request.order_id.clone(),
+                    amount: request.total,
+                },
+            ),
+        ),
+        Command::RefundPayment => outgoing(queues::PAYMENT_COMMANDS, Envelope::new(saga_id, PaymentCommand::Refund)),
+        Command::ReportPaid => outgoing(
+            queues::ORDER_OUTCOMES,
+            Envelope::new(saga_id, CheckoutOutcome::Paid { order_id: request.order_id.clone() }),
+        ),
+        Command::ReportFailed { reason } => outgoing(
+            queues::ORDER_OUTCOMES,
+            Envelope::new(saga_id, CheckoutOutcome::Failed { order_id: request.order_id.clone(), reason: reason.clone() }),
+        ),
+    }
+}
+
+/// Handles the coordinator queue.
+pub struct CoordinatorHandler {
+    pool: Pool,
+    relay: Relay,
+    policy: RetryPolicy,
+}
+
+impl CoordinatorHandler {
+    /// A handler writing to `pool` and waking `relay` after each commit.
+    pub fn new(pool: Pool, relay: Relay, policy: RetryPolicy) -> Self {
+        Self { pool, relay, policy }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for CoordinatorHandler {
+    async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>> {
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let mut starts: Vec<(SagaId, CheckoutRequest)> = Vec::new();
+        let mut events: Vec<(SagaId, Event)> = Vec::new();
+        let mut seen_starts = HashSet::new();
+        for delivery in batch {
+            match Envelope::<CoordinatorMessage>::from_bytes(&delivery.body) {
+                Ok(envelope) => {
+                    verdicts.push(Verdict::Done);
+                    match envelope.body {
+                        CoordinatorMessage::StartCheckout(request) => {
+                            if seen_starts.insert(envelope.saga_id) {
+                                starts.push((envelope.saga_id, request));
+                            }
+                        }
+                        CoordinatorMessage::Stock(reply) => events.push((envelope.saga_id, Event::Stock { reply })),
+                        CoordinatorMessage::Payment(reply) => {
+                            events.push((envelope.saga_id, Event::Payment { reply }))
+                        }
+                    }
+                }
+                Err(e) => verdicts.push(Verdict::DeadLetter(e.to_string())),
+            }
+        }
+        let policy = self.policy;
+        let mut conn = self.pool.get().await?;
+        let queued = conn
+            .transaction::<usize, anyhow::Error, _>(async |conn| {
+                let mut effects = Effects::default();
+                let start = domain::start();
+                let inserted = store::insert_new(conn, &starts, &start.state, policy.delay_ms(0)).await?;
+                let inserted: HashSet<SagaId> = inserted.into_iter().collect();
+                starts.retain(|(id, _)| inserted.contains(id));
+                effects.started(&starts);
+
+                let mut ids: Vec<SagaId> = events.iter().map(|(id, _)| *id).collect();
+                ids.sort();
+                ids.dedup();
+                let mut sagas: std::collections::HashMap<SagaId, store::SagaRecord> =
+                    store::lock(conn, &ids).await?.into_iter().map(|s| (s.id, s)).collect();
+                for (id, event) in &events {
+                    match sagas.get_mut(id) {
+                        Some(saga) => effects.apply(saga, event, policy),
+                        None => tracing::warn!(saga_id = %id, ?event, "reply for an unknown saga, ignored"),
+                    }
+                }
+                Ok(effects.persist(conn).await?)
+            })
+            .await?;
+        if queued > 0 {
+            self.relay.wake();
+        }
+        Ok(verdicts)
+    }
+}

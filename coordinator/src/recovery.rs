@@ -1,0 +1,55 @@
+//! The retry timer: sagas whose commands went unanswered past their `next_retry_at` get a
+//! [`Event::RetryDue`](crate::domain::Event::RetryDue), which re-sends exactly the unanswered commands, with the
+//! wait doubling each time. This is what finishes sagas after a crash lost a message somewhere, without a human.
+//! Several coordinators may run it at once: due sagas are claimed with `SKIP LOCKED`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use diesel_async::AsyncConnection;
+use platform::{db::Pool, outbox::Relay};
+
+use crate::{
+    domain::Event,
+    engine::{Effects, RetryPolicy},
+    store,
+};
+
+/// How often the timer looks for due sagas.
+const TICK: Duration = Duration::from_millis(250);
+/// The most sagas retried in one transaction.
+const BATCH: i64 = 500;
+
+/// Runs the retry timer for ever.
+pub async fn run(pool: Pool, relay: Relay, policy: RetryPolicy) {
+    loop {
+        match retry_due(&pool, &relay, policy).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => tokio::time::sleep(TICK).await,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "retry pass failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One pass: retries every due saga (up to [`BATCH`]) and returns how many.
+pub async fn retry_due(pool: &Pool, relay: &Relay, policy: RetryPolicy) -> Result<usize> {
+    let mut conn = pool.get().await?;
+    let (retried, queued) = conn
+        .transaction::<(usize, usize), anyhow::Error, _>(async |conn| {
+            let mut sagas = store::lock_retry_due(conn, BATCH).await?;
+            let mut effects = Effects::default();
+            for saga in &mut sagas {
+                tracing::info!(saga_id = %saga.id, retries = saga.retries, state = ?saga.state, "re-sending unanswered commands");
+                effects.apply(saga, &Event::RetryDue, policy);
+            }
+            Ok((sagas.len(), effects.persist(conn).await?))
+        })
+        .await?;
+    if queued > 0 {
+        relay.wake();
+    }
+    Ok(retried)
+}

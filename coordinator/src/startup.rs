@@ -1,0 +1,72 @@
+//! Wiring: database, broker, the consumer, the outbox relay, the retry timer and the admin HTTP server.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{dev::Server, web, App, HttpServer};
+use anyhow::{Context, Result};
+use platform::{
+    amqp::{consume, Broker, ConsumerSettings, Publisher},
+    outbox::Relay,
+};
+use shared_contracts::queues;
+use tokio::task::JoinHandle;
+
+use crate::{config::Config, engine::RetryPolicy, messaging::CoordinatorHandler, recovery, store};
+
+/// A coordinator, built and listening, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Creates and migrates the database, connects the broker in the background, and binds the admin API.
+    pub async fn build(config: Config) -> Result<Self> {
+        platform::db::create_database_if_missing(&config.database_url).await?;
+        platform::db::migrate(&config.database_url, store::MIGRATIONS).await?;
+        let pool = platform::db::pool(&config.database_url, config.db_pool_size)?;
+
+        let broker = Broker::new(&config.amqp_url, "coordinator", &queues::WORK_QUEUES)?;
+        let relay = Relay::new("coordinator", pool.clone(), Arc::new(Publisher::new(broker.clone())));
+        let policy = RetryPolicy { first: config.retry_after, max: config.retry_max };
+        let handler = Arc::new(CoordinatorHandler::new(pool.clone(), relay.clone(), policy));
+        let settings = ConsumerSettings { prefetch: config.worker_prefetch, max_batch: config.worker_batch };
+        let background = vec![
+            tokio::spawn(relay.clone().run()),
+            tokio::spawn(consume(broker, queues::COORDINATOR, settings, handler)),
+            tokio::spawn(recovery::run(pool.clone(), relay, policy)),
+        ];
+
+        let listener =
+            TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let pool = web::Data::new(pool);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(pool.clone())
+                .wrap(actix_web::middleware::from_fn(platform::http::request_metrics("coordinator")))
+                .configure(platform::http::configure_common)
+                .configure(crate::http::configure)
+                .default_service(web::to(platform::http::not_found))
+        })
+        .workers(config.http_workers)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server, background })
+    }
+
+    /// The port the admin API listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is told to stop, then stops the background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for task in self.background {
+            task.abort();
+        }
+        result
+    }
+}

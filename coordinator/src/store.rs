@@ -1,0 +1,366 @@
+//! The coordinator's tables: `sagas` (one row per checkout: its request, state and retry schedule),
+//! `saga_transitions` (the history operators read) and `outbox`. Everything here runs on a connection the caller
+//! holds inside a transaction; several rows are written per statement so that a batch of messages costs a
+//! handful of round trips.
+
+use diesel::{
+    sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz},
+    QueryResult, QueryableByName,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use shared_contracts::{CheckoutRequest, SagaId};
+
+use crate::domain::{Command, Event, SagaState, Status};
+
+/// The coordinator's schema.
+pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations");
+
+/// A saga as stored.
+#[derive(Debug, Clone)]
+pub struct SagaRecord {
+    /// Its ID, also the checkout's.
+    pub id: SagaId,
+    /// What order-svc asked for.
+    pub request: CheckoutRequest,
+    /// Where it stands.
+    pub state: SagaState,
+    /// Bumped by every change of state.
+    pub version: i32,
+    /// Retries since the last progress.
+    pub retries: i32,
+}
+
+#[derive(QueryableByName)]
+struct SagaRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Jsonb)]
+    request: Value,
+    #[diesel(sql_type = Jsonb)]
+    state: Value,
+    #[diesel(sql_type = Integer)]
+    version: i32,
+    #[diesel(sql_type = Integer)]
+    retries: i32,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(format!("stored {what} does not parse: {e}").into())
+}
+
+impl TryFrom<SagaRow> for SagaRecord {
+    type Error = diesel::result::Error;
+
+    fn try_from(row: SagaRow) -> QueryResult<Self> {
+        Ok(Self {
+            id: row.id.parse().map_err(|e| corrupt("saga id", e))?,
+            request: serde_json::from_value(row.request).map_err(|e| corrupt("request", e))?,
+            state: serde_json::from_value(row.state).map_err(|e| corrupt("state", e))?,
+            version: row.version,
+            retries: row.retries,
+        })
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("domain types always serialise")
+}
+
+/// Inserts the sagas that do not exist yet, all in `state`, and returns the IDs it inserted (a redelivered
+/// `StartCheckout` inserts nothing).
+pub async fn insert_new(
+    conn: &mut AsyncPgConnection,
+    sagas: &[(SagaId, CheckoutRequest)],
+    state: &SagaState,
+    retry_in_ms: i64,
+) -> QueryResult<Vec<SagaId>> {
+    if sagas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = sagas.iter().map(|(id, _)| id.to_string()).collect();
+    let orders: Vec<&str> = sagas.iter().map(|(_, r)| r.order_id.as_str()).collect();
+    let users: Vec<&str> = sagas.iter().map(|(_, r)| r.user_id.as_str()).collect();
+    let requests: Vec<Value> = sagas.iter().map(|(_, r)| to_json(r)).collect();
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    let inserted: Vec<Inserted> = diesel::sql_query(
+        "INSERT INTO sagas (id, order_id, user_id, request, status, state, next_retry_at)
+         SELECT i::uuid, o, u, r, $5, $6, now() + make_interval(secs => $7::double precision / 1000)
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) AS t(i, o, u, r)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id::text",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Text>, _>(&orders)
+    .bind::<Array<Text>, _>(&users)
+    .bind::<Array<Jsonb>, _>(&requests)
+    .bind::<Text, _>(state.status().as_str())
+    .bind::<Jsonb, _>(to_json(state))
+    .bind::<BigInt, _>(retry_in_ms)
+    .load(conn)
+    .await?;
+    inserted.into_iter().map(|row| row.id.parse().map_err(|e| corrupt("saga id", e))).collect()
+}
+
+const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries";
+
+/// Loads and row-locks the sagas with these IDs (missing ones are left out), in ID order so that two
+/// transactions locking overlapping sets cannot deadlock.
+pub async fn lock(conn: &mut AsyncPgConnection, ids: &[SagaId]) -> QueryResult<Vec<SagaRecord>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
+    let rows: Vec<SagaRow> =
+        diesel::sql_query(format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE"))
+            .bind::<Array<Text>, _>(&ids)
+            .load(conn)
+            .await?;
+    rows.into_iter().map(SagaRecord::try_from).collect()
+}
+
+/// Locks up to `limit` sagas whose retry time has come, skipping ones another coordinator holds.
+pub async fn lock_retry_due(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<SagaRecord>> {
+    let rows: Vec<SagaRow> = diesel::sql_query(format!(
+        "SELECT {SAGA_COLUMNS} FROM sagas WHERE next_retry_at <= now()
+         ORDER BY next_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+    ))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    rows.into_iter().map(SagaRecord::try_from).collect()
+}
+
+/// The new state of a saga after a batch, with when to retry if it still waits for replies.
+pub struct SagaUpdate {
+    /// Which saga.
+    pub id: SagaId,
+    /// Its state now.
+    pub state: SagaState,
+    /// Retries since the last progress.
+    pub retries: i32,
+    /// Milliseconds until the next retry, or `None` when nothing is awaited.
+    pub retry_in_ms: Option<i64>,
+}
+
+/// Writes the new states (and bumps versions) in one statement.
+pub async fn update(conn: &mut AsyncPgConnection, updates: &[SagaUpdate]) -> QueryResult<()> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = updates.iter().map(|u| u.id.to_string()).collect();
+    let statuses: Vec<&str> = updates.iter().map(|u| u.state.status().as_str()).collect();
+    let states: Vec<Value> = updates.iter().map(|u| to_json(&u.state)).collect();
+    let retries: Vec<i32> = updates.iter().map(|u| u.retries).collect();
+    let delays: Vec<Option<i64>> = updates.iter().map(|u| u.retry_in_ms).collect();
+    diesel::sql_query(
+        "UPDATE sagas SET status = t.s, state = t.st, retries = t.r, version = version + 1, updated_at = now(),
+             next_retry_at = now() + make_interval(secs => t.d::double precision / 1000)
+         FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::bigint[]) AS t(i, s, st, r, d)
+         WHERE sagas.id = t.i::uuid",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Text>, _>(&statuses)
+    .bind::<Array<Jsonb>, _>(&states)
+    .bind::<Array<Integer>, _>(&retries)
+    .bind::<Array<Nullable<BigInt>>, _>(&delays)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// One line of a saga's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TransitionRecord {
+    /// Which saga.
+    pub saga_id: SagaId,
+    /// What happened: `"start"`, or an [`Event`].
+    pub event: Value,
+    /// The status before, `None` for the start.
+    pub from: Option<Status>,
+    /// The state after.
+    pub state: SagaState,
+    /// What it sent.
+    pub commands: Vec<Command>,
+}
+
+impl TransitionRecord {
+    /// The history line of applying `event`.
+    pub fn of_event(saga_id: SagaId, event: &Event, from: Status, state: &SagaState, commands: &[Command]) -> Self {
+        Self { saga_id, event: to_json(event), from: Some(from), state: state.clone(), commands: commands.to_vec() }
+    }
+
+    /// The history line of creating a saga.
+    pub fn of_start(saga_id: SagaId, state: &SagaState, commands: &[Command]) -> Self {
+        let event = serde_json::json!({"event": "start"});
+        Self { saga_id, event, from: None, state: state.clone(), commands: commands.to_vec() }
+    }
+}
+
+/// Appends history lines in one statement.
+pub async fn record_transitions(conn: &mut AsyncPgConnection, records: &[TransitionRecord]) -> QueryResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = records.iter().map(|r| r.saga_id.to_string()).collect();
+    let events: Vec<&Value> = records.iter().map(|r| &r.event).collect();
+    let from: Vec<Option<&str>> = records.iter().map(|r| r.from.map(Status::as_str)).collect();
+    let to: Vec<&str> = records.iter().map(|r| r.state.status().as_str()).collect();
+    let states: Vec<Value> = records.iter().map(|r| to_json(&r.state)).collect();
+    let commands: Vec<Value> = records.iter().map(|r| to_json(&r.commands)).collect();
+    diesel::sql_query(
+        "INSERT INTO saga_transitions (saga_id, event, from_status, to_status, state, commands)
+         SELECT i::uuid, e, f, t, s, c FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+             AS x(i, e, f, t, s, c)",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Jsonb>, _>(&events)
+    .bind::<Array<Nullable<Text>>, _>(&from)
+    .bind::<Array<Text>, _>(&to)
+    .bind::<Array<Jsonb>, _>(&states)
+    .bind::<Array<Jsonb>, _>(&commands)
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
+/// A saga as operators see it.
+#[derive(Debug, QueryableByName, serde::Serialize)]
+pub struct SagaSummary {
+    /// The saga ID.
+    #[diesel(sql_type = Text)]
+    pub id: String,
+    /// The order being checked out.
+    #[diesel(sql_type = Text)]
+    pub order_id: String,
+    /// Who pays.
+    #[diesel(sql_type = Text)]
+    pub user_id: String,
+    /// executing, compensating, completed or failed.
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    /// The full state.
+    #[diesel(sql_type = Jsonb)]
+    pub state: Value,
+    /// What order-svc asked for.
+    #[diesel(sql_type = Jsonb)]
+    pub request: Value,
+    /// Changes so far.
+    #[diesel(sql_type = Integer)]
+    pub version: i32,
+    /// Retries since the last progress.
+    #[diesel(sql_type = Integer)]
+    pub retries: i32,
+    /// When unanswered commands are next re-sent.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub next_retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created.
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last changed.
+    #[diesel(sql_type = Timestamptz)]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Which sagas an operator asks for.
+#[derive(Debug, Default)]
+pub struct SagaFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this order.
+    pub order_id: Option<String>,
+    /// Only this user.
+    pub user_id: Option<String>,
+    /// Only non-terminal sagas unchanged for at least this many seconds.
+    pub stuck_for_secs: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+const SUMMARY_COLUMNS: &str =
+    "id::text AS id, order_id, user_id, status, state, request, version, retries, next_retry_at, created_at, updated_at";
+
+/// Sagas matching `filter`, newest first.
+pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<Vec<SagaSummary>> {
+    diesel::sql_query(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sagas
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR order_id = $2)
+           AND ($3::text IS NULL OR user_id = $3)
+           AND ($4::bigint IS NULL OR (status IN ('executing', 'compensating')
+                                       AND updated_at <= now() - make_interval(secs => $4::double precision)))
+         ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
+    ))
+    .bind::<Nullable<Text>, _>(filter.status.map(Status::as_str))
+    .bind::<Nullable<Text>, _>(filter.order_id.as_deref())
+    .bind::<Nullable<Text>, _>(filter.user_id.as_deref())
+    .bind::<Nullable<BigInt>, _>(filter.stuck_for_secs)
+    .bind::<BigInt, _>(filter.limit)
+    .bind::<BigInt, _>(filter.offset)
+    .load(conn)
+    .await
+}
+
+/// One saga, if it exists.
+pub async fn find(conn: &mut AsyncPgConnection, id: SagaId) -> QueryResult<Option<SagaSummary>> {
+    let mut rows: Vec<SagaSummary> =
+        diesel::sql_query(format!("SELECT {SUMMARY_COLUMNS} FROM sagas WHERE id = $1::uuid"))
+            .bind::<Text, _>(id.to_string())
+            .load(conn)
+            .await?;
+    Ok(rows.pop())
+}
+
+/// One line of history as operators see it.
+#[derive(Debug, QueryableByName, serde::Serialize)]
+pub struct HistoryLine {
+    /// When.
+    #[diesel(sql_type = Timestamptz)]
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What happened.
+    #[diesel(sql_type = Jsonb)]
+    pub event: Value,
+    /// Status before.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub from_status: Option<String>,
+    /// Status after.
+    #[diesel(sql_type = Text)]
+    pub to_status: String,
+    /// State after.
+    #[diesel(sql_type = Jsonb)]
+    pub state: Value,
+    /// Commands sent.
+    #[diesel(sql_type = Jsonb)]
+    pub commands: Value,
+}
+
+/// A saga's history, oldest first.
+pub async fn history(conn: &mut AsyncPgConnection, id: SagaId) -> QueryResult<Vec<HistoryLine>> {
+    diesel::sql_query(
+        "SELECT at, event, from_status, to_status, state, commands FROM saga_transitions
+         WHERE saga_id = $1::uuid ORDER BY id",
+    )
+    .bind::<Text, _>(id.to_string())
+    .load(conn)
+    .await
+}
+
+/// How many sagas are in each status.
+pub async fn counts(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64)>> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Count> =
+        diesel::sql_query("SELECT status, count(*) AS n FROM sagas GROUP BY status").load(conn).await?;
+    Ok(rows.into_iter().map(|c| (c.status, c.n)).collect())
+}
