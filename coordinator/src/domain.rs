@@ -111,9 +111,10 @@ impl std::str::FromStr for Status {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            format!("unknown state {s:?}; expected one of executing, compensating, completed, failed")
-        })
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown state {s:?}; expected one of executing, compensating, completed, failed"))
     }
 }
 
@@ -221,9 +222,7 @@ pub fn start() -> Transition {
 pub fn transition(state: &SagaState, event: &Event) -> Transition {
     match (state, event) {
         (_, Event::RetryDue) => Transition { state: state.clone(), commands: state.pending_commands() },
-        (SagaState::Executing { stock, payment }, Event::Abort) => {
-            compensate(stock, payment, FailureReason::Aborted)
-        }
+        (SagaState::Executing { stock, payment }, Event::Abort) => compensate(stock, payment, FailureReason::Aborted),
         (SagaState::Executing { stock, payment }, Event::Stock { reply }) => {
             let stock = match (stock, reply) {
                 (Step::Pending, StockReply::Reserved) => Step::Done,
@@ -286,7 +285,10 @@ fn compensate(stock: &Step, payment: &Step, reason: FailureReason) -> Transition
     let state = SagaState::Compensating { stock: undo(stock), payment: undo(payment), reason: reason.clone() };
     let commands = state.pending_commands();
     if commands.is_empty() {
-        return Transition { state: SagaState::Failed { reason: reason.clone() }, commands: vec![Command::ReportFailed { reason }] };
+        return Transition {
+            state: SagaState::Failed { reason: reason.clone() },
+            commands: vec![Command::ReportFailed { reason }],
+        };
     }
     Transition { state, commands }
 }

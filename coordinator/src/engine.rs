@@ -77,10 +77,8 @@ impl Effects {
         self.outgoing.extend(next.commands.iter().map(|command| encode(saga.id, &saga.request, command)));
         saga.state = next.state;
         let retry_in_ms = saga.state.awaits_replies().then(|| policy.delay_ms(saga.retries));
-        self.updates.insert(
-            saga.id,
-            SagaUpdate { id: saga.id, state: saga.state.clone(), retries: saga.retries, retry_in_ms },
-        );
+        self.updates
+            .insert(saga.id, SagaUpdate { id: saga.id, state: saga.state.clone(), retries: saga.retries, retry_in_ms });
     }
 
     /// Writes the new states, the history and the outbox rows; returns how many messages were queued.

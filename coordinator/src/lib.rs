@@ -12,7 +12,7 @@
 //! - [`store`]: sagas, their history and the outbox in PostgreSQL.
 //! - [`messaging`]: the consumer of the coordinator queue and the encoding of commands.
 //! - [`recovery`]: the retry timer.
-//! - [`startup`]: wiring.
+//! - [`startup`]: the wiring of all of the above.
 
 pub mod config;
 pub mod domain;

@@ -55,7 +55,10 @@ pub fn encode(saga_id: SagaId, request: &CheckoutRequest, command: &Command) -> 
         ),
         Command::ReportFailed { reason } => outgoing(
             queues::ORDER_OUTCOMES,
-            Envelope::new(saga_id, CheckoutOutcome::Failed { order_id: request.order_id.clone(), reason: reason.clone() }),
+            Envelope::new(
+                saga_id,
+                CheckoutOutcome::Failed { order_id: request.order_id.clone(), reason: reason.clone() },
+            ),
         ),
     }
 }
@@ -92,9 +95,7 @@ impl BatchHandler for CoordinatorHandler {
                             }
                         }
                         CoordinatorMessage::Stock(reply) => events.push((envelope.saga_id, Event::Stock { reply })),
-                        CoordinatorMessage::Payment(reply) => {
-                            events.push((envelope.saga_id, Event::Payment { reply }))
-                        }
+                        CoordinatorMessage::Payment(reply) => events.push((envelope.saga_id, Event::Payment { reply })),
                     }
                 }
                 Err(e) => verdicts.push(Verdict::DeadLetter(e.to_string())),

@@ -38,8 +38,7 @@ impl Application {
             tokio::spawn(recovery::run(pool.clone(), relay, policy)),
         ];
 
-        let listener =
-            TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+        let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
         let port = listener.local_addr()?.port();
         let pool = web::Data::new(pool);
         let server = HttpServer::new(move || {

@@ -115,11 +115,12 @@ pub async fn lock(conn: &mut AsyncPgConnection, ids: &[SagaId]) -> QueryResult<V
         return Ok(Vec::new());
     }
     let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
-    let rows: Vec<SagaRow> =
-        diesel::sql_query(format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE"))
-            .bind::<Array<Text>, _>(&ids)
-            .load(conn)
-            .await?;
+    let rows: Vec<SagaRow> = diesel::sql_query(format!(
+        "SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE"
+    ))
+    .bind::<Array<Text>, _>(&ids)
+    .load(conn)
+    .await?;
     rows.into_iter().map(SagaRecord::try_from).collect()
 }
 

@@ -185,8 +185,7 @@ struct ConfirmState {
 impl Confirms {
     fn settle(&self, tag: u64, multiple: bool, acked: bool) {
         let mut state = self.state.lock().expect("confirm state poisoned");
-        let settled: Vec<u64> =
-            if multiple { state.pending.range(..=tag).copied().collect() } else { vec![tag] };
+        let settled: Vec<u64> = if multiple { state.pending.range(..=tag).copied().collect() } else { vec![tag] };
         for tag in settled {
             state.pending.remove(&tag);
             if !acked {
@@ -367,7 +366,12 @@ impl Default for ConsumerSettings {
 }
 
 /// Consumes `queue` for ever with `handler`, reconnecting whenever the link breaks.
-pub async fn consume<H: BatchHandler>(broker: Broker, queue: &'static str, settings: ConsumerSettings, handler: Arc<H>) {
+pub async fn consume<H: BatchHandler>(
+    broker: Broker,
+    queue: &'static str,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match consume_until_broken(&broker, queue, settings, handler.as_ref()).await {
@@ -426,10 +430,20 @@ async fn consume_until_broken<H: BatchHandler>(
 
 fn into_delivery(message: amqprs::channel::ConsumerMessage) -> Option<Delivery> {
     let deliver = message.deliver?;
-    Some(Delivery { body: message.content.unwrap_or_default(), redelivered: deliver.redelivered(), tag: deliver.delivery_tag() })
+    Some(Delivery {
+        body: message.content.unwrap_or_default(),
+        redelivered: deliver.redelivered(),
+        tag: deliver.delivery_tag(),
+    })
 }
 
-async fn settle(channel: &Channel, queue: &str, metrics: &MetricNames, batch: &[Delivery], verdicts: &[Verdict]) -> Result<()> {
+async fn settle(
+    channel: &Channel,
+    queue: &str,
+    metrics: &MetricNames,
+    batch: &[Delivery],
+    verdicts: &[Verdict],
+) -> Result<()> {
     if verdicts.len() != batch.len() {
         bail!("handler returned {} verdicts for {} messages", verdicts.len(), batch.len());
     }

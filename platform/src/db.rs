@@ -79,7 +79,8 @@ pub async fn create_database_if_missing(url: &str) -> Result<()> {
 /// Drops the database named in `url` (tests clean up after themselves with it).
 pub async fn drop_database(url: &str) -> Result<()> {
     let (server_url, name) = split_database_name(url)?;
-    let (client, connection) = tokio_postgres::connect(&format!("{server_url}/postgres"), tokio_postgres::NoTls).await?;
+    let (client, connection) =
+        tokio_postgres::connect(&format!("{server_url}/postgres"), tokio_postgres::NoTls).await?;
     let driver = tokio::spawn(connection);
     let quoted = name.replace('"', "\"\"");
     client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)")).await?;

@@ -115,9 +115,10 @@ pub fn check_id<'a>(what: &str, raw: &'a str) -> Result<&'a str, ApiError> {
 /// Adds `/health`, `/metrics`, and JSON answers for unknown paths, wrong methods and unreadable path segments
 /// to a service's routes.
 pub fn configure_common(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::BadRequest(format!("malformed path: {err}")).into()
-    }))
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(format!("malformed path: {err}")).into()),
+    )
     .route("/health", web::get().to(health))
     .route("/metrics", web::get().to(metrics));
 }
@@ -134,11 +135,11 @@ where
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path)
-        .route(web::method(method).to(handler))
-        .default_service(web::to(|req: actix_web::HttpRequest| async move {
+    web::resource(path).route(web::method(method).to(handler)).default_service(web::to(
+        |req: actix_web::HttpRequest| async move {
             Err::<HttpResponse, _>(ApiError::MethodNotAllowed(req.method().to_string()))
-        }))
+        },
+    ))
 }
 
 /// Ready when the database answers.
@@ -159,13 +160,14 @@ async fn metrics() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::telemetry::prometheus().render())
 }
 
+/// What the request-metrics middleware returns.
+pub type MiddlewareFuture<B> = std::pin::Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
+
 /// Request counts and latency per route and status, as `<service>_http_requests_total` and
 /// `<service>_http_request_duration_seconds`. Use with `actix_web::middleware::from_fn(request_metrics(name))`.
 pub fn request_metrics<B: MessageBody + 'static>(
     service: &'static str,
-) -> impl Fn(ServiceRequest, Next<B>) -> std::pin::Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>
-       + Clone
-       + 'static {
+) -> impl Fn(ServiceRequest, Next<B>) -> MiddlewareFuture<B> + Clone + 'static {
     let requests: &'static str = Box::leak(format!("{service}_http_requests_total").into_boxed_str());
     let durations: &'static str = Box::leak(format!("{service}_http_request_duration_seconds").into_boxed_str());
     move |req: ServiceRequest, next: Next<B>| {

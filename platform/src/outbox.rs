@@ -127,7 +127,10 @@ impl Relay {
                     .map(|r| Outgoing { queue: r.queue, body: r.body, message_id: r.message_id })
                     .collect();
                 publisher.publish(&messages).await?;
-                diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)").bind::<Array<BigInt>, _>(&ids).execute(conn).await?;
+                diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
+                    .bind::<Array<BigInt>, _>(&ids)
+                    .execute(conn)
+                    .await?;
                 Ok(ids.len())
             })
             .await?;

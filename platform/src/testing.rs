@@ -49,3 +49,65 @@ async fn rabbitmqctl(args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// A raw AMQP client for tests that play one side of the conversation: publish a message as if a service sent
+/// it, and take what a service sent from its queue.
+pub struct TestBroker {
+    _connection: amqprs::connection::Connection,
+    channel: amqprs::channel::Channel,
+}
+
+impl TestBroker {
+    /// Connects to the vhost at `url` and declares the work queues and the dead-letter queue the way the
+    /// services do.
+    pub async fn connect(url: &str) -> Result<Self> {
+        use amqprs::connection::{Connection, OpenConnectionArguments};
+        let args = OpenConnectionArguments::try_from(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let connection = Connection::open(&args).await?;
+        let channel = connection.open_channel(None).await?;
+        let broker = crate::amqp::Broker::new(url, "test", &shared_contracts::queues::WORK_QUEUES)?;
+        broker.declare_topology(&channel).await?;
+        Ok(Self { _connection: connection, channel })
+    }
+
+    /// Publishes `body` to `queue` (not waiting for a confirm; the next `get` on the same channel sees it).
+    pub async fn publish(&self, queue: &str, body: Vec<u8>) -> Result<()> {
+        let mut properties = amqprs::BasicProperties::default();
+        properties.with_persistence(true);
+        self.channel.basic_publish(properties, body, amqprs::channel::BasicPublishArguments::new("", queue)).await?;
+        Ok(())
+    }
+
+    /// Takes one message from `queue` if there is one (acked at once).
+    pub async fn get(&self, queue: &str) -> Result<Option<Vec<u8>>> {
+        let args = amqprs::channel::BasicGetArguments::new(queue).no_ack(true).finish();
+        Ok(self.channel.basic_get(args).await?.map(|(_, _, body)| body))
+    }
+
+    /// Takes the next message from `queue`, waiting up to `timeout` for one to arrive.
+    pub async fn next(&self, queue: &str, timeout: std::time::Duration) -> Result<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(body) = self.get(queue).await? {
+                return Ok(body);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no message on {queue} within {timeout:?}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Takes the next message from `queue` and decodes it as an envelope of `T`.
+    pub async fn next_envelope<T>(
+        &self,
+        queue: &str,
+        timeout: std::time::Duration,
+    ) -> Result<shared_contracts::Envelope<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let body = self.next(queue, timeout).await?;
+        Ok(shared_contracts::Envelope::from_bytes(&body)?)
+    }
+}

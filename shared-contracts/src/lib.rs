@@ -119,9 +119,10 @@ pub struct CheckoutRequest {
     pub total: u64,
 }
 
-/// Everything the coordinator consumes, on [`queues::COORDINATOR`].
+/// Everything the coordinator consumes, on [`queues::COORDINATOR`]. Adjacently tagged, because the replies it
+/// wraps are tagged with `type` themselves and one JSON object cannot hold both tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "message", rename_all = "snake_case")]
 pub enum CoordinatorMessage {
     /// order-svc recorded a checkout intent.
     StartCheckout(CheckoutRequest),
@@ -269,6 +270,21 @@ mod tests {
         );
         let received = Envelope::<CoordinatorMessage>::from_bytes(&sent.to_bytes()).unwrap();
         assert_eq!(received, sent);
+    }
+
+    #[test]
+    fn replies_round_trip_inside_coordinator_messages() {
+        let replies = [
+            CoordinatorMessage::Stock(StockReply::Reserved),
+            CoordinatorMessage::Stock(StockReply::Rejected {
+                reason: FailureReason::OutOfStock { item_id: "1".into() },
+            }),
+            CoordinatorMessage::Payment(PaymentReply::Refunded),
+        ];
+        for reply in replies {
+            let sent = Envelope::new(SagaId::new(), reply);
+            assert_eq!(Envelope::<CoordinatorMessage>::from_bytes(&sent.to_bytes()).unwrap(), sent);
+        }
     }
 
     #[test]

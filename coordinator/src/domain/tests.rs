@@ -48,11 +48,12 @@ fn both_steps_done_completes_and_reports_paid() {
 
 #[test]
 fn stock_refused_refunds_the_payment_then_fails() {
-    let (state, commands) = run(&[
-        payment(PaymentReply::Charged),
-        stock(StockReply::Rejected { reason: out_of_stock() }),
-    ]);
-    assert_eq!(state, SagaState::Compensating { stock: Undo::NotNeeded, payment: Undo::Pending, reason: out_of_stock() });
+    let (state, commands) =
+        run(&[payment(PaymentReply::Charged), stock(StockReply::Rejected { reason: out_of_stock() })]);
+    assert_eq!(
+        state,
+        SagaState::Compensating { stock: Undo::NotNeeded, payment: Undo::Pending, reason: out_of_stock() }
+    );
     assert_eq!(commands[2..], [Command::RefundPayment]);
 
     let finished = transition(&state, &payment(PaymentReply::Refunded));
@@ -105,7 +106,10 @@ fn retry_resends_exactly_the_unanswered_commands() {
 #[test]
 fn abort_compensates_everything_not_refused_and_terminal_states_ignore_it() {
     let (state, commands) = run(&[stock(StockReply::Reserved), Event::Abort]);
-    assert_eq!(state, SagaState::Compensating { stock: Undo::Pending, payment: Undo::Pending, reason: FailureReason::Aborted });
+    assert_eq!(
+        state,
+        SagaState::Compensating { stock: Undo::Pending, payment: Undo::Pending, reason: FailureReason::Aborted }
+    );
     assert_eq!(commands[2..], [Command::ReleaseStock, Command::RefundPayment]);
     assert_eq!(transition(&SagaState::Completed, &Event::Abort).state, SagaState::Completed);
 }
@@ -171,9 +175,9 @@ impl Participant {
 
 #[derive(Debug, Clone)]
 enum Message {
-    ToStock(Command),
-    ToPayment(Command),
-    ToCoordinator(Event),
+    Stock(Command),
+    Payment(Command),
+    Coordinator(Event),
 }
 
 struct World {
@@ -201,8 +205,8 @@ impl World {
     fn send(&mut self, commands: Vec<Command>) {
         for command in commands {
             match command {
-                Command::ReserveStock | Command::ReleaseStock => self.network.push(Message::ToStock(command)),
-                Command::ChargePayment | Command::RefundPayment => self.network.push(Message::ToPayment(command)),
+                Command::ReserveStock | Command::ReleaseStock => self.network.push(Message::Stock(command)),
+                Command::ChargePayment | Command::RefundPayment => self.network.push(Message::Payment(command)),
                 Command::ReportPaid | Command::ReportFailed { .. } => self.outcomes.push(command),
             }
         }
@@ -217,27 +221,27 @@ impl World {
     fn deliver(&mut self, message: Message) {
         let reason = FailureReason::OutOfStock { item_id: "1".into() };
         match message {
-            Message::ToStock(Command::ReserveStock) => {
+            Message::Stock(Command::ReserveStock) => {
                 let reply = if self.stock.act() { StockReply::Reserved } else { StockReply::Rejected { reason } };
-                self.network.push(Message::ToCoordinator(Event::Stock { reply }));
+                self.network.push(Message::Coordinator(Event::Stock { reply }));
             }
-            Message::ToStock(_) => {
+            Message::Stock(_) => {
                 self.stock.undo();
-                self.network.push(Message::ToCoordinator(Event::Stock { reply: StockReply::Released }));
+                self.network.push(Message::Coordinator(Event::Stock { reply: StockReply::Released }));
             }
-            Message::ToPayment(Command::ChargePayment) => {
+            Message::Payment(Command::ChargePayment) => {
                 let reply = if self.payment.act() {
                     PaymentReply::Charged
                 } else {
                     PaymentReply::Rejected { reason: FailureReason::InsufficientCredit { user_id: "u".into() } }
                 };
-                self.network.push(Message::ToCoordinator(Event::Payment { reply }));
+                self.network.push(Message::Coordinator(Event::Payment { reply }));
             }
-            Message::ToPayment(_) => {
+            Message::Payment(_) => {
                 self.payment.undo();
-                self.network.push(Message::ToCoordinator(Event::Payment { reply: PaymentReply::Refunded }));
+                self.network.push(Message::Coordinator(Event::Payment { reply: PaymentReply::Refunded }));
             }
-            Message::ToCoordinator(event) => self.apply(&event),
+            Message::Coordinator(event) => self.apply(&event),
         }
     }
 }

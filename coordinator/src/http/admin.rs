@@ -59,7 +59,8 @@ async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResp
     let raw = path.into_inner();
     let id: SagaId = raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))?;
     let mut conn = pool.get().await?;
-    let saga = store::find(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
+    let saga =
+        store::find(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
     let history = store::history(&mut conn, id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "saga": saga, "history": history })))
 }
