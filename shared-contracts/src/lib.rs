@@ -288,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn every_reply_round_trips_inside_the_coordinator_message() {
+        let reason = FailureReason::OutOfStock { item_id: "9".into() };
+        for message in [
+            CoordinatorMessage::Stock(StockReply::Reserved),
+            CoordinatorMessage::Stock(StockReply::Rejected { reason: reason.clone() }),
+            CoordinatorMessage::Stock(StockReply::Released),
+            CoordinatorMessage::Payment(PaymentReply::Charged),
+            CoordinatorMessage::Payment(PaymentReply::Rejected { reason: reason.clone() }),
+            CoordinatorMessage::Payment(PaymentReply::Refunded),
+        ] {
+            let sent = Envelope::new(SagaId::new(), message);
+            assert_eq!(Envelope::<CoordinatorMessage>::from_bytes(&sent.to_bytes()).unwrap(), sent);
+        }
+    }
+
+    #[test]
     fn unknown_version_is_refused() {
         let mut sent = Envelope::new(SagaId::new(), StockCommand::Release);
         sent.version = CONTRACT_VERSION + 1;

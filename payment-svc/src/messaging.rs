@@ -1,0 +1,119 @@
+//! The saga worker: consumes [`queues::PAYMENT_COMMANDS`] and answers on [`queues::COORDINATOR`].
+//!
+//! A batch of deliveries is applied in one database transaction, each command in its own savepoint (see
+//! [`store::saga::apply`]). Only after the commit are the replies published, all with one confirmed publish, and
+//! only then are the deliveries acked. A crash or failure anywhere before the ack redelivers the batch; the
+//! payment rows recorded by the first attempt make the repeat change nothing and re-send the same replies.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use diesel_async::AsyncConnection;
+use platform::{
+    amqp::{BatchHandler, Delivery, Outgoing, Publisher, Verdict},
+    db::Pool,
+};
+use shared_contracts::{queues, CoordinatorMessage, DecodeError, Envelope, PaymentCommand, PaymentReply};
+
+use crate::store::{self, saga::CommandError};
+
+/// Charges and refunds checkouts on behalf of the coordinator.
+pub struct PaymentWorker {
+    pool: Pool,
+    publisher: Arc<Publisher>,
+}
+
+impl PaymentWorker {
+    /// A worker applying commands to the database of `pool` and replying through `publisher`.
+    pub fn new(pool: Pool, publisher: Arc<Publisher>) -> Self {
+        Self { pool, publisher }
+    }
+}
+
+/// What became of one delivery of the batch.
+enum Outcome {
+    /// Applied (or recognised as a repeat): this reply goes to the coordinator.
+    Replied(Outgoing),
+    /// It can never be applied.
+    DeadLetter(String),
+}
+
+#[async_trait]
+impl BatchHandler for PaymentWorker {
+    async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>> {
+        let commands: Vec<_> = batch.iter().map(|d| Envelope::<PaymentCommand>::from_bytes(&d.body)).collect();
+        let mut conn = self.pool.get().await?;
+        let outcomes = conn
+            .transaction::<_, CommandError, _>(async |conn| {
+                let mut outcomes = Vec::with_capacity(commands.len());
+                for command in &commands {
+                    outcomes.push(apply(conn, command).await?);
+                }
+                Ok(outcomes)
+            })
+            .await?;
+        let replies: Vec<Outgoing> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Replied(reply) => Some(reply.clone()),
+                Outcome::DeadLetter(_) => None,
+            })
+            .collect();
+        self.publisher.publish(&replies).await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Replied(_) => Verdict::Done,
+                Outcome::DeadLetter(reason) => Verdict::DeadLetter(reason),
+            })
+            .collect())
+    }
+}
+
+/// Applies one decoded command; an error other than an unprocessable command fails the whole batch.
+async fn apply(
+    conn: &mut diesel_async::AsyncPgConnection,
+    command: &Result<Envelope<PaymentCommand>, DecodeError>,
+) -> Result<Outcome, CommandError> {
+    let envelope = match command {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            count("undecodable", "dead_letter");
+            return Ok(Outcome::DeadLetter(format!("undecodable payment command: {e}")));
+        }
+    };
+    let kind = match envelope.body {
+        PaymentCommand::Charge { .. } => "charge",
+        PaymentCommand::Refund => "refund",
+    };
+    match store::saga::apply(conn, envelope.saga_id, &envelope.body).await {
+        Ok(reply) => {
+            tracing::debug!(saga_id = %envelope.saga_id, command = kind, ?reply, "payment command applied");
+            count(kind, reply_name(&reply));
+            let message = Envelope::new(envelope.saga_id, CoordinatorMessage::Payment(reply));
+            Ok(Outcome::Replied(Outgoing {
+                queue: queues::COORDINATOR.to_owned(),
+                message_id: message.message_id.to_string(),
+                body: message.to_bytes(),
+            }))
+        }
+        Err(CommandError::Unprocessable(reason)) => {
+            count(kind, "dead_letter");
+            Ok(Outcome::DeadLetter(format!("saga {}: {reason}", envelope.saga_id)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn reply_name(reply: &PaymentReply) -> &'static str {
+    match reply {
+        PaymentReply::Charged => "charged",
+        PaymentReply::Rejected { .. } => "rejected",
+        PaymentReply::Refunded => "refunded",
+    }
+}
+
+fn count(command: &'static str, outcome: &'static str) {
+    metrics::counter!("payment_saga_commands_total", "command" => command, "outcome" => outcome).increment(1);
+}
