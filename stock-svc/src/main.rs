@@ -1,1 +1,12 @@
-fn main() {}
+//! The stock-svc process: reads its configuration, then serves the REST API and the saga worker until stopped.
+
+use stock_svc::{config::Config, startup::Application};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    platform::telemetry::init();
+    let config = Config::from_env()?;
+    tracing::info!(%config, "starting stock-svc");
+    Application::build(config).await?.run_until_stopped().await?;
+    Ok(())
+}

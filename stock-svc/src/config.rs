@@ -1,0 +1,57 @@
+//! The settings of stock-svc, read once from the environment at start.
+
+use std::fmt;
+
+use anyhow::Result;
+use platform::config::{parse, redact_url, string};
+
+/// Everything stock-svc needs to know to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the REST API listens (`HTTP_ADDR`); port 0 picks a free port.
+    pub http_addr: String,
+    /// The service's own PostgreSQL database (`DATABASE_URL`).
+    pub database_url: String,
+    /// The RabbitMQ broker and vhost (`AMQP_URL`).
+    pub amqp_url: String,
+    /// The most database connections the process holds (`DB_POOL_SIZE`).
+    pub db_pool_size: usize,
+    /// HTTP worker threads (`HTTP_WORKERS`).
+    pub http_workers: usize,
+    /// Unacked saga commands the broker may hand the worker at once (`WORKER_PREFETCH`).
+    pub worker_prefetch: u16,
+    /// The most saga commands handled in one database transaction (`WORKER_BATCH`).
+    pub worker_batch: usize,
+}
+
+impl Config {
+    /// Reads the settings from the environment, with defaults for a local run.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            http_addr: string("HTTP_ADDR", "127.0.0.1:8003"),
+            database_url: string("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/stock"),
+            amqp_url: string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            db_pool_size: parse("DB_POOL_SIZE", 16)?,
+            http_workers: parse("HTTP_WORKERS", 2)?,
+            worker_prefetch: parse("WORKER_PREFETCH", 512)?,
+            worker_batch: parse("WORKER_BATCH", 128)?,
+        })
+    }
+}
+
+/// The settings as they may be logged: passwords in URLs are hidden.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={}",
+            self.http_addr,
+            redact_url(&self.database_url),
+            redact_url(&self.amqp_url),
+            self.db_pool_size,
+            self.http_workers,
+            self.worker_prefetch,
+            self.worker_batch,
+        )
+    }
+}

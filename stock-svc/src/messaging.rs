@@ -1,0 +1,168 @@
+//! The saga worker: stock-svc's part in the checkout saga. It consumes [`StockCommand`]s from
+//! [`queues::STOCK_COMMANDS`] and answers each with a [`StockReply`] on [`queues::COORDINATOR`].
+//!
+//! A batch of commands is handled in one database transaction, each command in a savepoint of its own where it
+//! may take stock, so that a refused reservation gives back only what it took. The replies are published after
+//! the commit and the batch is acked after the broker confirmed them. A crash or failure anywhere before the ack
+//! redelivers the batch; the record in `saga_steps` then answers every command as before without changing stock
+//! again, so the coordinator receives the replies it missed.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use diesel::result::QueryResult;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use platform::{
+    amqp::{BatchHandler, Delivery, Outgoing, Publisher, Verdict},
+    db::Pool,
+};
+use shared_contracts::{
+    queues, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId, StockCommand, StockReply,
+};
+
+use crate::{
+    domain::{self, Line, RecordedStep, StepAction},
+    store::{
+        items::{self, StoreError},
+        saga_steps,
+    },
+};
+
+/// Replies sent, by kind, as `stock_saga_replies_total`.
+const REPLIES_METRIC: &str = "stock_saga_replies_total";
+
+/// Handles batches of stock commands: records the decisions, then publishes the replies.
+pub struct StockWorker {
+    pool: Pool,
+    publisher: Publisher,
+}
+
+impl StockWorker {
+    /// A worker that keeps its records through `pool` and replies through `publisher`.
+    pub fn new(pool: Pool, publisher: Publisher) -> Self {
+        Self { pool, publisher }
+    }
+}
+
+/// What became of one delivery once the batch's transaction ran.
+enum Outcome {
+    /// Decided and recorded; this reply goes to the coordinator.
+    Reply(Outgoing),
+    /// Not a stock command this build can read.
+    Unreadable(String),
+}
+
+#[async_trait]
+impl BatchHandler for StockWorker {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Verdict>> {
+        let mut conn = self.pool.get().await.context("no database connection for the stock worker")?;
+        let outcomes = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for delivery in batch {
+                    outcomes.push(process(conn, delivery).await?);
+                }
+                Ok(outcomes)
+            })
+            .await
+            .context("recording a batch of stock commands")?;
+        let replies: Vec<Outgoing> = outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Reply(reply) => Some(reply.clone()),
+                Outcome::Unreadable(_) => None,
+            })
+            .collect();
+        self.publisher.publish(&replies).await.context("publishing stock replies")?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Reply(_) => Verdict::Done,
+                Outcome::Unreadable(reason) => Verdict::DeadLetter(reason),
+            })
+            .collect())
+    }
+}
+
+/// Decodes one delivery and applies it inside the batch's transaction.
+async fn process(conn: &mut AsyncPgConnection, delivery: &Delivery) -> QueryResult<Outcome> {
+    let command = match Envelope::<StockCommand>::from_bytes(&delivery.body) {
+        Ok(command) => command,
+        Err(e) => return Ok(Outcome::Unreadable(format!("not a stock command: {e}"))),
+    };
+    let reply = apply(conn, command.saga_id, &command.body).await?;
+    tracing::debug!(saga_id = %command.saga_id, ?command.body, ?reply, redelivered = delivery.redelivered, "stock command");
+    metrics::counter!(REPLIES_METRIC, "reply" => reply_kind(&reply)).increment(1);
+    Ok(Outcome::Reply(to_coordinator(command.saga_id, reply)))
+}
+
+/// Applies `command` for `saga_id`: locks the saga's record, lets the domain decide, carries the decision out and
+/// records it. Returns the reply to send.
+pub async fn apply(conn: &mut AsyncPgConnection, saga_id: SagaId, command: &StockCommand) -> QueryResult<StockReply> {
+    let recorded = saga_steps::lock(conn, saga_id).await?;
+    let requested: &[LineItem] = match command {
+        StockCommand::Reserve { items } => items,
+        StockCommand::Release => &[],
+    };
+    match domain::decide(recorded.as_ref(), command) {
+        StepAction::Repeat(reply) => Ok(reply),
+        StepAction::Reserve(lines) => reserve(conn, saga_id, lines, requested).await,
+        StepAction::Reject(reason) => reject(conn, saga_id, requested, reason).await,
+        StepAction::Restore(lines) => {
+            items::put_back(conn, &lines).await?;
+            saga_steps::mark_released(conn, saga_id).await?;
+            Ok(StockReply::Released)
+        }
+        StepAction::Tombstone => {
+            saga_steps::insert(conn, saga_id, &RecordedStep::Cancelled).await?;
+            Ok(StockReply::Released)
+        }
+    }
+}
+
+/// Takes every line or none: the lines are taken in a savepoint, rolled back on the first refusal.
+async fn reserve(
+    conn: &mut AsyncPgConnection,
+    saga_id: SagaId,
+    lines: Vec<Line>,
+    requested: &[LineItem],
+) -> QueryResult<StockReply> {
+    let taken = conn.transaction::<_, StoreError, _>(async |conn| items::take_all(conn, &lines).await).await;
+    match taken {
+        Ok(()) => {
+            saga_steps::insert(conn, saga_id, &RecordedStep::Reserved { lines }).await?;
+            Ok(StockReply::Reserved)
+        }
+        Err(StoreError::Refused(refusal)) => {
+            reject(conn, saga_id, requested, domain::reservation_refused(refusal)).await
+        }
+        Err(StoreError::Database(e)) => Err(e),
+    }
+}
+
+async fn reject(
+    conn: &mut AsyncPgConnection,
+    saga_id: SagaId,
+    requested: &[LineItem],
+    reason: FailureReason,
+) -> QueryResult<StockReply> {
+    let step = RecordedStep::Rejected { items: requested.to_vec(), reason: reason.clone() };
+    saga_steps::insert(conn, saga_id, &step).await?;
+    Ok(StockReply::Rejected { reason })
+}
+
+fn to_coordinator(saga_id: SagaId, reply: StockReply) -> Outgoing {
+    let envelope = Envelope::new(saga_id, CoordinatorMessage::Stock(reply));
+    Outgoing {
+        queue: queues::COORDINATOR.to_owned(),
+        body: envelope.to_bytes(),
+        message_id: envelope.message_id.to_string(),
+    }
+}
+
+fn reply_kind(reply: &StockReply) -> &'static str {
+    match reply {
+        StockReply::Reserved => "reserved",
+        StockReply::Rejected { .. } => "rejected",
+        StockReply::Released => "released",
+    }
+}

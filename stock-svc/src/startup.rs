@@ -1,0 +1,67 @@
+//! Wiring: prepares the database, starts the saga worker and builds the HTTP server.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use anyhow::Context;
+use platform::{
+    amqp::{consume, Broker, ConsumerSettings, Publisher},
+    db,
+    http::{configure_common, not_found, request_metrics},
+};
+use shared_contracts::queues;
+use tokio::task::JoinHandle;
+
+use crate::{config::Config, http, messaging::StockWorker, store::MIGRATIONS};
+
+/// The queues stock-svc declares: the one it consumes and the one it replies to.
+const QUEUES: &[&str] = &[queues::STOCK_COMMANDS, queues::COORDINATOR];
+
+/// A built stock-svc, listening and consuming, ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    worker: JoinHandle<()>,
+}
+
+impl Application {
+    /// Creates and migrates the database, starts the saga worker and binds the HTTP listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        db::create_database_if_missing(&config.database_url).await?;
+        db::migrate(&config.database_url, MIGRATIONS).await?;
+        let pool = db::pool(&config.database_url, config.db_pool_size)?;
+
+        let broker = Broker::new(&config.amqp_url, "stock", QUEUES)?;
+        let handler = Arc::new(StockWorker::new(pool.clone(), Publisher::new(broker.clone())));
+        let settings = ConsumerSettings { prefetch: config.worker_prefetch, max_batch: config.worker_batch };
+        let worker = tokio::spawn(consume(broker, queues::STOCK_COMMANDS, settings, handler));
+
+        let listener =
+            TcpListener::bind(&config.http_addr).with_context(|| format!("binding HTTP to {}", config.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(pool.clone()))
+                .wrap(from_fn(request_metrics("stock")))
+                .configure(configure_common)
+                .configure(http::routes)
+                .default_service(web::to(not_found))
+        })
+        .workers(config.http_workers)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server, worker })
+    }
+
+    /// The port the HTTP server listens on (the real one when configured with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is told to stop, then stops the worker too.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.worker.abort();
+        served
+    }
+}

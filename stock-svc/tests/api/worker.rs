@@ -1,0 +1,223 @@
+//! The saga worker, driven over RabbitMQ as the coordinator drives it.
+
+use shared_contracts::{CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId, StockCommand, StockReply};
+
+use crate::helpers::spawn_app;
+
+fn reserve(lines: &[(&str, u64)]) -> StockCommand {
+    StockCommand::Reserve {
+        items: lines
+            .iter()
+            .map(|(item_id, quantity)| LineItem { item_id: (*item_id).into(), quantity: *quantity })
+            .collect(),
+    }
+}
+
+/// Asserts that `reply` answers `saga` with `expected`.
+fn assert_reply(reply: &Envelope<CoordinatorMessage>, saga: SagaId, expected: StockReply) {
+    assert_eq!(reply.saga_id, saga);
+    assert_eq!(reply.body, CoordinatorMessage::Stock(expected));
+}
+
+#[tokio::test]
+async fn a_reserve_takes_every_line() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let (a, b) = (app.item_with(10, 1).await, app.item_with(5, 1).await);
+    let saga = SagaId::new();
+
+    coordinator.send(&[(saga, reserve(&[(&a, 3), (&b, 5)]))]).await;
+
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+    assert_eq!((app.stock_of(&a).await, app.stock_of(&b).await), (7, 0));
+}
+
+#[tokio::test]
+async fn a_duplicate_reserve_gets_the_same_reply_and_takes_once() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let item = app.item_with(10, 1).await;
+    let saga = SagaId::new();
+
+    coordinator.send(&[(saga, reserve(&[(&item, 4)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+    coordinator.send(&[(saga, reserve(&[(&item, 4)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+
+    assert_eq!(app.stock_of(&item).await, 6);
+}
+
+#[tokio::test]
+async fn a_duplicate_rejected_reserve_repeats_its_reason() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let item = app.item_with(1, 1).await;
+    let saga = SagaId::new();
+    let short = StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: item.clone() } };
+
+    coordinator.send(&[(saga, reserve(&[(&item, 2)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, short.clone());
+    assert_eq!(app.post(&format!("/stock/add/{item}/10")).await.0, reqwest::StatusCode::OK);
+    coordinator.send(&[(saga, reserve(&[(&item, 2)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, short);
+
+    assert_eq!(app.stock_of(&item).await, 11);
+}
+
+#[tokio::test]
+async fn a_release_after_a_reserve_gives_the_stock_back_once() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let (a, b) = (app.item_with(10, 1).await, app.item_with(10, 1).await);
+    let saga = SagaId::new();
+
+    coordinator.send(&[(saga, reserve(&[(&a, 3), (&b, 2)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+    assert_eq!((app.stock_of(&a).await, app.stock_of(&b).await), (7, 8));
+
+    coordinator.send(&[(saga, StockCommand::Release)]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Released);
+    coordinator.send(&[(saga, StockCommand::Release)]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Released);
+
+    assert_eq!((app.stock_of(&a).await, app.stock_of(&b).await), (10, 10));
+}
+
+#[tokio::test]
+async fn a_release_before_its_reserve_blocks_the_reserve() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let item = app.item_with(10, 1).await;
+    let saga = SagaId::new();
+
+    coordinator.send(&[(saga, StockCommand::Release)]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Released);
+    coordinator.send(&[(saga, reserve(&[(&item, 1)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Rejected { reason: FailureReason::Cancelled });
+
+    assert_eq!(app.stock_of(&item).await, 10);
+}
+
+#[tokio::test]
+async fn a_reserve_with_one_short_line_takes_nothing() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let (plenty, scarce) = (app.item_with(10, 1).await, app.item_with(1, 1).await);
+    let saga = SagaId::new();
+
+    coordinator.send(&[(saga, reserve(&[(&plenty, 3), (&scarce, 2)]))]).await;
+
+    let reason = FailureReason::OutOfStock { item_id: scarce.clone() };
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Rejected { reason });
+    assert_eq!((app.stock_of(&plenty).await, app.stock_of(&scarce).await), (10, 1));
+}
+
+#[tokio::test]
+async fn a_reserve_with_an_unknown_item_takes_nothing() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let item = app.item_with(10, 1).await;
+    let saga = SagaId::new();
+
+    coordinator.send(&[(saga, reserve(&[(&item, 3), ("~missing", 1)]))]).await;
+
+    let reason = FailureReason::UnknownItem { item_id: "~missing".into() };
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Rejected { reason });
+    assert_eq!(app.stock_of(&item).await, 10);
+}
+
+#[tokio::test]
+async fn commands_for_one_saga_sent_together_are_applied_in_order() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let item = app.item_with(10, 1).await;
+    let (saga, other) = (SagaId::new(), SagaId::new());
+
+    coordinator
+        .send(&[
+            (saga, reserve(&[(&item, 4)])),
+            (other, reserve(&[(&item, 20)])),
+            (saga, StockCommand::Release),
+            (saga, reserve(&[(&item, 4)])),
+        ])
+        .await;
+
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+    let short = FailureReason::OutOfStock { item_id: item.clone() };
+    assert_reply(&coordinator.next_reply().await, other, StockReply::Rejected { reason: short });
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Released);
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Rejected { reason: FailureReason::Cancelled });
+    assert_eq!(app.stock_of(&item).await, 10);
+}
+
+#[tokio::test]
+async fn an_unreadable_message_is_dead_lettered_and_the_queue_moves_on() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let item = app.item_with(10, 1).await;
+    let saga = SagaId::new();
+
+    coordinator.send_raw(b"{not a command").await;
+    coordinator.send(&[(saga, reserve(&[(&item, 1)]))]).await;
+
+    assert_eq!(coordinator.next_dead_letter().await, b"{not a command");
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+    assert_eq!(app.stock_of(&item).await, 9);
+}
+
+/// The worker applies a whole batch in one transaction; these drive that transaction directly, so that the
+/// commands are certain to share it.
+mod one_transaction {
+    use diesel_async::AsyncConnection;
+    use shared_contracts::{FailureReason, SagaId, StockCommand, StockReply};
+    use stock_svc::messaging::apply;
+
+    use super::reserve;
+    use crate::helpers::spawn_app;
+
+    #[tokio::test]
+    async fn commands_for_one_saga_see_each_other() {
+        let app = spawn_app().await;
+        let item = app.item_with(10, 1).await;
+        let saga = SagaId::new();
+
+        let mut conn = app.connection().await;
+        let replies = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                Ok(vec![
+                    apply(conn, saga, &reserve(&[(&item, 4)])).await?,
+                    apply(conn, saga, &reserve(&[(&item, 4)])).await?,
+                    apply(conn, saga, &StockCommand::Release).await?,
+                    apply(conn, saga, &reserve(&[(&item, 4)])).await?,
+                ])
+            })
+            .await
+            .expect("the transaction commits");
+
+        let cancelled = StockReply::Rejected { reason: FailureReason::Cancelled };
+        assert_eq!(replies, [StockReply::Reserved, StockReply::Reserved, StockReply::Released, cancelled]);
+        assert_eq!(app.stock_of(&item).await, 10);
+    }
+
+    #[tokio::test]
+    async fn a_refused_reservation_rolls_back_only_its_own_lines() {
+        let app = spawn_app().await;
+        let (shared, scarce) = (app.item_with(10, 1).await, app.item_with(1, 1).await);
+        let (first, second) = (SagaId::new(), SagaId::new());
+
+        let mut conn = app.connection().await;
+        let replies = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                Ok(vec![
+                    apply(conn, first, &reserve(&[(&shared, 3)])).await?,
+                    apply(conn, second, &reserve(&[(&shared, 2), (&scarce, 5)])).await?,
+                ])
+            })
+            .await
+            .expect("the transaction commits");
+
+        let short = StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: scarce.clone() } };
+        assert_eq!(replies, [StockReply::Reserved, short]);
+        assert_eq!((app.stock_of(&shared).await, app.stock_of(&scarce).await), (7, 1));
+    }
+}
