@@ -26,6 +26,8 @@ pub struct Config {
     pub retry_after: Duration,
     /// The longest pause between two retries of one saga (`RETRY_MAX_MS`).
     pub retry_max: Duration,
+    /// The bearer token the admin API demands (`ADMIN_TOKEN`); without one, it answers loopback callers only.
+    pub admin_token: Option<String>,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
             worker_batch: parse("WORKER_BATCH", 256)?,
             retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 5000)?),
             retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 60_000)?),
+            admin_token: Some(string("ADMIN_TOKEN", "")).filter(|token| !token.is_empty()),
         })
     }
 }
@@ -57,6 +60,7 @@ impl fmt::Debug for Config {
             .field("worker_batch", &self.worker_batch)
             .field("retry_after", &self.retry_after)
             .field("retry_max", &self.retry_max)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .finish()
     }
 }

@@ -19,6 +19,7 @@ pub mod domain;
 mod engine;
 mod http;
 pub mod messaging;
+pub mod operations;
 pub mod recovery;
 pub mod startup;
 pub mod store;

@@ -11,7 +11,10 @@ use platform::{
 use shared_contracts::queues;
 use tokio::task::JoinHandle;
 
-use crate::{config::Config, engine::RetryPolicy, messaging::CoordinatorHandler, recovery, store};
+use crate::{
+    config::Config, engine::RetryPolicy, http::AdminAccess, messaging::CoordinatorHandler, operations::Operations,
+    recovery, store,
+};
 
 /// A coordinator, built and listening, not yet serving.
 pub struct Application {
@@ -32,6 +35,8 @@ impl Application {
         let policy = RetryPolicy { first: config.retry_after, max: config.retry_max };
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), relay.clone(), policy));
         let settings = ConsumerSettings { prefetch: config.worker_prefetch, max_batch: config.worker_batch };
+        let operations = web::Data::new(Operations::new(pool.clone(), relay.clone(), policy));
+        let access = web::Data::new(AdminAccess::new(config.admin_token.clone()));
         let background = vec![
             tokio::spawn(relay.clone().run()),
             tokio::spawn(consume(broker, queues::COORDINATOR, settings, handler)),
@@ -44,6 +49,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(pool.clone())
+                .app_data(operations.clone())
+                .app_data(access.clone())
                 .wrap(actix_web::middleware::from_fn(platform::http::request_metrics("coordinator")))
                 .configure(platform::http::configure_common)
                 .configure(crate::http::configure)

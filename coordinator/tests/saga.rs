@@ -20,8 +20,13 @@ struct Harness {
 }
 
 async fn start(retry_after: Duration) -> Harness {
+    start_with(retry_after, None).await
+}
+
+async fn start_with(retry_after: Duration, admin_token: Option<&str>) -> Harness {
     platform::telemetry::init();
     let mut config = Config::from_env().unwrap();
+    config.admin_token = admin_token.map(str::to_owned);
     config.http_addr = "127.0.0.1:0".into();
     config.database_url = fresh_database("coordinator").await.unwrap();
     config.amqp_url = fresh_vhost().await.unwrap();
@@ -57,6 +62,11 @@ impl Harness {
 
     async fn outcome(&self) -> Envelope<CheckoutOutcome> {
         self.broker.next_envelope(queues::ORDER_OUTCOMES, WAIT).await.unwrap()
+    }
+
+    async fn act(&self, id: SagaId, action: &str) -> (u16, Value) {
+        let response = self.http.post(format!("{}/admin/sagas/{id}/{action}", self.admin)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
     }
 
     async fn saga(&self, id: SagaId) -> Value {
@@ -211,4 +221,94 @@ async fn the_admin_api_refuses_bad_input_with_json_errors() {
     assert_eq!(wrong_method.status(), 405);
     let stats: Value = h.http.get(format!("{}/admin/stats", h.admin)).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["sagas"]["executing"], 0);
+}
+
+#[tokio::test]
+async fn abort_compensates_then_fails_and_is_refused_once_terminal() {
+    let h = start(Duration::from_secs(30)).await;
+    let saga = SagaId::new();
+    h.send(saga, CoordinatorMessage::StartCheckout(request())).await;
+    h.stock_command().await;
+    h.payment_command().await;
+    h.send(saga, CoordinatorMessage::Stock(StockReply::Reserved)).await;
+    h.saga_in(saga, "executing").await;
+
+    let (status, body) = h.act(saga, "abort").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"]["state"], "compensating");
+    assert_eq!(h.stock_command().await.body, StockCommand::Release);
+    assert_eq!(h.payment_command().await.body, PaymentCommand::Refund);
+    // A second abort changes nothing and sends nothing.
+    assert_eq!(h.act(saga, "abort").await.0, 200);
+    h.send(saga, CoordinatorMessage::Stock(StockReply::Released)).await;
+    h.send(saga, CoordinatorMessage::Payment(PaymentReply::Refunded)).await;
+    assert_eq!(
+        h.outcome().await.body,
+        CheckoutOutcome::Failed { order_id: "order-1".into(), reason: FailureReason::Aborted }
+    );
+    h.saga_in(saga, "failed").await;
+    assert!(h.broker.get(queues::STOCK_COMMANDS).await.unwrap().is_none(), "the second abort re-sent a release");
+
+    for action in ["abort", "retry"] {
+        let (status, body) = h.act(saga, action).await;
+        assert_eq!(status, 409, "{action}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("failed"), "{body}");
+    }
+    assert_eq!(h.act(SagaId::new(), "retry").await.0, 404);
+    let bad = h.http.post(format!("{}/admin/sagas/nope/abort", h.admin)).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn retry_resends_the_unanswered_commands_at_once() {
+    let h = start(Duration::from_secs(30)).await;
+    let saga = SagaId::new();
+    h.send(saga, CoordinatorMessage::StartCheckout(request())).await;
+    h.stock_command().await;
+    h.payment_command().await;
+    let (status, body) = h.act(saga, "retry").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.stock_command().await.body, StockCommand::Reserve { items: request().items });
+    assert!(matches!(h.payment_command().await.body, PaymentCommand::Charge { amount: 30, .. }));
+    assert_eq!(h.saga(saga).await["saga"]["retries"], 1);
+}
+
+#[tokio::test]
+async fn abort_racing_the_last_reply_ends_one_way_or_the_other_never_both() {
+    let h = start(Duration::from_secs(30)).await;
+    for _ in 0..10 {
+        let saga = SagaId::new();
+        h.send(saga, CoordinatorMessage::StartCheckout(request())).await;
+        h.stock_command().await;
+        h.payment_command().await;
+        h.send(saga, CoordinatorMessage::Stock(StockReply::Reserved)).await;
+        let (_, (status, _)) =
+            tokio::join!(h.send(saga, CoordinatorMessage::Payment(PaymentReply::Charged)), h.act(saga, "abort"));
+        match status {
+            // The abort won: both steps are undone, then the checkout fails.
+            200 => {
+                assert_eq!(h.stock_command().await.body, StockCommand::Release);
+                assert_eq!(h.payment_command().await.body, PaymentCommand::Refund);
+                h.send(saga, CoordinatorMessage::Stock(StockReply::Released)).await;
+                h.send(saga, CoordinatorMessage::Payment(PaymentReply::Refunded)).await;
+                let outcome = h.outcome().await;
+                assert!(matches!(outcome.body, CheckoutOutcome::Failed { reason: FailureReason::Aborted, .. }));
+            }
+            // The reply won: the saga completed and the abort was refused.
+            409 => assert_eq!(h.outcome().await.body, CheckoutOutcome::Paid { order_id: "order-1".into() }),
+            other => panic!("abort answered {other}"),
+        }
+        assert!(h.broker.get(queues::ORDER_OUTCOMES).await.unwrap().is_none(), "two outcomes for one saga");
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_configured_the_admin_api_demands_it() {
+    let h = start_with(Duration::from_secs(30), Some("s3cret")).await;
+    let url = format!("{}/admin/stats", h.admin);
+    assert_eq!(h.http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(h.http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    assert_eq!(h.http.get(&url).bearer_auth("s3cret").send().await.unwrap().status(), 200);
+    // Health and metrics stay open for probes and scrapers.
+    assert_eq!(h.http.get(format!("{}/health", h.admin)).send().await.unwrap().status(), 200);
 }

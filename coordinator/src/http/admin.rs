@@ -1,7 +1,7 @@
-//! Read-only admin endpoints: list sagas (by status, order, user, "stuck"), show one with its history, and
-//! count sagas per status.
+//! Admin endpoints: list sagas (by status, order, user, "stuck"), show one with its history, count sagas per
+//! status, and retry or abort one. Every endpoint first checks [`AdminAccess`].
 
-use actix_web::{http::Method, web, HttpResponse};
+use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use platform::{
     db::Pool,
     http::{check_id, parse_amount, resource, ApiError},
@@ -9,8 +9,10 @@ use platform::{
 use serde::Deserialize;
 use shared_contracts::SagaId;
 
+use super::AdminAccess;
 use crate::{
     domain::Status,
+    operations::{Action, Operations},
     store::{self, SagaFilter},
 };
 
@@ -20,7 +22,13 @@ const MAX_PAGE: u64 = 1000;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/admin/sagas", Method::GET, list))
         .service(resource("/admin/sagas/{saga_id}", Method::GET, show))
+        .service(resource("/admin/sagas/{saga_id}/retry", Method::POST, retry))
+        .service(resource("/admin/sagas/{saga_id}/abort", Method::POST, abort))
         .service(resource("/admin/stats", Method::GET, stats));
+}
+
+fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
+    raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))
 }
 
 /// Query parameters of `GET /admin/sagas`, all optional and all validated by hand so that a bad one is a 400
@@ -35,7 +43,13 @@ struct ListQuery {
     offset: Option<String>,
 }
 
-async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    req: HttpRequest,
+    access: web::Data<AdminAccess>,
+    pool: web::Data<Pool>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&req)?;
     let query = query.into_inner();
     let status = query.status.as_deref().map(str::parse::<Status>).transpose().map_err(ApiError::BadRequest)?;
     let limit = query.limit.as_deref().map(|l| parse_amount("limit", l)).transpose()?.unwrap_or(100);
@@ -55,9 +69,14 @@ async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<Htt
     Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": sagas, "limit": filter.limit, "offset": filter.offset })))
 }
 
-async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let id: SagaId = raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))?;
+async fn show(
+    req: HttpRequest,
+    access: web::Data<AdminAccess>,
+    pool: web::Data<Pool>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&req)?;
+    let id = parse_saga_id(&path)?;
     let mut conn = pool.get().await?;
     let saga =
         store::find(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
@@ -65,7 +84,36 @@ async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(serde_json::json!({ "saga": saga, "history": history })))
 }
 
-async fn stats(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+async fn retry(
+    req: HttpRequest,
+    access: web::Data<AdminAccess>,
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&req)?;
+    let id = parse_saga_id(&path)?;
+    let state = operations.perform(id, Action::Retry).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": "retry", "state": state })))
+}
+
+async fn abort(
+    req: HttpRequest,
+    access: web::Data<AdminAccess>,
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&req)?;
+    let id = parse_saga_id(&path)?;
+    let state = operations.perform(id, Action::Abort).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": "abort", "state": state })))
+}
+
+async fn stats(
+    req: HttpRequest,
+    access: web::Data<AdminAccess>,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&req)?;
     let mut conn = pool.get().await?;
     let counts = store::counts(&mut conn).await?;
     let mut by_status = serde_json::Map::new();

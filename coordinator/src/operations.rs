@@ -1,0 +1,67 @@
+//! What operators can do to a saga: re-send its unanswered commands now, or abort it (compensate whatever was
+//! done, then fail). Both go through the same engine as every other event, in one transaction with the saga
+//! row locked, so they are safe against a reply arriving at the same moment and safe to repeat.
+
+use diesel_async::AsyncConnection;
+use platform::{db::Pool, http::ApiError, outbox::Relay};
+use shared_contracts::SagaId;
+
+use crate::{
+    domain::{Event, SagaState},
+    engine::{Effects, RetryPolicy},
+    store,
+};
+
+/// The operator actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Re-send the unanswered commands now.
+    Retry,
+    /// Compensate and fail.
+    Abort,
+}
+
+/// Everything an operator action needs.
+#[derive(Clone)]
+pub struct Operations {
+    pool: Pool,
+    relay: Relay,
+    policy: RetryPolicy,
+}
+
+impl Operations {
+    /// Operations on the sagas in `pool`.
+    pub fn new(pool: Pool, relay: Relay, policy: RetryPolicy) -> Self {
+        Self { pool, relay, policy }
+    }
+
+    /// Applies `action` to saga `id` and returns its state afterwards. A terminal saga is a conflict: there is
+    /// nothing left to retry or abort.
+    pub async fn perform(&self, id: SagaId, action: Action) -> Result<SagaState, ApiError> {
+        let policy = self.policy;
+        let event = match action {
+            Action::Retry => Event::RetryDue,
+            Action::Abort => Event::Abort,
+        };
+        let mut conn = self.pool.get().await?;
+        let state = conn
+            .transaction::<SagaState, ApiError, _>(async |conn| {
+                let mut saga = store::lock(conn, &[id])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
+                let status = saga.state.status();
+                if status.is_terminal() {
+                    return Err(ApiError::Conflict(format!("saga {id} is already {}", status.as_str())));
+                }
+                let mut effects = Effects::default();
+                effects.apply(&mut saga, &event, policy);
+                effects.persist(conn).await?;
+                Ok(saga.state)
+            })
+            .await?;
+        tracing::info!(saga_id = %id, ?action, ?state, "operator action");
+        self.relay.wake();
+        Ok(state)
+    }
+}
