@@ -1,0 +1,3 @@
+DROP TABLE checkouts;
+DROP TABLE order_items;
+DROP TABLE orders;

@@ -1,0 +1,70 @@
+//! The REST API of order-svc, mounted under `/orders/`: order management in [`orders`], checkout in
+//! [`checkout`], and the one mapping of this service's errors to `ApiError` (and so to a status and a JSON body).
+
+mod checkout;
+mod orders;
+
+use actix_web::{http::Method, web};
+use platform::http::{resource, ApiError};
+
+use crate::{
+    domain::{InvalidBatch, Refusal},
+    stock::PriceError,
+    store::StoreError,
+};
+
+/// Mounts every route of the service.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/orders/create/{user_id}", Method::POST, orders::create))
+        .service(resource("/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}", Method::POST, orders::batch_init))
+        .service(resource("/orders/find/{order_id}", Method::GET, orders::find))
+        .service(resource("/orders/addItem/{order_id}/{item_id}/{quantity}", Method::POST, orders::add_item))
+        .service(resource("/orders/addItem/{order_id}/{item_id}", Method::POST, orders::add_one_item))
+        .service(resource("/orders/removeItem/{order_id}/{item_id}", Method::DELETE, orders::remove_item))
+        .service(resource("/orders/remove/{order_id}", Method::DELETE, orders::remove))
+        .service(resource("/orders/checkout/{order_id}", Method::POST, checkout::check_out));
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            Refusal::AlreadyPaid | Refusal::NoItems => Self::Rejected(message),
+            Refusal::CheckoutInProgress => Self::Conflict(message),
+            Refusal::TooLarge => Self::BadRequest(message),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownOrder(_) | StoreError::ItemNotInOrder { .. } => Self::NotFound(e.to_string()),
+            StoreError::Refused(refusal) => refusal.into(),
+            StoreError::Corrupt(_) => {
+                tracing::error!(error = %e, "inconsistent data");
+                Self::Unavailable(e.to_string())
+            }
+            StoreError::Database(e) => e.into(),
+            StoreError::Pool(e) => e.into(),
+        }
+    }
+}
+
+impl From<PriceError> for ApiError {
+    fn from(e: PriceError) -> Self {
+        match e {
+            PriceError::UnknownItem(_) => Self::NotFound(e.to_string()),
+            PriceError::Unavailable(_) => {
+                tracing::warn!(error = %e, "no price from stock-svc");
+                Self::Unavailable(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<InvalidBatch> for ApiError {
+    fn from(e: InvalidBatch) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}

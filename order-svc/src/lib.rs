@@ -1,0 +1,17 @@
+//! order-svc: owns the orders of the shop, their lines and totals, and the checkout intent of each.
+//!
+//! Over REST (`/orders/...`, see [`startup`]) it creates orders, adds and removes items at the price stock-svc
+//! quotes (see [`stock`]), and takes checkout requests. A checkout is not carried out here: order-svc records the
+//! intent in its database and, in the same transaction, puts a `StartCheckout` message for the coordinator in its
+//! outbox (see [`store::checkouts`]); the outbox relay publishes it. The coordinator's verdict comes back on the
+//! outcome queue (see [`messaging`]), is recorded, and wakes the requests waiting for it (see [`checkout`]).
+//! Which changes an order still allows, and how totals add up, is decided free of I/O in [`domain`].
+
+pub mod checkout;
+pub mod config;
+pub mod domain;
+mod http;
+pub mod messaging;
+pub mod startup;
+pub mod stock;
+pub mod store;

@@ -1,0 +1,58 @@
+//! The consumer of checkout outcomes, which the coordinator sends on [`queues::ORDER_OUTCOMES`]. Each batch is
+//! recorded in one statement (see [`store::checkouts::settle`]), acked only once committed, and then wakes the
+//! requests of this process waiting for those sagas. Recording is idempotent, so redelivered outcomes are
+//! harmless; a message that does not decode is dead-lettered.
+//!
+//! The other direction, `StartCheckout` to the coordinator, goes through the outbox and its relay (see
+//! [`crate::startup`]).
+//!
+//! [`queues::ORDER_OUTCOMES`]: shared_contracts::queues::ORDER_OUTCOMES
+//! [`store::checkouts::settle`]: crate::store::checkouts::settle
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use platform::{
+    amqp::{BatchHandler, Delivery, Verdict},
+    db::Pool,
+};
+use shared_contracts::{CheckoutOutcome, Envelope};
+
+use crate::{checkout::OutcomeWaiters, store::checkouts};
+
+/// Records checkout outcomes and wakes their waiters.
+pub struct OutcomeHandler {
+    pool: Pool,
+    waiters: Arc<OutcomeWaiters>,
+}
+
+impl OutcomeHandler {
+    /// A handler recording into `pool` and waking `waiters`.
+    pub fn new(pool: Pool, waiters: Arc<OutcomeWaiters>) -> Self {
+        Self { pool, waiters }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for OutcomeHandler {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Verdict>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut verdicts = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match Envelope::<CheckoutOutcome>::from_bytes(&delivery.body) {
+                Ok(envelope) => {
+                    outcomes.push((envelope.saga_id, envelope.body));
+                    verdicts.push(Verdict::Done);
+                }
+                Err(e) => verdicts.push(Verdict::DeadLetter(format!("undecodable checkout outcome: {e}"))),
+            }
+        }
+        if !outcomes.is_empty() {
+            checkouts::settle(&mut *self.pool.get().await?, &outcomes).await?;
+            for (saga_id, _) in &outcomes {
+                self.waiters.wake(*saga_id);
+            }
+        }
+        Ok(verdicts)
+    }
+}

@@ -1,0 +1,80 @@
+//! Putting order-svc together: database (created and migrated if needed), RabbitMQ (the outbox relay and the
+//! outcome consumer as background tasks), the stock-svc client, and the HTTP server.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use anyhow::Context;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use platform::{
+    amqp::{consume, Broker, ConsumerSettings, Publisher},
+    outbox::Relay,
+};
+use shared_contracts::queues;
+
+use crate::{
+    checkout::{Checkouts, OutcomeWaiters},
+    config::Config,
+    http,
+    messaging::OutcomeHandler,
+    stock::StockClient,
+};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The queues order-svc uses: it consumes outcomes and publishes checkout requests.
+const QUEUES: [&str; 2] = [queues::ORDER_OUTCOMES, queues::COORDINATOR];
+
+/// A built order-svc, listening, with its background tasks running.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Prepares the database, starts the outbox relay and the outcome consumer, and binds the HTTP listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        platform::db::create_database_if_missing(&config.database_url).await?;
+        platform::db::migrate(&config.database_url, MIGRATIONS).await?;
+        let pool = platform::db::pool(&config.database_url, config.db_pool_size)?;
+
+        let broker = Broker::new(&config.amqp_url, "order", &QUEUES)?;
+        let relay = Relay::new("order", pool.clone(), Arc::new(Publisher::new(broker.clone())));
+        tokio::spawn(relay.clone().run());
+        let waiters = Arc::new(OutcomeWaiters::default());
+        let outcomes = Arc::new(OutcomeHandler::new(pool.clone(), waiters.clone()));
+        tokio::spawn(consume(broker, queues::ORDER_OUTCOMES, ConsumerSettings::default(), outcomes));
+
+        let stock = web::Data::new(StockClient::new(&config.stock_url)?);
+        let timeout = Duration::from_millis(config.checkout_timeout_ms);
+        let checkouts = web::Data::new(Checkouts::new(pool.clone(), relay, waiters, timeout));
+        let pool = web::Data::new(pool);
+
+        let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(pool.clone())
+                .app_data(stock.clone())
+                .app_data(checkouts.clone())
+                .wrap(middleware::from_fn(platform::http::request_metrics("order")))
+                .configure(platform::http::configure_common)
+                .configure(http::routes)
+                .default_service(web::to(platform::http::not_found))
+        })
+        .workers(config.http_workers)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The port the HTTP server listens on (the real one when the configuration asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server is stopped (by a signal).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

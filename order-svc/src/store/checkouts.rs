@@ -1,0 +1,141 @@
+//! Checkout attempts: starting one (recording the intent and its `StartCheckout` message in one transaction),
+//! reading how one stands, and recording the outcomes the coordinator sends back.
+
+use diesel::{
+    sql_types::{Array, Nullable, Text},
+    OptionalExtension, QueryableByName,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use platform::{amqp::Outgoing, outbox};
+use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, SagaId};
+
+use super::{orders, StoreError};
+use crate::domain::{self, CheckoutStep};
+
+/// What a checkout request found, or set going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// The order is paid; nothing was started.
+    AlreadyPaid,
+    /// A new saga was recorded and its `StartCheckout` message put in the outbox.
+    Started(SagaId),
+    /// A saga of the order was already in flight; the request waits for it.
+    Joined(SagaId),
+}
+
+/// How a checkout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutState {
+    /// The saga has not reported back yet.
+    Pending,
+    /// The order is paid.
+    Paid,
+    /// Nothing was taken or charged, for this reason.
+    Failed(FailureReason),
+}
+
+#[derive(QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    reason: Option<String>,
+}
+
+/// Starts a checkout of `order_id`, or joins the one in flight. A new saga's row and its `StartCheckout` message
+/// are committed together, so the coordinator hears of every recorded checkout and of no other; wake the outbox
+/// relay after this returns [`Begun::Started`].
+pub async fn begin(conn: &mut AsyncPgConnection, order_id: &str) -> Result<Begun, StoreError> {
+    conn.transaction::<_, StoreError, _>(async |conn| {
+        let order = orders::lock(conn, order_id).await?;
+        let items = orders::lines(conn, order_id).await?;
+        match order.status.checkout_step(!items.is_empty())? {
+            CheckoutStep::AlreadyPaid => Ok(Begun::AlreadyPaid),
+            CheckoutStep::Join(saga_id) => Ok(Begun::Joined(saga_id)),
+            CheckoutStep::Start => {
+                let saga_id = SagaId::new();
+                diesel::sql_query("INSERT INTO checkouts (saga_id, order_id, state) VALUES ($1::uuid, $2, 'pending')")
+                    .bind::<Text, _>(saga_id.to_string())
+                    .bind::<Text, _>(order_id)
+                    .execute(conn)
+                    .await?;
+                let request = CheckoutRequest {
+                    order_id: order_id.to_owned(),
+                    user_id: order.user_id,
+                    items: domain::aggregate_lines(items),
+                    total: order.total,
+                };
+                let envelope = Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request));
+                let message = Outgoing {
+                    queue: queues::COORDINATOR.to_owned(),
+                    body: envelope.to_bytes(),
+                    message_id: envelope.message_id.to_string(),
+                };
+                outbox::enqueue(conn, &[message]).await?;
+                Ok(Begun::Started(saga_id))
+            }
+        }
+    })
+    .await
+}
+
+/// How the checkout `saga_id` stands; `None` when its row is gone (a `batch_init` replaced the order).
+pub async fn state(conn: &mut AsyncPgConnection, saga_id: SagaId) -> Result<Option<CheckoutState>, StoreError> {
+    let row: Option<StateRow> =
+        diesel::sql_query("SELECT state, reason::text AS reason FROM checkouts WHERE saga_id = $1::uuid")
+            .bind::<Text, _>(saga_id.to_string())
+            .get_result(conn)
+            .await
+            .optional()?;
+    row.map(|row| match (row.state.as_str(), row.reason) {
+        ("pending", _) => Ok(CheckoutState::Pending),
+        ("paid", _) => Ok(CheckoutState::Paid),
+        ("failed", Some(reason)) => serde_json::from_str(&reason)
+            .map(CheckoutState::Failed)
+            .map_err(|e| StoreError::Corrupt(format!("failure reason of checkout {saga_id}: {e}"))),
+        (state, _) => Err(StoreError::Corrupt(format!("checkout {saga_id} is in state {state:?}"))),
+    })
+    .transpose()
+}
+
+/// Records `outcomes` in one statement: each pending checkout takes its outcome, and the order of each paid one
+/// becomes paid. A checkout that is no longer pending is left alone, so a redelivered or duplicated outcome
+/// changes nothing.
+pub async fn settle(conn: &mut AsyncPgConnection, outcomes: &[(SagaId, CheckoutOutcome)]) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut saga_ids = Vec::with_capacity(outcomes.len());
+    let mut states = Vec::with_capacity(outcomes.len());
+    let mut reasons = Vec::with_capacity(outcomes.len());
+    for (saga_id, outcome) in outcomes {
+        saga_ids.push(saga_id.to_string());
+        match outcome {
+            CheckoutOutcome::Paid { .. } => {
+                states.push("paid");
+                reasons.push(None);
+            }
+            CheckoutOutcome::Failed { reason, .. } => {
+                states.push("failed");
+                reasons.push(Some(serde_json::to_string(reason).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+            }
+        }
+    }
+    diesel::sql_query(
+        "WITH outcome AS (
+             SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]::jsonb[]) AS o(saga_id, state, reason)
+         ), settled AS (
+             UPDATE checkouts c SET state = o.state, reason = o.reason, finished_at = now()
+             FROM outcome o
+             WHERE c.saga_id = o.saga_id AND c.state = 'pending'
+             RETURNING c.order_id, c.state
+         )
+         UPDATE orders SET paid = true FROM settled s WHERE orders.id = s.order_id AND s.state = 'paid'",
+    )
+    .bind::<Array<Text>, _>(saga_ids)
+    .bind::<Array<Text>, _>(states)
+    .bind::<Array<Nullable<Text>>, _>(reasons)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

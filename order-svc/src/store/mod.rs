@@ -1,0 +1,78 @@
+//! The database of order-svc: orders and their lines ([`orders`]), and the checkout attempts of each order with
+//! the outbox message that hands a new one to the coordinator ([`checkouts`]). Queries are plain SQL through
+//! diesel-async; the schema is in `migrations/`.
+//!
+//! Every change to an order, and the start of its checkout, happens in a transaction that first locks the order's
+//! row. That one lock is what makes "add an item", "remove the order" and "start a checkout" exclusive with one
+//! another, so a checkout's snapshot of the order is never changed under it.
+
+pub mod checkouts;
+pub mod orders;
+
+use diesel_async::pooled_connection::deadpool::PoolError;
+use shared_contracts::LineItem;
+
+use crate::domain::Refusal;
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No order has this ID.
+    #[error("order {0} does not exist")]
+    UnknownOrder(String),
+    /// The order has no line for this item.
+    #[error("item {item_id} is not in order {order_id}")]
+    ItemNotInOrder {
+        /// The order.
+        order_id: String,
+        /// The item asked for.
+        item_id: String,
+    },
+    /// The order's rules refuse the change.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A row holds what the schema's checks should have kept out (a negative amount, an unreadable reason).
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// The database failed or refused the query.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// No connection could be had from the pool.
+    #[error("no database connection: {0}")]
+    Pool(#[from] PoolError),
+}
+
+/// An order as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderView {
+    /// The order's ID.
+    pub order_id: String,
+    /// Who buys.
+    pub user_id: String,
+    /// Whether it is paid.
+    pub paid: bool,
+    /// What it costs.
+    pub total: u64,
+    /// Its lines, one per item, sorted by item ID.
+    pub items: Vec<LineItem>,
+}
+
+/// Reads a `BIGINT` column that the schema keeps non-negative.
+fn stored_amount(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} is negative: {value}")))
+}
+
+/// Converts an amount for a `BIGINT` column; amounts come checked against `MAX_AMOUNT`, so this only fails on a
+/// bug upstream, which is refused rather than wrapped around.
+fn bigint(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Refused(Refusal::TooLarge))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_outbox_migration_creates_the_table_the_relay_expects() {
+        let up = include_str!("../../migrations/2025-01-01-000002_create_outbox/up.sql");
+        assert_eq!(up.trim().trim_end_matches(';'), platform::outbox::OUTBOX_TABLE_SQL);
+    }
+}

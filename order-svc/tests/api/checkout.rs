@@ -1,0 +1,172 @@
+//! Checkout as far as order-svc alone guarantees it; the test plays the coordinator over RabbitMQ.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use shared_contracts::{CheckoutOutcome, CheckoutRequest, FailureReason, LineItem};
+
+use crate::helpers::{eventually, spawn_app, spawn_app_with_checkout_timeout};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_or_unknown_order_cannot_be_checked_out() {
+    let app = spawn_app().await;
+    let order_id = app.create_order("u").await;
+
+    let empty = app.post(&format!("/orders/checkout/{order_id}")).await;
+    assert_eq!(empty, (StatusCode::BAD_REQUEST, json!({ "error": "order has no items" })));
+    let unknown = app.post("/orders/checkout/nope").await;
+    assert_eq!(unknown, (StatusCode::NOT_FOUND, json!({ "error": "order nope does not exist" })));
+
+    assert_eq!(app.count("SELECT count(*) AS n FROM checkouts").await, 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM outbox").await, 0);
+    assert!(app.coordinator().await.try_next().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_checkouts_of_one_order_run_one_saga_and_both_see_it_paid() {
+    let app = spawn_app().await;
+    let a = app.create_item(3, 5).await;
+    let b = app.create_item(4, 5).await;
+    let order_id = app.order_with("buyer", &[(&b, 1), (&a, 2), (&b, 1)]).await;
+    let coordinator = app.coordinator().await;
+
+    let first = tokio::spawn(app.checkout(&order_id));
+    let second = tokio::spawn(app.checkout(&order_id));
+    let (saga_id, request) = coordinator.next_checkout().await;
+    let mut items = vec![LineItem { item_id: a.clone(), quantity: 2 }, LineItem { item_id: b.clone(), quantity: 2 }];
+    items.sort_by(|x, y| x.item_id.cmp(&y.item_id));
+    assert_eq!(request, CheckoutRequest { order_id: order_id.clone(), user_id: "buyer".into(), items, total: 14 });
+
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    let paid = (StatusCode::OK, json!({ "order_id": order_id, "paid": true }));
+    assert_eq!(first.await.expect("the request task finishes"), paid);
+    assert_eq!(second.await.expect("the request task finishes"), paid);
+
+    assert_eq!(app.find(&order_id).await["paid"], json!(true));
+    assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
+    app.outbox_drained().await;
+    assert!(coordinator.try_next().await.is_none(), "a second StartCheckout was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_order_is_final_and_checking_it_out_again_sends_nothing() {
+    let app = spawn_app().await;
+    let item = app.create_item(2, 5).await;
+    let order_id = app.order_with("buyer", &[(&item, 1)]).await;
+    let coordinator = app.coordinator().await;
+    let checkout = tokio::spawn(app.checkout(&order_id));
+    let (saga_id, _) = coordinator.next_checkout().await;
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    assert_eq!(checkout.await.expect("the request task finishes").0, StatusCode::OK);
+
+    let again = app.post(&format!("/orders/checkout/{order_id}")).await;
+    assert_eq!(again, (StatusCode::OK, json!({ "order_id": order_id, "paid": true })));
+    app.outbox_drained().await;
+    assert!(coordinator.try_next().await.is_none(), "checking out a paid order sent a message");
+    assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
+
+    let paid = json!({ "error": "order is already paid" });
+    assert_eq!(app.post(&format!("/orders/addItem/{order_id}/{item}")).await, (StatusCode::BAD_REQUEST, paid.clone()));
+    assert_eq!(
+        app.delete(&format!("/orders/removeItem/{order_id}/{item}")).await,
+        (StatusCode::BAD_REQUEST, paid.clone())
+    );
+    assert_eq!(app.delete(&format!("/orders/remove/{order_id}")).await, (StatusCode::BAD_REQUEST, paid));
+    let order = app.find(&order_id).await;
+    assert_eq!((&order["paid"], &order["total_cost"], &order["items"]), (&json!(true), &json!(2), &json!([[item, 1]])));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_saga_answers_400_with_its_reason_and_leaves_the_order_open() {
+    let app = spawn_app().await;
+    let item = app.create_item(50, 5).await;
+    let order_id = app.order_with("poor", &[(&item, 1)]).await;
+    let coordinator = app.coordinator().await;
+
+    let checkout = tokio::spawn(app.checkout(&order_id));
+    let (saga_id, _) = coordinator.next_checkout().await;
+    let reason = FailureReason::InsufficientCredit { user_id: "poor".into() };
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Failed { order_id: order_id.clone(), reason }).await;
+
+    assert_eq!(
+        checkout.await.expect("the request task finishes"),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({
+                "error": "user poor does not have enough credit",
+                "reason": { "kind": "insufficient_credit", "user_id": "poor" },
+            })
+        )
+    );
+    assert_eq!(app.find(&order_id).await["paid"], json!(false));
+    assert_eq!(app.checkout_states(&order_id).await, vec!["failed"]);
+    // The order is open again: it can change, and a new checkout starts a new saga.
+    assert_eq!(app.post(&format!("/orders/addItem/{order_id}/{item}")).await.0, StatusCode::OK);
+    let retry = tokio::spawn(app.checkout(&order_id));
+    let (second_saga, request) = coordinator.next_checkout().await;
+    assert_ne!(second_saga, saga_id);
+    assert_eq!(request.total, 100);
+    coordinator.send_outcome(second_saga, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    assert_eq!(retry.await.expect("the request task finishes").0, StatusCode::OK);
+    assert_eq!(app.checkout_states(&order_id).await, vec!["failed", "paid"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkout_without_outcome_times_out_with_504_and_stays_pending() {
+    let app = spawn_app_with_checkout_timeout(Duration::from_secs(1)).await;
+    let item = app.create_item(1, 5).await;
+    let order_id = app.order_with("slow", &[(&item, 3)]).await;
+    let coordinator = app.coordinator().await;
+
+    let timed_out = app.post(&format!("/orders/checkout/{order_id}")).await;
+    let message =
+        format!("checkout of order {order_id} is still in progress; GET /orders/find/{order_id} shows its outcome");
+    assert_eq!(timed_out, (StatusCode::GATEWAY_TIMEOUT, json!({ "error": message })));
+    assert_eq!(app.checkout_states(&order_id).await, vec!["pending"]);
+    assert_eq!(app.find(&order_id).await["paid"], json!(false));
+
+    let in_progress = json!({ "error": "a checkout of this order is in progress" });
+    assert_eq!(
+        app.post(&format!("/orders/addItem/{order_id}/{item}")).await,
+        (StatusCode::CONFLICT, in_progress.clone())
+    );
+    assert_eq!(
+        app.delete(&format!("/orders/removeItem/{order_id}/{item}")).await,
+        (StatusCode::CONFLICT, in_progress.clone())
+    );
+    assert_eq!(app.delete(&format!("/orders/remove/{order_id}")).await, (StatusCode::CONFLICT, in_progress));
+
+    // The saga goes on and its outcome is recorded when it comes.
+    let (saga_id, request) = coordinator.next_checkout().await;
+    assert_eq!(request.items, vec![LineItem { item_id: item.clone(), quantity: 3 }]);
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    eventually("the late outcome to be recorded", async || {
+        (app.find(&order_id).await["paid"] == json!(true)).then_some(())
+    })
+    .await;
+    assert!(coordinator.try_next().await.is_none(), "the timed-out checkout was sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_outcomes_change_nothing_and_garbage_is_dead_lettered() {
+    let app = spawn_app().await;
+    let item = app.create_item(9, 5).await;
+    let order_id = app.order_with("buyer", &[(&item, 1)]).await;
+    let coordinator = app.coordinator().await;
+    let checkout = tokio::spawn(app.checkout(&order_id));
+    let (saga_id, _) = coordinator.next_checkout().await;
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    assert_eq!(checkout.await.expect("the request task finishes").0, StatusCode::OK);
+
+    let late = CheckoutOutcome::Failed { order_id: order_id.clone(), reason: FailureReason::Aborted };
+    coordinator.send_outcome(saga_id, late).await;
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    coordinator.send_raw(b"{not an outcome".to_vec()).await;
+    // Outcomes are handled in queue order, so once the garbage is dead-lettered the two before it are handled.
+    eventually("the garbage to be dead-lettered", async || (coordinator.dead_letters().await == 1).then_some(())).await;
+
+    assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
+    assert_eq!(app.find(&order_id).await["paid"], json!(true));
+    assert_eq!(app.count("SELECT count(*) AS n FROM checkouts WHERE reason IS NOT NULL").await, 0);
+}

@@ -1,0 +1,293 @@
+//! Spawning order-svc with the stock-svc it depends on, calling them, and standing in for the coordinator.
+
+use std::{future::Future, time::Duration};
+
+use amqprs::{
+    channel::{BasicGetArguments, Channel},
+    connection::{Connection, OpenConnectionArguments},
+};
+use diesel::{
+    sql_types::{BigInt, Text},
+    QueryableByName,
+};
+use diesel_async::RunQueryDsl;
+use order_svc::{config::Config, startup::Application};
+use platform::{
+    amqp::{Broker, Outgoing, Publisher},
+    db::Pool,
+    testing::{fresh_database, fresh_vhost},
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, SagaId};
+
+/// How long a test waits for something that should happen promptly.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A running order-svc and stock-svc, and what a test needs to look inside them.
+pub struct TestApp {
+    /// Base URL of order-svc.
+    pub orders: String,
+    /// Base URL of stock-svc.
+    pub stock: String,
+    /// order-svc's database.
+    pub db: Pool,
+    /// stock-svc's database.
+    pub stock_db: Pool,
+    /// The vhost both services use.
+    pub amqp_url: String,
+    http: reqwest::Client,
+}
+
+/// Starts both services with the default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_configured(|_| {}).await
+}
+
+/// Starts both services; checkout requests of order-svc wait at most `checkout_timeout` for an outcome.
+pub async fn spawn_app_with_checkout_timeout(checkout_timeout: Duration) -> TestApp {
+    spawn_app_configured(|config| config.checkout_timeout_ms = checkout_timeout.as_millis() as u64).await
+}
+
+/// Starts both services, order-svc with its test settings changed by `configure`.
+pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
+    // Logs only on demand: they go straight to stderr, past the test harness's capture.
+    if std::env::var_os("TEST_LOG").is_some() {
+        platform::telemetry::init();
+    }
+    let amqp_url = fresh_vhost().await.expect("a fresh vhost");
+    let stock_database_url = fresh_database("stock").await.expect("a stock database");
+    let stock = stock_svc::startup::Application::build(stock_svc::config::Config {
+        http_addr: "127.0.0.1:0".into(),
+        database_url: stock_database_url.clone(),
+        amqp_url: amqp_url.clone(),
+        db_pool_size: 4,
+        http_workers: 1,
+        worker_prefetch: 16,
+        worker_batch: 16,
+    })
+    .await
+    .expect("stock-svc starts");
+    let stock_url = format!("http://127.0.0.1:{}", stock.port());
+    tokio::spawn(stock.run_until_stopped());
+
+    let database_url = fresh_database("order").await.expect("an order database");
+    let mut config = Config {
+        http_addr: "127.0.0.1:0".into(),
+        database_url: database_url.clone(),
+        amqp_url: amqp_url.clone(),
+        db_pool_size: 8,
+        http_workers: 2,
+        stock_url: stock_url.clone(),
+        checkout_timeout_ms: 30_000,
+    };
+    configure(&mut config);
+    let app = Application::build(config).await.expect("order-svc starts");
+    let orders = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+
+    TestApp {
+        orders,
+        stock: stock_url,
+        db: platform::db::pool(&database_url, 2).expect("a pool"),
+        stock_db: platform::db::pool(&stock_database_url, 1).expect("a pool"),
+        amqp_url,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// A status and a JSON body.
+pub type Answer = (StatusCode, Value);
+
+impl TestApp {
+    /// `method` on `path` of order-svc.
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> Answer {
+        answer(self.http.request(method, format!("{}{path}", self.orders))).await
+    }
+
+    /// POST on `path` of order-svc.
+    pub async fn post(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::POST, path).await
+    }
+
+    /// GET on `path` of order-svc.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    /// DELETE on `path` of order-svc.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(reqwest::Method::DELETE, path).await
+    }
+
+    /// A future checking out `order_id`, to be spawned for concurrent checkouts.
+    pub fn checkout(&self, order_id: &str) -> impl Future<Output = Answer> + Send + 'static {
+        answer(self.http.post(format!("{}/orders/checkout/{order_id}", self.orders)))
+    }
+
+    /// A new order of `user_id`.
+    pub async fn create_order(&self, user_id: &str) -> String {
+        let (status, body) = self.post(&format!("/orders/create/{user_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["order_id"].as_str().expect("an order ID").to_owned()
+    }
+
+    /// The order as `find` shows it.
+    pub async fn find(&self, order_id: &str) -> Value {
+        let (status, body) = self.get(&format!("/orders/find/{order_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// A new stock-svc item at `price`, with `stock` units.
+    pub async fn create_item(&self, price: u64, stock: u64) -> String {
+        let created = answer(self.http.post(format!("{}/stock/item/create/{price}", self.stock))).await;
+        assert_eq!(created.0, StatusCode::OK, "{}", created.1);
+        let item_id = created.1["item_id"].as_str().expect("an item ID").to_owned();
+        if stock > 0 {
+            let added = answer(self.http.post(format!("{}/stock/add/{item_id}/{stock}", self.stock))).await;
+            assert_eq!(added.0, StatusCode::OK, "{}", added.1);
+        }
+        item_id
+    }
+
+    /// An order of `user_id` holding `quantity` units of each of `items`.
+    pub async fn order_with(&self, user_id: &str, items: &[(&str, u64)]) -> String {
+        let order_id = self.create_order(user_id).await;
+        for (item_id, quantity) in items {
+            let (status, body) = self.post(&format!("/orders/addItem/{order_id}/{item_id}/{quantity}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        order_id
+    }
+
+    /// The one number `sql` selects (as `n`) from order-svc's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.db.get().await.expect("a connection");
+        let row: Count = diesel::sql_query(sql).get_result(&mut conn).await.expect("the query runs");
+        row.n
+    }
+
+    /// Changes the price of `item_id` in stock-svc's database (its API has no way to).
+    pub async fn set_price(&self, item_id: &str, price: i64) {
+        let mut conn = self.stock_db.get().await.expect("a connection");
+        let updated = diesel::sql_query("UPDATE items SET price = $2 WHERE item_id = $1")
+            .bind::<Text, _>(item_id)
+            .bind::<BigInt, _>(price)
+            .execute(&mut conn)
+            .await
+            .expect("the update runs");
+        assert_eq!(updated, 1);
+    }
+
+    /// The state column of every checkout of `order_id`, oldest first.
+    pub async fn checkout_states(&self, order_id: &str) -> Vec<String> {
+        #[derive(QueryableByName)]
+        struct State {
+            #[diesel(sql_type = Text)]
+            state: String,
+        }
+        let mut conn = self.db.get().await.expect("a connection");
+        let rows: Vec<State> = diesel::sql_query("SELECT state FROM checkouts WHERE order_id = $1 ORDER BY created_at")
+            .bind::<Text, _>(order_id)
+            .load(&mut conn)
+            .await
+            .expect("the query runs");
+        rows.into_iter().map(|row| row.state).collect()
+    }
+
+    /// Waits until the outbox is empty, that is until every message order-svc committed is on the broker.
+    pub async fn outbox_drained(&self) {
+        eventually("the outbox to drain", async || {
+            (self.count("SELECT count(*) AS n FROM outbox").await == 0).then_some(())
+        })
+        .await
+    }
+
+    /// Stands in for the coordinator on the test's vhost.
+    pub async fn coordinator(&self) -> FakeCoordinator {
+        FakeCoordinator::connect(&self.amqp_url).await
+    }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("the service answers");
+    let status = response.status();
+    let body = response.json().await.expect("the answer is JSON");
+    (status, body)
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The coordinator's side of the queues: reads what order-svc sends it and answers with outcomes.
+pub struct FakeCoordinator {
+    _connection: Connection,
+    channel: Channel,
+    broker: Broker,
+    publisher: Publisher,
+}
+
+impl FakeCoordinator {
+    async fn connect(amqp_url: &str) -> Self {
+        const QUEUES: [&str; 2] = [queues::COORDINATOR, queues::ORDER_OUTCOMES];
+        let broker = Broker::new(amqp_url, "test-coordinator", &QUEUES).expect("a valid AMQP URL");
+        let args = OpenConnectionArguments::try_from(amqp_url).expect("a valid AMQP URL");
+        let connection = Connection::open(&args).await.expect("RabbitMQ answers");
+        let channel = connection.open_channel(None).await.expect("a channel");
+        broker.declare_topology(&channel).await.expect("the queues are declared");
+        let publisher = Publisher::new(broker.clone());
+        Self { _connection: connection, channel, broker, publisher }
+    }
+
+    /// The next message on the coordinator's queue, if there is one now.
+    pub async fn try_next(&self) -> Option<Envelope<CoordinatorMessage>> {
+        let got = self
+            .channel
+            .basic_get(BasicGetArguments::new(queues::COORDINATOR).no_ack(true).finish())
+            .await
+            .expect("basic.get works");
+        got.map(|(_, _, body)| Envelope::from_bytes(&body).expect("order-svc sends decodable messages"))
+    }
+
+    /// Waits for the next `StartCheckout` and returns its saga and request.
+    pub async fn next_checkout(&self) -> (SagaId, CheckoutRequest) {
+        let envelope = eventually("a StartCheckout message", async || self.try_next().await).await;
+        match envelope.body {
+            CoordinatorMessage::StartCheckout(request) => (envelope.saga_id, request),
+            other => panic!("expected StartCheckout, got {other:?}"),
+        }
+    }
+
+    /// Sends `outcome` of `saga_id` to order-svc.
+    pub async fn send_outcome(&self, saga_id: SagaId, outcome: CheckoutOutcome) {
+        let envelope = Envelope::new(saga_id, outcome);
+        self.send_raw(envelope.to_bytes()).await;
+    }
+
+    /// Puts `body` on the outcome queue as it is.
+    pub async fn send_raw(&self, body: Vec<u8>) {
+        let message =
+            Outgoing { queue: queues::ORDER_OUTCOMES.to_owned(), body, message_id: uuid::Uuid::new_v4().to_string() };
+        self.publisher.publish(&[message]).await.expect("RabbitMQ confirms");
+    }
+
+    /// How many messages sit on the dead-letter queue.
+    pub async fn dead_letters(&self) -> u32 {
+        self.broker.queue_depth(queues::DEAD_LETTERS).await.expect("the queue exists")
+    }
+}
