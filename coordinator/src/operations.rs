@@ -21,6 +21,16 @@ pub enum Action {
     Abort,
 }
 
+impl Action {
+    /// How the admin API names the action.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Abort => "abort",
+        }
+    }
+}
+
 /// Everything an operator action needs.
 #[derive(Clone)]
 pub struct Operations {

@@ -84,16 +84,27 @@ async fn show(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "saga": saga, "history": history })))
 }
 
+/// `POST /admin/sagas/{id}/retry` and `/abort`.
+async fn act(
+    req: HttpRequest,
+    access: web::Data<AdminAccess>,
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+    action: Action,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&req)?;
+    let id = parse_saga_id(&path)?;
+    let state = operations.perform(id, action).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": action.name(), "state": state })))
+}
+
 async fn retry(
     req: HttpRequest,
     access: web::Data<AdminAccess>,
     operations: web::Data<Operations>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    access.check(&req)?;
-    let id = parse_saga_id(&path)?;
-    let state = operations.perform(id, Action::Retry).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": "retry", "state": state })))
+    act(req, access, operations, path, Action::Retry).await
 }
 
 async fn abort(
@@ -102,10 +113,7 @@ async fn abort(
     operations: web::Data<Operations>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    access.check(&req)?;
-    let id = parse_saga_id(&path)?;
-    let state = operations.perform(id, Action::Abort).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": "abort", "state": state })))
+    act(req, access, operations, path, Action::Abort).await
 }
 
 async fn stats(
