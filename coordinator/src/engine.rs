@@ -10,7 +10,7 @@ use platform::amqp::Outgoing;
 use shared_contracts::{CheckoutRequest, SagaId};
 
 use crate::{
-    domain::{self, Event},
+    domain::{self, Event, Status},
     messaging::encode,
     store::{self, SagaRecord, SagaUpdate, TransitionRecord},
 };
@@ -68,8 +68,7 @@ impl Effects {
             saga.retries = 0;
         }
         if changed {
-            metrics::counter!("coordinator_saga_transitions_total", "from" => from.as_str(), "to" => next.state.status().as_str())
-                .increment(1);
+            record_transition_metrics(saga, from, next.state.status());
         }
         if changed || !next.commands.is_empty() {
             self.history.push(TransitionRecord::of_event(saga.id, event, from, &next.state, &next.commands));
@@ -88,6 +87,22 @@ impl Effects {
         store::record_transitions(conn, &self.history).await?;
         platform::outbox::enqueue(conn, &self.outgoing).await?;
         Ok(self.outgoing.len())
+    }
+}
+
+/// Counts the transition, how long the saga spent in the state it leaves, and, when it ends, how long it took.
+fn record_transition_metrics(saga: &mut SagaRecord, from: Status, to: Status) {
+    let now = chrono::Utc::now();
+    let seconds = |since: chrono::DateTime<chrono::Utc>| (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    metrics::counter!("coordinator_saga_transitions_total", "from" => from.as_str(), "to" => to.as_str()).increment(1);
+    if from != to {
+        metrics::histogram!("coordinator_saga_state_duration_seconds", "state" => from.as_str())
+            .record(seconds(saga.updated_at));
+        saga.updated_at = now;
+    }
+    if to.is_terminal() {
+        metrics::histogram!("coordinator_saga_duration_seconds", "outcome" => to.as_str())
+            .record(seconds(saga.created_at));
     }
 }
 

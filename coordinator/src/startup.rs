@@ -26,9 +26,8 @@ pub struct Application {
 impl Application {
     /// Creates and migrates the database, connects the broker in the background, and binds the admin API.
     pub async fn build(config: Config) -> Result<Self> {
-        platform::db::create_database_if_missing(&config.database_url).await?;
-        platform::db::migrate(&config.database_url, store::MIGRATIONS).await?;
-        let pool = platform::db::pool(&config.database_url, config.db_pool_size)?;
+        let pool =
+            platform::db::prepare("coordinator", &config.database_url, store::MIGRATIONS, config.db_pool_size).await?;
 
         let broker = Broker::new(&config.amqp_url, "coordinator", &queues::WORK_QUEUES)?;
         let relay = Relay::new("coordinator", pool.clone(), Arc::new(Publisher::new(broker.clone())));

@@ -29,6 +29,10 @@ pub struct SagaRecord {
     pub version: i32,
     /// Retries since the last progress.
     pub retries: i32,
+    /// When the saga began.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When its state last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(QueryableByName)]
@@ -43,6 +47,10 @@ struct SagaRow {
     version: i32,
     #[diesel(sql_type = Integer)]
     retries: i32,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
@@ -59,6 +67,8 @@ impl TryFrom<SagaRow> for SagaRecord {
             state: serde_json::from_value(row.state).map_err(|e| corrupt("state", e))?,
             version: row.version,
             retries: row.retries,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         })
     }
 }
@@ -106,7 +116,7 @@ pub async fn insert_new(
     inserted.into_iter().map(|row| row.id.parse().map_err(|e| corrupt("saga id", e))).collect()
 }
 
-const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries";
+const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries, created_at, updated_at";
 
 /// Loads and row-locks the sagas with these IDs (missing ones are left out), in ID order so that two
 /// transactions locking overlapping sets cannot deadlock.

@@ -34,9 +34,7 @@ pub struct Application {
 impl Application {
     /// Prepares the database, starts the outbox relay and the outcome consumer, and binds the HTTP listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        platform::db::create_database_if_missing(&config.database_url).await?;
-        platform::db::migrate(&config.database_url, MIGRATIONS).await?;
-        let pool = platform::db::pool(&config.database_url, config.db_pool_size)?;
+        let pool = platform::db::prepare("order", &config.database_url, MIGRATIONS, config.db_pool_size).await?;
 
         let broker = Broker::new(&config.amqp_url, "order", &QUEUES)?;
         let relay = Relay::new("order", pool.clone(), Arc::new(Publisher::new(broker.clone())));

@@ -20,9 +20,7 @@ pub struct Application {
 impl Application {
     /// Prepares the database, starts the saga worker, and binds the HTTP server (not yet serving).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        platform::db::create_database_if_missing(&config.database_url).await?;
-        platform::db::migrate(&config.database_url, MIGRATIONS).await?;
-        let pool = platform::db::pool(&config.database_url, config.db_pool_size)?;
+        let pool = platform::db::prepare("payment", &config.database_url, MIGRATIONS, config.db_pool_size).await?;
 
         let broker = Broker::new(&config.amqp_url, "payment", &[queues::PAYMENT_COMMANDS, queues::COORDINATOR])?;
         let handler = Arc::new(PaymentWorker::new(pool.clone(), Arc::new(Publisher::new(broker.clone()))));

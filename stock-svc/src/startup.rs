@@ -27,9 +27,7 @@ pub struct Application {
 impl Application {
     /// Creates and migrates the database, starts the saga worker and binds the HTTP listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        db::create_database_if_missing(&config.database_url).await?;
-        db::migrate(&config.database_url, MIGRATIONS).await?;
-        let pool = db::pool(&config.database_url, config.db_pool_size)?;
+        let pool = db::prepare("stock", &config.database_url, MIGRATIONS, config.db_pool_size).await?;
 
         let broker = Broker::new(&config.amqp_url, "stock", QUEUES)?;
         let handler = Arc::new(StockWorker::new(pool.clone(), Publisher::new(broker.clone())));
