@@ -17,7 +17,8 @@ async fn the_course_scenario_fails_on_stock_then_on_credit_then_succeeds_exactly
     system.post_ok(&system.stock, &format!("/stock/add/{item1}/15")).await.unwrap();
     system.post_ok(&system.stock, &format!("/stock/add/{item2}/1")).await.unwrap();
 
-    // Two of item2, with only one in stock.
+    // Two of item2, with only one in stock; credit is enough, so only stock can refuse.
+    system.post_ok(&system.payment, &format!("/payment/add_funds/{user}/15")).await.unwrap();
     let order = system.order_with(&user, &[(&item1, 1), (&item2, 2)]).await.unwrap();
     let refused = system.checkout(&order).await.unwrap();
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{:?}", refused.body);
@@ -25,11 +26,12 @@ async fn the_course_scenario_fails_on_stock_then_on_credit_then_succeeds_exactly
     assert!(reason.contains(&item2) && reason.contains("out of stock"), "{reason}");
     assert_eq!((system.stock_of(&item1).await.unwrap(), system.stock_of(&item2).await.unwrap()), (15, 1));
     assert!(!system.is_paid(&order).await.unwrap());
+    assert_eq!(system.credit_of(&user).await.unwrap(), 15);
 
-    // One of item2 now, total 10, but only 5 credit.
+    // One of item2 now, total 10, but only 5 credit left after paying for something else.
     system.call(reqwest::Method::DELETE, format!("{}/orders/removeItem/{order}/{item2}", system.orders)).await.unwrap();
     system.post_ok(&system.orders, &format!("/orders/addItem/{order}/{item2}/1")).await.unwrap();
-    system.post_ok(&system.payment, &format!("/payment/add_funds/{user}/5")).await.unwrap();
+    system.post_ok(&system.payment, &format!("/payment/pay/{user}/10")).await.unwrap();
     let refused = system.checkout(&order).await.unwrap();
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{:?}", refused.body);
     assert!(refused.body["error"].as_str().unwrap().contains("credit"), "{:?}", refused.body);
@@ -121,7 +123,7 @@ async fn concurrent_checkouts_of_one_order_run_one_saga_and_charge_once() {
 }
 
 #[tokio::test]
-async fn a_checkout_for_an_unknown_user_or_item_takes_nothing() {
+async fn a_checkout_for_an_unknown_user_takes_nothing() {
     let system = System::start().await.unwrap();
     system.post_ok(&system.stock, "/stock/batch_init/1/10/3").await.unwrap();
     let order = system.order_with("nobody", &[("0", 4)]).await.unwrap();
