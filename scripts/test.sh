@@ -80,6 +80,7 @@ main() {
     fi
     drop_leftover_databases
     delete_leftover_vhosts
+    scripts/check-deploy.sh
 
     log "building"
     cargo build --workspace --all-targets

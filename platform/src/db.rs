@@ -65,8 +65,13 @@ pub async fn create_database_if_missing(url: &str) -> Result<()> {
     if !exists {
         let quoted = name.replace('"', "\"\"");
         if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
-            // 42P04: created by someone else in the meantime.
-            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+            // Created by another replica in the meantime: 42P04, or 23505 on pg_database's unique index when the
+            // two CREATE DATABASE statements overlap.
+            let raced = [
+                tokio_postgres::error::SqlState::DUPLICATE_DATABASE,
+                tokio_postgres::error::SqlState::UNIQUE_VIOLATION,
+            ];
+            if !e.code().is_some_and(|code| raced.contains(code)) {
                 return Err(e).context(format!("creating database {name}"));
             }
         }
