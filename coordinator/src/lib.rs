@@ -12,9 +12,11 @@
 //! - [`store`]: sagas, their history and the outbox in PostgreSQL.
 //! - [`messaging`]: the consumer of the coordinator queue and the encoding of commands.
 //! - [`recovery`]: the retry timer.
+//! - [`dead_letters`]: the dead-letter queue for operators: look, and replay.
 //! - [`startup`]: the wiring of all of the above.
 
 pub mod config;
+pub mod dead_letters;
 pub mod domain;
 mod engine;
 mod http;

@@ -12,8 +12,8 @@ use shared_contracts::queues;
 use tokio::task::JoinHandle;
 
 use crate::{
-    config::Config, engine::RetryPolicy, http::AdminAccess, messaging::CoordinatorHandler, operations::Operations,
-    recovery, store,
+    config::Config, dead_letters::DeadLetters, engine::RetryPolicy, http::AdminAccess, messaging::CoordinatorHandler,
+    operations::Operations, recovery, store,
 };
 
 /// A coordinator, built and listening, not yet serving.
@@ -30,7 +30,9 @@ impl Application {
             platform::db::prepare("coordinator", &config.database_url, store::MIGRATIONS, config.db_pool_size).await?;
 
         let broker = Broker::new(&config.amqp_url, "coordinator", &queues::WORK_QUEUES)?;
-        let relay = Relay::new("coordinator", pool.clone(), Arc::new(Publisher::new(broker.clone())));
+        let publisher = Arc::new(Publisher::new(broker.clone()));
+        let relay = Relay::new("coordinator", pool.clone(), publisher.clone());
+        let dead_letters = web::Data::new(DeadLetters::new(broker.clone(), publisher));
         let policy = RetryPolicy { first: config.retry_after, max: config.retry_max };
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), relay.clone(), policy));
         let settings = ConsumerSettings { prefetch: config.worker_prefetch, max_batch: config.worker_batch };
@@ -50,6 +52,7 @@ impl Application {
                 .app_data(pool.clone())
                 .app_data(operations.clone())
                 .app_data(access.clone())
+                .app_data(dead_letters.clone())
                 .wrap(actix_web::middleware::from_fn(platform::http::request_metrics("coordinator")))
                 .configure(platform::http::configure_common)
                 .configure(crate::http::configure)

@@ -158,7 +158,8 @@ pub struct SagaUpdate {
     pub retry_in_ms: Option<i64>,
 }
 
-/// Writes the new states (and bumps versions) in one statement.
+/// Writes the new states (and bumps versions) in one statement. `updated_at` moves only when the state
+/// changes, so a saga that is merely retried still shows as stuck.
 pub async fn update(conn: &mut AsyncPgConnection, updates: &[SagaUpdate]) -> QueryResult<()> {
     if updates.is_empty() {
         return Ok(());
@@ -169,7 +170,8 @@ pub async fn update(conn: &mut AsyncPgConnection, updates: &[SagaUpdate]) -> Que
     let retries: Vec<i32> = updates.iter().map(|u| u.retries).collect();
     let delays: Vec<Option<i64>> = updates.iter().map(|u| u.retry_in_ms).collect();
     diesel::sql_query(
-        "UPDATE sagas SET status = t.s, state = t.st, retries = t.r, version = version + 1, updated_at = now(),
+        "UPDATE sagas SET status = t.s, state = t.st, retries = t.r, version = version + 1,
+             updated_at = CASE WHEN sagas.state IS DISTINCT FROM t.st THEN now() ELSE sagas.updated_at END,
              next_retry_at = now() + make_interval(secs => t.d::double precision / 1000)
          FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::bigint[]) AS t(i, s, st, r, d)
          WHERE sagas.id = t.i::uuid",

@@ -266,8 +266,11 @@ async fn retry_resends_the_unanswered_commands_at_once() {
     h.send(saga, CoordinatorMessage::StartCheckout(request())).await;
     h.stock_command().await;
     h.payment_command().await;
+    let before = h.saga(saga).await["saga"]["updated_at"].clone();
     let (status, body) = h.act(saga, "retry").await;
     assert_eq!(status, 200, "{body}");
+    // A retry is no progress: the saga still counts as unchanged since before it.
+    assert_eq!(h.saga(saga).await["saga"]["updated_at"], before);
     assert_eq!(h.stock_command().await.body, StockCommand::Reserve { items: request().items });
     assert!(matches!(h.payment_command().await.body, PaymentCommand::Charge { amount: 30, .. }));
     assert_eq!(h.saga(saga).await["saga"]["retries"], 1);

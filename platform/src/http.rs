@@ -150,6 +150,14 @@ where
     ))
 }
 
+/// `GET /openapi.json`, answering with `document`: the service's hand-kept OpenAPI description
+/// (`docs/openapi/<service>.json`, embedded with `include_str!`).
+pub fn openapi(document: &'static str) -> actix_web::Resource {
+    resource("/openapi.json", actix_web::http::Method::GET, move || async move {
+        HttpResponse::Ok().content_type("application/json").body(document)
+    })
+}
+
 /// Ready when the database answers.
 async fn health(pool: web::Data<Pool>) -> HttpResponse {
     match database_answers(&pool).await {

@@ -111,3 +111,45 @@ impl TestBroker {
         Ok(shared_contracts::Envelope::from_bytes(&body)?)
     }
 }
+
+/// Every operation of an OpenAPI document as `(METHOD, path)`, each `{parameter}` of the path replaced by a
+/// sample value: a UUID where the schema says `format: uuid`, `1` where it takes digits, `sample` otherwise.
+/// Tests call them all to check that the document names no route the service lacks.
+pub fn openapi_operations(doc: &serde_json::Value) -> Vec<(String, String)> {
+    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for method in METHODS {
+            let Some(operation) = item.get(method) else { continue };
+            let mut concrete = path.clone();
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] != "path" {
+                    continue;
+                }
+                let schema = &parameter["schema"];
+                let sample = if schema["format"] == "uuid" {
+                    "6f1c1d1e-8a40-4c43-9d8e-5f3f2b7d9a10"
+                } else if schema["type"] == "integer" || schema["pattern"] == "^[0-9]+$" {
+                    "1"
+                } else {
+                    "sample"
+                };
+                let name = parameter["name"].as_str().unwrap_or_default();
+                concrete = concrete.replace(&format!("{{{name}}}"), sample);
+            }
+            operations.push((method.to_uppercase(), concrete));
+        }
+    }
+    operations
+}
+
+/// The `(METHOD, path template)` of every operation an OpenAPI document describes.
+pub fn openapi_routes(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, _) in item.as_object().into_iter().flatten() {
+            routes.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    routes
+}

@@ -22,7 +22,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/orders/addItem/{order_id}/{item_id}", Method::POST, orders::add_one_item))
         .service(resource("/orders/removeItem/{order_id}/{item_id}", Method::DELETE, orders::remove_item))
         .service(resource("/orders/remove/{order_id}", Method::DELETE, orders::remove))
-        .service(resource("/orders/checkout/{order_id}", Method::POST, checkout::check_out));
+        .service(resource("/orders/checkout/{order_id}", Method::POST, checkout::check_out))
+        .service(platform::http::openapi(include_str!("../../../docs/openapi/orders.json")));
 }
 
 impl From<Refusal> for ApiError {

@@ -4,4 +4,5 @@
 
 mod checkout;
 mod helpers;
+mod openapi;
 mod orders;

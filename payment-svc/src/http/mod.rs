@@ -23,7 +23,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/payment/status/{user_id}/{order_id}", Method::GET, order_payments::status)
                 .route(web::post().to(order_payments::status)),
-        );
+        )
+        .service(platform::http::openapi(include_str!("../../../docs/openapi/payment.json")));
 }
 
 impl From<StoreError> for ApiError {

@@ -4,6 +4,7 @@
 mod bad_input;
 mod concurrency;
 mod helpers;
+mod openapi;
 mod order_payments;
 mod users;
 mod worker;

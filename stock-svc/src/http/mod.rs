@@ -16,7 +16,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/stock/batch_init/{n}/{starting_stock}/{item_price}", Method::POST, items::batch_init))
         .service(resource("/stock/find/{item_id}", Method::GET, items::find))
         .service(resource("/stock/add/{item_id}/{amount}", Method::POST, items::add))
-        .service(resource("/stock/subtract/{item_id}/{amount}", Method::POST, items::subtract));
+        .service(resource("/stock/subtract/{item_id}/{amount}", Method::POST, items::subtract))
+        .service(platform::http::openapi(include_str!("../../../docs/openapi/stock.json")));
 }
 
 /// The path segment `raw`, called `what` in errors, as an amount the database stores.

@@ -5,4 +5,5 @@ mod bad_input;
 mod concurrency;
 mod helpers;
 mod items;
+mod openapi;
 mod worker;

@@ -1,0 +1,82 @@
+//! Starting a coordinator for one test, on a random port with its own database and vhost, and playing the other
+//! services on the broker.
+
+#![allow(dead_code)] // Each test crate uses a different part of this.
+
+use std::time::Duration;
+
+use coordinator::{config::Config, startup::Application};
+use platform::testing::{fresh_database, fresh_vhost, TestBroker};
+use serde_json::Value;
+use shared_contracts::{queues, CheckoutRequest, CoordinatorMessage, Envelope, LineItem, SagaId};
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A running coordinator and a raw broker client on its vhost.
+pub struct Harness {
+    pub broker: TestBroker,
+    pub amqp_url: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+}
+
+/// Starts a coordinator whose admin API demands `admin_token`, or answers loopback callers without one.
+pub async fn start(admin_token: Option<&str>) -> Harness {
+    platform::telemetry::init();
+    let mut config = Config::from_env().expect("the default configuration");
+    config.admin_token = admin_token.map(str::to_owned);
+    config.http_addr = "127.0.0.1:0".into();
+    config.database_url = fresh_database("coordinator").await.expect("a test database");
+    config.amqp_url = fresh_vhost().await.expect("a test vhost");
+    config.retry_after = Duration::from_secs(60);
+    let broker = TestBroker::connect(&config.amqp_url).await.expect("connecting to the test vhost");
+    let amqp_url = config.amqp_url.clone();
+    let app = Application::build(config).await.expect("building the coordinator");
+    let admin = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+    Harness { broker, amqp_url, admin, http }
+}
+
+/// A checkout of two lines by `order_id`.
+pub fn request(order_id: &str) -> CheckoutRequest {
+    CheckoutRequest {
+        order_id: order_id.into(),
+        user_id: "user-1".into(),
+        items: vec![LineItem { item_id: "a".into(), quantity: 2 }, LineItem { item_id: "b".into(), quantity: 1 }],
+        total: 30,
+    }
+}
+
+impl Harness {
+    /// Publishes `message` for `saga_id` to the coordinator's queue, as a participant would.
+    pub async fn send(&self, saga_id: SagaId, message: CoordinatorMessage) {
+        self.broker.publish(queues::COORDINATOR, Envelope::new(saga_id, message).to_bytes()).await.expect("publishing");
+    }
+
+    /// `GET path` on the admin API, as status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(format!("{}{path}", self.admin)).send().await.expect("the coordinator answers");
+        (response.status().as_u16(), response.json().await.expect("a JSON body"))
+    }
+
+    /// `POST path` on the admin API, as status and JSON body.
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let response = self.http.post(format!("{}{path}", self.admin)).send().await.expect("the coordinator answers");
+        (response.status().as_u16(), response.json().await.expect("a JSON body"))
+    }
+
+    /// Polls `GET path` until `done` holds for its body, and returns that body.
+    pub async fn get_until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "GET {path} never got there: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `sagactl` as an operator runs it: the real binary against a coordinator started for the test, with its own
+//! database and vhost, and sagas made by playing order-svc and stock-svc on the broker.
+
+use std::time::Duration;
+
+use coordinator::{config::Config, startup::Application};
+use platform::testing::{fresh_database, fresh_vhost, TestBroker};
+use shared_contracts::{
+    queues, CheckoutRequest, CoordinatorMessage, Envelope, LineItem, SagaId, StockCommand, StockReply,
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Coordinator {
+    url: String,
+    broker: TestBroker,
+}
+
+async fn start_coordinator(admin_token: Option<&str>) -> Coordinator {
+    platform::telemetry::init();
+    let mut config = Config::from_env().unwrap();
+    config.http_addr = "127.0.0.1:0".into();
+    config.database_url = fresh_database("sagactl").await.unwrap();
+    config.amqp_url = fresh_vhost().await.unwrap();
+    config.retry_after = Duration::from_secs(60);
+    config.admin_token = admin_token.map(str::to_owned);
+    let broker = TestBroker::connect(&config.amqp_url).await.unwrap();
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    Coordinator { url, broker }
+}
+
+/// Runs `sagactl --url <coordinator> args...` and returns its exit code, stdout and stderr.
+async fn sagactl(url: &str, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("ADMIN_TOKEN")
+        .env_remove("SAGACTL_URL")
+        .output()
+        .await
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (output.status.code().unwrap_or(-1), text(output.stdout), text(output.stderr))
+}
+
+async fn start_saga(c: &Coordinator, order_id: &str) -> SagaId {
+    let saga = SagaId::new();
+    let request = CheckoutRequest {
+        order_id: order_id.into(),
+        user_id: "user-9".into(),
+        items: vec![LineItem { item_id: "a".into(), quantity: 3 }],
+        total: 12,
+    };
+    let start = Envelope::new(saga, CoordinatorMessage::StartCheckout(request));
+    c.broker.publish(queues::COORDINATOR, start.to_bytes()).await.unwrap();
+    let reserve: Envelope<StockCommand> = c.broker.next_envelope(queues::STOCK_COMMANDS, WAIT).await.unwrap();
+    assert_eq!(reserve.saga_id, saga);
+    saga
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_lists_inspects_and_aborts_a_saga() {
+    let c = start_coordinator(None).await;
+    let saga = start_saga(&c, "order-cli").await;
+    let reply = Envelope::new(saga, CoordinatorMessage::Stock(StockReply::Reserved));
+    c.broker.publish(queues::COORDINATOR, reply.to_bytes()).await.unwrap();
+
+    let (code, out, err) = sagactl(&c.url, &["list", "--order", "order-cli", "--status", "executing"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("SAGA") && lines[0].contains("STATUS"), "{out}");
+    assert!(lines[1].starts_with(&saga.to_string()) && lines[1].contains("order-cli  user-9  executing"), "{out}");
+
+    // The stock reply may still be on its way: wait until the timeline shows it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let shown = loop {
+        let (code, out, err) = sagactl(&c.url, &["show", &saga.to_string()]).await;
+        assert_eq!(code, 0, "{err}");
+        if out.contains("stock {") || tokio::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(shown.contains("order       order-cli"), "{shown}");
+    assert!(shown.contains("items       a x3 (total 12)"), "{shown}");
+    // Columns are padded to their widest cell; compare the timeline with single spaces.
+    let timeline: Vec<String> = shown
+        .lines()
+        .skip_while(|l| !l.starts_with("AT "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(timeline.len(), 3, "{shown}");
+    assert!(timeline[1].ends_with(" start - -> executing reserve_stock, charge_payment"), "{shown}");
+    assert!(timeline[2].ends_with(" stock {\"reply\":{\"type\":\"reserved\"}} executing -> executing"), "{shown}");
+
+    let (code, out, err) = sagactl(&c.url, &["abort", &saga.to_string()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, format!("abort of saga {saga} done: now compensating\n"));
+    assert_eq!(
+        c.broker.next_envelope::<StockCommand>(queues::STOCK_COMMANDS, WAIT).await.unwrap().body,
+        StockCommand::Release
+    );
+
+    let (code, out, _) = sagactl(&c.url, &["stats"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out, "STATUS        SAGAS\nexecuting     0\ncompensating  1\ncompleted     0\nfailed        0\n");
+
+    let (code, out, _) = sagactl(&c.url, &["list", "--stuck", "3600"]).await;
+    assert_eq!((code, out.as_str()), (0, "no sagas match\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_exit_non_zero_with_the_servers_message() {
+    let c = start_coordinator(Some("s3cret")).await;
+    let (code, out, err) = sagactl(&c.url, &["stats"]).await;
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(err, "sagactl: the coordinator answered 401: the admin API needs a valid bearer token\n");
+
+    let (code, _, err) = sagactl(&c.url, &["--token", "s3cret", "show", "nope"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(err, "sagactl: the coordinator answered 400: saga_id \"nope\" is not a UUID\n");
+    let (code, _, err) = sagactl(&c.url, &["--token", "s3cret", "list", "--status", "paid"]).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("sagactl: the coordinator answered 400: unknown state \"paid\""), "{err}");
+
+    let (code, _, err) = sagactl(&c.url, &["frobnicate"]).await;
+    assert_eq!(code, 2);
+    assert!(err.starts_with("sagactl: unknown command \"frobnicate\""), "{err}");
+    let (code, _, err) = sagactl("http://127.0.0.1:9", &["stats"]).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("sagactl: cannot talk to the coordinator at http://127.0.0.1:9"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_shown_and_replayed() {
+    let c = start_coordinator(None).await;
+    c.broker.publish(queues::COORDINATOR, b"garbage".to_vec()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let listed = loop {
+        let (code, out, err) = sagactl(&c.url, &["dead-letters", "--limit", "5"]).await;
+        assert_eq!(code, 0, "{err}");
+        if out.contains("garbage") || tokio::time::Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        listed,
+        "QUEUE                 REASON    DEATHS  BODY\ncheckout.coordinator  rejected  1       garbage\n"
+    );
+    let (code, out, _) = sagactl(&c.url, &["replay-dead-letters"]).await;
+    assert_eq!((code, out.as_str()), (0, "replayed 1 dead letters; 0 left in place (no queue to go back to)\n"));
+}
