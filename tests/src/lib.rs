@@ -1,6 +1,9 @@
 //! Runs the whole checkout backend inside a test: stock-svc, payment-svc, the coordinator and order-svc, each
 //! with a fresh database, sharing a fresh RabbitMQ vhost, each on a free port. Tests then speak to it over HTTP
-//! exactly as the course's clients do.
+//! exactly as the course's clients do. [`chaos`] runs it as separate processes on private servers instead, for
+//! tests that kill processes and restart the broker or the database.
+
+pub mod chaos;
 
 use anyhow::{bail, Context, Result};
 use reqwest::StatusCode;

@@ -8,12 +8,12 @@ use system_tests::System;
 #[tokio::test]
 async fn the_course_scenario_fails_on_stock_then_on_credit_then_succeeds_exactly_once() {
     let system = System::start().await.unwrap();
-    let user = system.post_ok(&system.payment, "/payment/create_user").await.unwrap()["user_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let item1 = system.post_ok(&system.stock, "/stock/item/create/5").await.unwrap()["item_id"].as_str().unwrap().to_owned();
-    let item2 = system.post_ok(&system.stock, "/stock/item/create/5").await.unwrap()["item_id"].as_str().unwrap().to_owned();
+    let user =
+        system.post_ok(&system.payment, "/payment/create_user").await.unwrap()["user_id"].as_str().unwrap().to_owned();
+    let item1 =
+        system.post_ok(&system.stock, "/stock/item/create/5").await.unwrap()["item_id"].as_str().unwrap().to_owned();
+    let item2 =
+        system.post_ok(&system.stock, "/stock/item/create/5").await.unwrap()["item_id"].as_str().unwrap().to_owned();
     system.post_ok(&system.stock, &format!("/stock/add/{item1}/15")).await.unwrap();
     system.post_ok(&system.stock, &format!("/stock/add/{item2}/1")).await.unwrap();
 

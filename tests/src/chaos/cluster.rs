@@ -1,0 +1,356 @@
+//! The four services as separate processes (the binaries cargo built next to the test executable), on a private
+//! PostgreSQL server and RabbitMQ node, with the operations a chaos test needs: SIGKILL and restart a service,
+//! crash and restart the broker or the database.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::{
+    free_port, postgres,
+    process::{kill_pid, runs_with, spawn_logged, tail},
+    rabbitmq, PrivatePostgres, PrivateRabbit,
+};
+
+/// How long a (re)started service may take to answer `/health`.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Log lines printed per process when a test fails.
+const TAIL_LINES: usize = 40;
+/// The scratch directories of chaos runs start with this.
+const SCRATCH_PREFIX: &str = "chaos-";
+/// The file in a scratch directory listing the PIDs of the services started there.
+const PIDS_FILE: &str = "services.pids";
+
+/// One of the four deployables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// stock-svc.
+    Stock,
+    /// payment-svc.
+    Payment,
+    /// The saga coordinator.
+    Coordinator,
+    /// order-svc.
+    Orders,
+}
+
+impl Service {
+    /// Every service, in start order (order-svc last: it calls stock-svc).
+    pub const ALL: [Service; 4] = [Service::Stock, Service::Payment, Service::Coordinator, Service::Orders];
+
+    /// The binary's name.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Service::Stock => "stock-svc",
+            Service::Payment => "payment-svc",
+            Service::Coordinator => "coordinator",
+            Service::Orders => "order-svc",
+        }
+    }
+
+    /// The name of its database.
+    pub fn database(self) -> &'static str {
+        match self {
+            Service::Stock => "stock",
+            Service::Payment => "payment",
+            Service::Coordinator => "coordinator",
+            Service::Orders => "orders",
+        }
+    }
+}
+
+/// A service process, which can be killed and started again with the same settings and port.
+struct ServiceProcess {
+    service: Service,
+    binary: PathBuf,
+    env: Vec<(&'static str, String)>,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl ServiceProcess {
+    fn spawn(&mut self, pids_file: &Path) -> Result<()> {
+        let mut command = Command::new(&self.binary);
+        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        let child = spawn_logged(&mut command, &self.log)?;
+        // Recorded so that a later run can stop this process if this run is killed before it cleans up.
+        let mut pids = std::fs::read_to_string(pids_file).unwrap_or_default();
+        pids.push_str(&format!("{}\n", child.id()));
+        std::fs::write(pids_file, pids)?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings of the services that a test chooses.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The coordinator's `RETRY_AFTER_MS`.
+    pub retry_after_ms: u64,
+    /// The coordinator's `RETRY_MAX_MS`.
+    pub retry_max_ms: u64,
+    /// order-svc's `CHECKOUT_TIMEOUT_MS`.
+    pub checkout_timeout_ms: u64,
+}
+
+/// The whole system, running as processes. Dropping it stops everything it started.
+pub struct Cluster {
+    // Drop order is field order: the services go first, then the broker and the database, then the directory.
+    services: Vec<ServiceProcess>,
+    rabbit: PrivateRabbit,
+    postgres: PrivatePostgres,
+    http: reqwest::Client,
+    pids_file: PathBuf,
+    scratch: Scratch,
+}
+
+impl Cluster {
+    /// Starts a private PostgreSQL server and RabbitMQ node and the four services on them, and waits until every
+    /// service answers `/health`. Blocks the calling thread while the servers boot (use a multi-thread runtime).
+    pub async fn start(settings: &ClusterSettings) -> Result<Self> {
+        let bin_dir = binaries_dir()?;
+        stop_leftovers_of_dead_runs();
+        let scratch = Scratch::create()?;
+        let dir = scratch.path.clone();
+        println!("chaos: scratch directory {}", dir.display());
+        let postgres = tokio::task::block_in_place(|| PrivatePostgres::start(&dir.join("postgres"), free_port()?))?;
+        let node = format!("{SCRATCH_PREFIX}{}", std::process::id());
+        let rabbit = tokio::task::block_in_place(|| {
+            PrivateRabbit::start(&dir.join("rabbitmq"), &node, free_port()?, free_port()?)
+        })?;
+
+        let ports: Vec<u16> = Service::ALL.iter().map(|_| free_port()).collect::<Result<_>>()?;
+        let stock_url = format!("http://127.0.0.1:{}", ports[0]);
+        let services = Service::ALL
+            .iter()
+            .zip(&ports)
+            .map(|(&service, &port)| {
+                let mut env = vec![
+                    ("HTTP_ADDR", format!("127.0.0.1:{port}")),
+                    ("DATABASE_URL", postgres.url(service.database())),
+                    ("AMQP_URL", rabbit.url()),
+                    ("RUST_LOG", "warn".to_owned()),
+                ];
+                match service {
+                    Service::Orders => {
+                        env.push(("STOCK_URL", stock_url.clone()));
+                        env.push(("CHECKOUT_TIMEOUT_MS", settings.checkout_timeout_ms.to_string()));
+                    }
+                    Service::Coordinator => {
+                        env.push(("RETRY_AFTER_MS", settings.retry_after_ms.to_string()));
+                        env.push(("RETRY_MAX_MS", settings.retry_max_ms.to_string()));
+                    }
+                    Service::Stock | Service::Payment => {}
+                }
+                ServiceProcess {
+                    service,
+                    binary: bin_dir.join(service.binary()),
+                    env,
+                    port,
+                    log: dir.join(format!("{}.log", service.binary())),
+                    child: None,
+                }
+            })
+            .collect();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+        let mut cluster = Self { services, rabbit, postgres, http, pids_file: dir.join(PIDS_FILE), scratch };
+        for service in Service::ALL {
+            cluster.restart(service).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The base URL of `service`'s HTTP API.
+    pub fn url(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.process(service).port)
+    }
+
+    /// The URL of `service`'s database.
+    pub fn database_url(&self, service: Service) -> String {
+        self.postgres.url(service.database())
+    }
+
+    /// Kills `service` with SIGKILL.
+    pub fn kill(&mut self, service: Service) {
+        self.process_mut(service).kill();
+    }
+
+    /// Starts `service` (after [`Cluster::kill`]) and waits until it answers `/health`.
+    pub async fn restart(&mut self, service: Service) -> Result<()> {
+        let pids_file = self.pids_file.clone();
+        let process = self.process_mut(service);
+        process.kill();
+        process.spawn(&pids_file)?;
+        self.wait_healthy(service).await
+    }
+
+    /// Kills the RabbitMQ node with SIGKILL.
+    pub fn crash_broker(&mut self) -> Result<()> {
+        tokio::task::block_in_place(|| self.rabbit.crash())
+    }
+
+    /// Starts the RabbitMQ node again and waits until it has booted.
+    pub fn restart_broker(&mut self) -> Result<()> {
+        tokio::task::block_in_place(|| self.rabbit.resume())
+    }
+
+    /// Stops PostgreSQL the hard way (every backend killed, crash recovery at the next start).
+    pub fn crash_database(&self) -> Result<()> {
+        tokio::task::block_in_place(|| self.postgres.crash())
+    }
+
+    /// Starts PostgreSQL again and waits until it accepts connections.
+    pub fn restart_database(&self) -> Result<()> {
+        tokio::task::block_in_place(|| self.postgres.resume())
+    }
+
+    /// `(queue, messages)` for every queue on the broker.
+    pub fn queue_depths(&self) -> Result<Vec<(String, u64)>> {
+        tokio::task::block_in_place(|| self.rabbit.queue_depths())
+    }
+
+    async fn wait_healthy(&mut self, service: Service) -> Result<()> {
+        let url = format!("{}/health", self.url(service));
+        let deadline = Instant::now() + HEALTHY_TIMEOUT;
+        loop {
+            if let Ok(response) = self.http.get(&url).send().await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            let process = self.process_mut(service);
+            if let Some(status) = process.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                bail!("{} exited with {status}:\n{}", service.binary(), tail(&process.log, TAIL_LINES));
+            }
+            if Instant::now() >= deadline {
+                bail!("{} did not answer {url} within {HEALTHY_TIMEOUT:?}", service.binary());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn process(&self, service: Service) -> &ServiceProcess {
+        self.services.iter().find(|p| p.service == service).expect("every service has a process")
+    }
+
+    fn process_mut(&mut self, service: Service) -> &mut ServiceProcess {
+        self.services.iter_mut().find(|p| p.service == service).expect("every service has a process")
+    }
+
+    /// The ends of every log, for a failure report.
+    pub fn log_tails(&self) -> String {
+        let mut report = String::new();
+        let logs = self.services.iter().map(|p| (p.service.binary().to_owned(), p.log.clone())).chain([
+            ("rabbitmq".to_owned(), self.rabbit.log()),
+            ("postgres".to_owned(), self.postgres.log().to_owned()),
+        ]);
+        for (name, log) in logs {
+            report.push_str(&format!("----- {name}: {} -----\n{}\n", log.display(), tail(&log, TAIL_LINES)));
+        }
+        report
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("chaos: the test failed; logs are kept in {}\n{}", self.scratch.path.display(), self.log_tails());
+            self.scratch.keep = true;
+        } else if std::env::var_os("CHAOS_KEEP").is_some() {
+            eprintln!("chaos: CHAOS_KEEP is set; logs are kept in {}", self.scratch.path.display());
+            self.scratch.keep = true;
+        }
+    }
+}
+
+/// The run's scratch directory, removed at the end unless a failure asks to keep it.
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn create() -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        // The servers run as their own users and must be able to reach their subdirectories.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        Ok(Self { path, keep: false })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Where cargo put the service binaries: the test executable is `<target>/debug/deps/chaos-<hash>`, the
+/// binaries are in `<target>/debug/`.
+fn binaries_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .with_context(|| format!("{} is not in <target>/<profile>/deps", exe.display()))?
+        .to_owned();
+    for service in Service::ALL {
+        if !dir.join(service.binary()).exists() {
+            bail!(
+                "{} is missing in {}: run `cargo build --workspace` first (scripts/test.sh does)",
+                service.binary(),
+                dir.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// Stops the processes and servers of earlier chaos runs whose test process is gone (killed by a timeout before
+/// it could clean up), and removes their directories.
+fn stop_leftovers_of_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(SCRATCH_PREFIX).and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        eprintln!("chaos: cleaning up after the dead run {}", dir.display());
+        for line in std::fs::read_to_string(dir.join(PIDS_FILE)).unwrap_or_default().lines() {
+            if let Ok(service_pid) = line.trim().parse::<u32>() {
+                // A recorded PID is killed only if it still runs one of our binaries.
+                if Service::ALL.iter().any(|s| runs_with(service_pid, s.binary())) {
+                    kill_pid(service_pid);
+                }
+            }
+        }
+        rabbitmq::stop_leftover(&dir.join("rabbitmq"));
+        postgres::stop_leftover(&dir.join("postgres"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
