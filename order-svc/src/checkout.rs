@@ -3,10 +3,11 @@
 //! saga's outcome, up to a deadline.
 //!
 //! The outcome reaches the database through the outcome consumer of whichever replica took it from the queue.
-//! When that is this process, the consumer wakes the waiting requests through [`OutcomeWaiters`] at once; when it
-//! is another replica, the request still sees the outcome by re-reading the checkout's row every half second
-//! (`RECHECK_INTERVAL`). A waiter registers before it reads the row, so an outcome recorded between the read and
-//! the wait still wakes it.
+//! When that is this process, the consumer hands the committed outcome to the waiting requests through
+//! [`OutcomeWaiters`] at once, so they answer without reading it back; when it is another replica, the request
+//! still sees the outcome by re-reading the checkout's row every half second (`RECHECK_INTERVAL`). A waiter
+//! registers before it reads the row (or, for a checkout it has just started, before the relay is woken), so an
+//! outcome recorded in between still reaches it.
 
 use std::{
     collections::HashMap,
@@ -19,9 +20,11 @@ use shared_contracts::{FailureReason, SagaId};
 use tokio::{sync::oneshot, time::Instant};
 
 use crate::store::{
-    checkouts::{self, Begun, CheckoutState},
+    checkouts::{self, Begun},
     StoreError,
 };
+
+pub use crate::store::checkouts::CheckoutState;
 
 /// How often a waiting request re-reads its checkout, for outcomes consumed by another replica.
 const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
@@ -60,10 +63,12 @@ impl Checkouts {
         let answer = match begun {
             Begun::AlreadyPaid => CheckoutAnswer::Paid,
             Begun::Started(saga_id) => {
+                // Nobody can have reported on this saga yet: the coordinator has not even heard of it.
+                let registration = self.waiters.register(saga_id);
                 self.relay.wake();
-                self.await_outcome(saga_id).await?
+                self.await_outcome(saga_id, Some(registration)).await?
             }
-            Begun::Joined(saga_id) => self.await_outcome(saga_id).await?,
+            Begun::Joined(saga_id) => self.await_outcome(saga_id, None).await?,
         };
         let outcome = match &answer {
             CheckoutAnswer::Paid => "paid",
@@ -76,46 +81,68 @@ impl Checkouts {
         Ok(answer)
     }
 
-    async fn await_outcome(&self, saga_id: SagaId) -> Result<CheckoutAnswer, StoreError> {
+    /// Waits for the outcome of `saga_id`. `registered` is a registration made before the saga could have
+    /// ended, whose first wait needs no read of the row.
+    async fn await_outcome(
+        &self,
+        saga_id: SagaId,
+        mut registered: Option<Registration<'_>>,
+    ) -> Result<CheckoutAnswer, StoreError> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            let mut registration = self.waiters.register(saga_id);
-            let state = checkouts::state(&mut *self.pool.get().await?, saga_id).await?;
-            match state {
-                None => return Ok(CheckoutAnswer::Discarded),
-                Some(CheckoutState::Paid) => return Ok(CheckoutAnswer::Paid),
-                Some(CheckoutState::Failed(reason)) => return Ok(CheckoutAnswer::Failed(reason)),
-                Some(CheckoutState::Pending) => {}
-            }
+            let mut registration = match registered.take() {
+                Some(registration) => registration,
+                None => {
+                    let registration = self.waiters.register(saga_id);
+                    let state = checkouts::state(&mut *self.pool.get().await?, saga_id).await?;
+                    match state {
+                        None => return Ok(CheckoutAnswer::Discarded),
+                        Some(CheckoutState::Pending) => registration,
+                        Some(settled) => return Ok(answer(settled)),
+                    }
+                }
+            };
             let now = Instant::now();
             if now >= deadline {
                 return Ok(CheckoutAnswer::StillRunning);
             }
-            // Woken, timed out or sender gone: in every case the row is read again.
-            let _ = tokio::time::timeout_at(deadline.min(now + RECHECK_INTERVAL), &mut registration.receiver).await;
+            // Handed the outcome: done. Timed out or sender gone: read the row again.
+            let woken = tokio::time::timeout_at(deadline.min(now + RECHECK_INTERVAL), &mut registration.receiver).await;
+            if let Ok(Ok(settled)) = woken {
+                return Ok(answer(settled));
+            }
         }
+    }
+}
+
+fn answer(settled: CheckoutState) -> CheckoutAnswer {
+    match settled {
+        CheckoutState::Paid => CheckoutAnswer::Paid,
+        CheckoutState::Failed(reason) => CheckoutAnswer::Failed(reason),
+        // Only settled states are ever handed to a waiter or returned above.
+        CheckoutState::Pending => CheckoutAnswer::StillRunning,
     }
 }
 
 /// The requests of this process waiting for a saga's outcome, woken by the outcome consumer.
 #[derive(Debug, Default)]
 pub struct OutcomeWaiters {
-    waiting: Mutex<HashMap<SagaId, Vec<oneshot::Sender<()>>>>,
+    waiting: Mutex<HashMap<SagaId, Vec<oneshot::Sender<CheckoutState>>>>,
 }
 
 /// One waiting request; unregisters itself when dropped, so requests that time out leave nothing behind.
 struct Registration<'a> {
     waiters: &'a OutcomeWaiters,
     saga_id: SagaId,
-    receiver: oneshot::Receiver<()>,
+    receiver: oneshot::Receiver<CheckoutState>,
 }
 
 impl OutcomeWaiters {
-    /// Wakes every request of this process waiting for `saga_id`, once its outcome is committed.
-    pub fn wake(&self, saga_id: SagaId) {
+    /// Hands `settled`, the committed outcome of `saga_id`, to every request of this process waiting for it.
+    pub fn wake(&self, saga_id: SagaId, settled: &CheckoutState) {
         let senders = self.lock().remove(&saga_id).unwrap_or_default();
         for sender in senders {
-            let _ = sender.send(());
+            let _ = sender.send(settled.clone());
         }
     }
 
@@ -130,7 +157,7 @@ impl OutcomeWaiters {
         Registration { waiters: self, saga_id, receiver }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Vec<oneshot::Sender<()>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Vec<oneshot::Sender<CheckoutState>>>> {
         // The map stays consistent even if a holder panicked: every operation on it is a single insert or remove.
         self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -161,9 +188,9 @@ mod tests {
         let mut first = waiters.register(saga);
         let mut second = waiters.register(saga);
         let mut unrelated = waiters.register(other);
-        waiters.wake(saga);
-        assert_eq!((&mut first.receiver).await, Ok(()));
-        assert_eq!((&mut second.receiver).await, Ok(()));
+        waiters.wake(saga, &CheckoutState::Paid);
+        assert_eq!((&mut first.receiver).await, Ok(CheckoutState::Paid));
+        assert_eq!((&mut second.receiver).await, Ok(CheckoutState::Paid));
         assert!(unrelated.receiver.try_recv().is_err());
         assert_eq!(waiters.sagas_waited_for(), 1);
     }

@@ -18,7 +18,10 @@ use platform::{
 };
 use shared_contracts::{CheckoutOutcome, Envelope};
 
-use crate::{checkout::OutcomeWaiters, store::checkouts};
+use crate::{
+    checkout::{CheckoutState, OutcomeWaiters},
+    store::checkouts,
+};
 
 /// Records checkout outcomes and wakes their waiters.
 pub struct OutcomeHandler {
@@ -48,9 +51,11 @@ impl BatchHandler for OutcomeHandler {
             }
         }
         if !outcomes.is_empty() {
-            checkouts::settle(&mut *self.pool.get().await?, &outcomes).await?;
-            for (saga_id, _) in &outcomes {
-                self.waiters.wake(*saga_id);
+            let settled = checkouts::settle(&mut *self.pool.get().await?, &outcomes).await?;
+            // Only outcomes that settled a checkout just now are handed out: a duplicate, or one for a checkout a
+            // batch_init discarded, leaves its waiters to read the row.
+            for (saga_id, outcome) in outcomes.iter().filter(|(saga_id, _)| settled.contains(saga_id)) {
+                self.waiters.wake(*saga_id, &CheckoutState::from(outcome));
             }
         }
         Ok(verdicts)

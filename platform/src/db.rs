@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use diesel::Connection;
 use diesel_async::{
     async_connection_wrapper::AsyncConnectionWrapper,
-    pooled_connection::{deadpool, AsyncDieselConnectionManager},
+    pooled_connection::{deadpool, AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod},
     AsyncPgConnection,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
@@ -24,7 +24,11 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// A pool of at most `max_size` connections to `url`. Connections are opened lazily and replaced when broken, so
 /// a restart of PostgreSQL costs the requests in flight and nothing more.
 pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    // No test query when a connection is handed out: that would be one more round trip per request. A
+    // connection whose socket closed (a PostgreSQL restart) still counts as broken and is replaced.
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     deadpool::Pool::builder(manager)
         .max_size(max_size)
         .wait_timeout(Some(POOL_WAIT))

@@ -34,6 +34,15 @@ pub enum CheckoutState {
     Failed(FailureReason),
 }
 
+impl From<&CheckoutOutcome> for CheckoutState {
+    fn from(outcome: &CheckoutOutcome) -> Self {
+        match outcome {
+            CheckoutOutcome::Paid { .. } => Self::Paid,
+            CheckoutOutcome::Failed { reason, .. } => Self::Failed(reason.clone()),
+        }
+    }
+}
+
 #[derive(QueryableByName)]
 struct StateRow {
     #[diesel(sql_type = Text)]
@@ -100,10 +109,13 @@ pub async fn state(conn: &mut AsyncPgConnection, saga_id: SagaId) -> Result<Opti
 
 /// Records `outcomes` in one statement: each pending checkout takes its outcome, and the order of each paid one
 /// becomes paid. A checkout that is no longer pending is left alone, so a redelivered or duplicated outcome
-/// changes nothing.
-pub async fn settle(conn: &mut AsyncPgConnection, outcomes: &[(SagaId, CheckoutOutcome)]) -> Result<(), StoreError> {
+/// changes nothing. Returns the sagas whose checkout it settled.
+pub async fn settle(
+    conn: &mut AsyncPgConnection,
+    outcomes: &[(SagaId, CheckoutOutcome)],
+) -> Result<Vec<SagaId>, StoreError> {
     if outcomes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut saga_ids = Vec::with_capacity(outcomes.len());
     let mut states = Vec::with_capacity(outcomes.len());
@@ -121,21 +133,26 @@ pub async fn settle(conn: &mut AsyncPgConnection, outcomes: &[(SagaId, CheckoutO
             }
         }
     }
-    diesel::sql_query(
+    let settled = diesel::sql_query(
         "WITH outcome AS (
              SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]::jsonb[]) AS o(saga_id, state, reason)
          ), settled AS (
              UPDATE checkouts c SET state = o.state, reason = o.reason, finished_at = now()
              FROM outcome o
              WHERE c.saga_id = o.saga_id AND c.state = 'pending'
-             RETURNING c.order_id, c.state
+             RETURNING c.saga_id, c.order_id, c.state
+         ), paid AS (
+             UPDATE orders SET paid = true FROM settled s WHERE orders.id = s.order_id AND s.state = 'paid' RETURNING 1
          )
-         UPDATE orders SET paid = true FROM settled s WHERE orders.id = s.order_id AND s.state = 'paid'",
+         SELECT saga_id::text AS saga_id FROM settled",
     )
     .bind::<Array<Text>, _>(saga_ids)
     .bind::<Array<Text>, _>(states)
     .bind::<Array<Nullable<Text>>, _>(reasons)
-    .execute(conn)
+    .load::<super::orders::PendingRow>(conn)
     .await?;
-    Ok(())
+    settled
+        .into_iter()
+        .map(|row| row.saga_id.parse().map_err(|e| StoreError::Corrupt(format!("saga ID {}: {e}", row.saga_id))))
+        .collect()
 }

@@ -27,10 +27,11 @@ struct OrderRow {
     total: i64,
 }
 
+/// A saga ID read back as text.
 #[derive(QueryableByName)]
-struct PendingRow {
+pub(crate) struct PendingRow {
     #[diesel(sql_type = Text)]
-    saga_id: String,
+    pub(crate) saga_id: String,
 }
 
 #[derive(QueryableByName)]
