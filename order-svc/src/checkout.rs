@@ -17,7 +17,10 @@ use std::{
 
 use platform::{db::Pool, outbox::Relay};
 use shared_contracts::{FailureReason, SagaId};
-use tokio::{sync::oneshot, time::Instant};
+use tokio::{
+    sync::{mpsc, oneshot, Mutex as AsyncMutex},
+    time::Instant,
+};
 
 use crate::store::{
     checkouts::{self, Begun},
@@ -28,6 +31,10 @@ pub use crate::store::checkouts::CheckoutState;
 
 /// How often a waiting request re-reads its checkout, for outcomes consumed by another replica.
 const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// The most checkout starts that share one transaction.
+const MAX_INTAKE_BATCH: usize = 256;
+/// Transactions of checkout starts that may run at once.
+const INTAKE_WORKERS: usize = 2;
 
 /// The answer to a checkout request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,18 +55,36 @@ pub struct Checkouts {
     relay: Relay,
     waiters: Arc<OutcomeWaiters>,
     timeout: Duration,
+    intake: mpsc::Sender<Start>,
 }
+
+/// One request to begin a checkout, with where its answer goes.
+type Start = (String, oneshot::Sender<Result<Begun, StoreError>>);
 
 impl Checkouts {
     /// Checkouts on `pool` whose messages `relay` publishes, woken by `waiters`, each waiting at most `timeout`.
+    /// Starts the intake tasks, so it must be called within the runtime.
     pub fn new(pool: Pool, relay: Relay, waiters: Arc<OutcomeWaiters>, timeout: Duration) -> Self {
-        Self { pool, relay, waiters, timeout }
+        let (intake, starts) = mpsc::channel(4 * MAX_INTAKE_BATCH);
+        let starts = Arc::new(AsyncMutex::new(starts));
+        for _ in 0..INTAKE_WORKERS {
+            tokio::spawn(run_intake(pool.clone(), starts.clone()));
+        }
+        Self { pool, relay, waiters, timeout, intake }
+    }
+
+    /// Begins the checkout of `order_id` in a transaction shared with the other requests that arrive meanwhile.
+    async fn begin(&self, order_id: &str) -> Result<Begun, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        let stopped = || StoreError::Shared("the checkout intake has stopped".into());
+        self.intake.send((order_id.to_owned(), answer)).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
     }
 
     /// Checks out `order_id` and waits for the outcome.
     pub async fn check_out(&self, order_id: &str) -> Result<CheckoutAnswer, StoreError> {
         let started = std::time::Instant::now();
-        let begun = checkouts::begin(&mut *self.pool.get().await?, order_id).await?;
+        let begun = self.begin(order_id).await?;
         let answer = match begun {
             Begun::AlreadyPaid => CheckoutAnswer::Paid,
             Begun::Started(saga_id) => {
@@ -121,6 +146,45 @@ fn answer(settled: CheckoutState) -> CheckoutAnswer {
         CheckoutState::Failed(reason) => CheckoutAnswer::Failed(reason),
         // Only settled states are ever handed to a waiter or returned above.
         CheckoutState::Pending => CheckoutAnswer::StillRunning,
+    }
+}
+
+/// Takes the checkout starts waiting in `starts` in batches and begins each batch in one transaction, so that
+/// concurrent checkouts share the locks, inserts and commit instead of paying for them one by one. Under low
+/// load a batch is a single request and costs what it would alone.
+async fn run_intake(pool: Pool, starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>) {
+    loop {
+        let batch = {
+            let mut starts = starts.lock().await;
+            let Some(first) = starts.recv().await else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_INTAKE_BATCH {
+                match starts.try_recv() {
+                    Ok(start) => batch.push(start),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let order_ids: Vec<String> = batch.iter().map(|(order_id, _)| order_id.clone()).collect();
+        let results = match pool.get().await {
+            Ok(mut conn) => checkouts::begin_many(&mut conn, &order_ids).await,
+            Err(e) => Err(e.into()),
+        };
+        match results {
+            Ok(results) => {
+                for ((_, answer), result) in batch.into_iter().zip(results) {
+                    let _ = answer.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, size = batch.len(), "beginning a batch of checkouts failed");
+                let message = e.to_string();
+                for (_, answer) in batch {
+                    let _ = answer.send(Err(StoreError::Shared(message.clone())));
+                }
+            }
+        }
     }
 }
 

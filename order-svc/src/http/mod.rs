@@ -42,7 +42,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::UnknownOrder(_) | StoreError::ItemNotInOrder { .. } => Self::NotFound(e.to_string()),
             StoreError::Refused(refusal) => refusal.into(),
-            StoreError::Corrupt(_) => {
+            StoreError::Corrupt(_) | StoreError::Shared(_) => {
                 tracing::error!(error = %e, "inconsistent data");
                 Self::Unavailable(e.to_string())
             }

@@ -5,6 +5,8 @@ use diesel::{
     sql_types::{Array, Nullable, Text},
     OptionalExtension, QueryableByName,
 };
+use std::collections::HashMap;
+
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use platform::{amqp::Outgoing, outbox};
 use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, SagaId};
@@ -51,39 +53,69 @@ struct StateRow {
     reason: Option<String>,
 }
 
-/// Starts a checkout of `order_id`, or joins the one in flight. A new saga's row and its `StartCheckout` message
-/// are committed together, so the coordinator hears of every recorded checkout and of no other; wake the outbox
-/// relay after this returns [`Begun::Started`].
-pub async fn begin(conn: &mut AsyncPgConnection, order_id: &str) -> Result<Begun, StoreError> {
+/// Begins the checkout of each of `order_ids` (duplicates allowed) in one transaction and returns, in the same
+/// order, what each found or set going. The orders are locked in ID order, so concurrent batches cannot
+/// deadlock; a second checkout of an order within the batch joins the saga the first one started. The outer
+/// error is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items).
+pub async fn begin_many(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[String],
+) -> Result<Vec<Result<Begun, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let order = orders::lock(conn, order_id).await?;
-        let items = orders::lines(conn, order_id).await?;
-        match order.status.checkout_step(!items.is_empty())? {
-            CheckoutStep::AlreadyPaid => Ok(Begun::AlreadyPaid),
-            CheckoutStep::Join(saga_id) => Ok(Begun::Joined(saga_id)),
-            CheckoutStep::Start => {
-                let saga_id = SagaId::new();
-                diesel::sql_query("INSERT INTO checkouts (saga_id, order_id, state) VALUES ($1::uuid, $2, 'pending')")
-                    .bind::<Text, _>(saga_id.to_string())
-                    .bind::<Text, _>(order_id)
-                    .execute(conn)
-                    .await?;
-                let request = CheckoutRequest {
-                    order_id: order_id.to_owned(),
-                    user_id: order.user_id,
-                    items: domain::aggregate_lines(items),
-                    total: order.total,
-                };
-                let envelope = Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request));
-                let message = Outgoing {
-                    queue: queues::COORDINATOR.to_owned(),
-                    body: envelope.to_bytes(),
-                    message_id: envelope.message_id.to_string(),
-                };
-                outbox::enqueue(conn, &[message]).await?;
-                Ok(Begun::Started(saga_id))
+        let orders = orders::lock_many(conn, order_ids).await?;
+        let mut lines = orders::lines_of_many(conn, order_ids).await?;
+        let mut started: HashMap<&str, SagaId> = HashMap::new();
+        let mut new_checkouts: Vec<(SagaId, &str)> = Vec::new();
+        let mut messages = Vec::new();
+        let mut results = Vec::with_capacity(order_ids.len());
+        for order_id in order_ids {
+            let Some(order) = orders.get(order_id.as_str()) else {
+                results.push(Err(StoreError::UnknownOrder(order_id.clone())));
+                continue;
+            };
+            if let Some(saga_id) = started.get(order_id.as_str()) {
+                results.push(Ok(Begun::Joined(*saga_id)));
+                continue;
+            }
+            let items = lines.remove(order_id.as_str()).unwrap_or_default();
+            match order.status.checkout_step(!items.is_empty()) {
+                Err(refusal) => results.push(Err(refusal.into())),
+                Ok(CheckoutStep::AlreadyPaid) => results.push(Ok(Begun::AlreadyPaid)),
+                Ok(CheckoutStep::Join(saga_id)) => results.push(Ok(Begun::Joined(saga_id))),
+                Ok(CheckoutStep::Start) => {
+                    let saga_id = SagaId::new();
+                    let request = CheckoutRequest {
+                        order_id: order_id.clone(),
+                        user_id: order.user_id.clone(),
+                        items: domain::aggregate_lines(items),
+                        total: order.total,
+                    };
+                    let envelope = Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request));
+                    messages.push(Outgoing {
+                        queue: queues::COORDINATOR.to_owned(),
+                        body: envelope.to_bytes(),
+                        message_id: envelope.message_id.to_string(),
+                    });
+                    started.insert(order_id, saga_id);
+                    new_checkouts.push((saga_id, order_id));
+                    results.push(Ok(Begun::Started(saga_id)));
+                }
             }
         }
+        if !new_checkouts.is_empty() {
+            let saga_ids: Vec<String> = new_checkouts.iter().map(|(saga_id, _)| saga_id.to_string()).collect();
+            let checkout_orders: Vec<&str> = new_checkouts.iter().map(|(_, order_id)| *order_id).collect();
+            diesel::sql_query(
+                "INSERT INTO checkouts (saga_id, order_id, state)
+                 SELECT s::uuid, o, 'pending' FROM unnest($1::text[], $2::text[]) AS t(s, o)",
+            )
+            .bind::<Array<Text>, _>(saga_ids)
+            .bind::<Array<Text>, _>(checkout_orders)
+            .execute(conn)
+            .await?;
+            outbox::enqueue(conn, &messages).await?;
+        }
+        Ok(results)
     })
     .await
 }

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// No connection could be had from the pool.
     #[error("no database connection: {0}")]
     Pool(#[from] PoolError),
+    /// The transaction this request shared with others failed (one error, reported to each of them).
+    #[error("database error: {0}")]
+    Shared(String),
 }
 
 /// An order as clients see it.

@@ -1,5 +1,7 @@
 //! Orders and their lines: creation, `batch_init`, lookup, adding and removing items, deletion.
 
+use std::collections::HashMap;
+
 use diesel::{
     sql_types::{Array, BigInt, Bool, Text},
     OptionalExtension, QueryableByName,
@@ -36,8 +38,6 @@ pub(crate) struct PendingRow {
 
 #[derive(QueryableByName)]
 struct LineRow {
-    #[diesel(sql_type = Text)]
-    item_id: String,
     #[diesel(sql_type = BigInt)]
     quantity: i64,
     #[diesel(sql_type = BigInt)]
@@ -235,22 +235,92 @@ pub(crate) async fn lock(conn: &mut AsyncPgConnection, order_id: &str) -> Result
     })
 }
 
-/// Every line of the order, sorted by item ID.
-pub(crate) async fn lines(conn: &mut AsyncPgConnection, order_id: &str) -> Result<Vec<LineItem>, StoreError> {
-    let rows: Vec<LineRow> = diesel::sql_query(
-        r#"SELECT item_id, quantity, unit_total FROM order_items WHERE order_id = $1 ORDER BY item_id COLLATE "C""#,
+/// Locks the rows of every order in `order_ids` that exists, in ID order, and reads each with its checkout in
+/// flight (see [`lock`] for why that is a second statement). Missing orders are simply absent from the map.
+pub(crate) async fn lock_many(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[String],
+) -> Result<HashMap<String, LockedOrder>, StoreError> {
+    #[derive(QueryableByName)]
+    struct LockedRow {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Text)]
+        user_id: String,
+        #[diesel(sql_type = Bool)]
+        paid: bool,
+        #[diesel(sql_type = BigInt)]
+        total: i64,
+    }
+    #[derive(QueryableByName)]
+    struct PendingOfOrder {
+        #[diesel(sql_type = Text)]
+        order_id: String,
+        #[diesel(sql_type = Text)]
+        saga_id: String,
+    }
+    let rows: Vec<LockedRow> = diesel::sql_query(
+        r#"SELECT id, user_id, paid, total FROM orders WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#,
     )
-    .bind::<Text, _>(order_id)
+    .bind::<Array<Text>, _>(order_ids)
     .load(conn)
     .await?;
+    let pending: Vec<PendingOfOrder> = diesel::sql_query(
+        "SELECT order_id, saga_id::text AS saga_id FROM checkouts WHERE order_id = ANY($1) AND state = 'pending'",
+    )
+    .bind::<Array<Text>, _>(order_ids)
+    .load(conn)
+    .await?;
+    let mut in_flight = HashMap::with_capacity(pending.len());
+    for row in pending {
+        let saga_id =
+            row.saga_id.parse::<SagaId>().map_err(|e| StoreError::Corrupt(format!("saga ID {}: {e}", row.saga_id)))?;
+        in_flight.insert(row.order_id, saga_id);
+    }
     rows.into_iter()
-        .map(|row| Ok(LineItem { quantity: stored_amount(row.quantity, "a quantity")?, item_id: row.item_id }))
+        .map(|row| {
+            let locked = LockedOrder {
+                user_id: row.user_id,
+                total: stored_amount(row.total, "an order total")?,
+                status: OrderStatus { paid: row.paid, pending_checkout: in_flight.get(&row.id).copied() },
+            };
+            Ok((row.id, locked))
+        })
         .collect()
+}
+
+/// Every line of each order in `order_ids`, per order, sorted by item ID.
+pub(crate) async fn lines_of_many(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[String],
+) -> Result<HashMap<String, Vec<LineItem>>, StoreError> {
+    #[derive(QueryableByName)]
+    struct LineOfOrder {
+        #[diesel(sql_type = Text)]
+        order_id: String,
+        #[diesel(sql_type = Text)]
+        item_id: String,
+        #[diesel(sql_type = BigInt)]
+        quantity: i64,
+    }
+    let rows: Vec<LineOfOrder> = diesel::sql_query(
+        r#"SELECT order_id, item_id, quantity FROM order_items WHERE order_id = ANY($1)
+           ORDER BY order_id, item_id COLLATE "C""#,
+    )
+    .bind::<Array<Text>, _>(order_ids)
+    .load(conn)
+    .await?;
+    let mut lines: HashMap<String, Vec<LineItem>> = HashMap::new();
+    for row in rows {
+        let line = LineItem { quantity: stored_amount(row.quantity, "a quantity")?, item_id: row.item_id };
+        lines.entry(row.order_id).or_default().push(line);
+    }
+    Ok(lines)
 }
 
 async fn line(conn: &mut AsyncPgConnection, order_id: &str, item_id: &str) -> Result<Option<Line>, StoreError> {
     let row: Option<LineRow> =
-        diesel::sql_query("SELECT item_id, quantity, unit_total FROM order_items WHERE order_id = $1 AND item_id = $2")
+        diesel::sql_query("SELECT quantity, unit_total FROM order_items WHERE order_id = $1 AND item_id = $2")
             .bind::<Text, _>(order_id)
             .bind::<Text, _>(item_id)
             .get_result(conn)

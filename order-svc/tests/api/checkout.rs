@@ -170,3 +170,44 @@ async fn duplicate_outcomes_change_nothing_and_garbage_is_dead_lettered() {
     assert_eq!(app.find(&order_id).await["paid"], json!(true));
     assert_eq!(app.count("SELECT count(*) AS n FROM checkouts WHERE reason IS NOT NULL").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_checkouts_mixing_good_unknown_empty_and_repeated_orders_answers_each_rightly() {
+    let app = spawn_app().await;
+    let item = app.create_item(1, 100).await;
+    let mut good = Vec::new();
+    for buyer in 0..10 {
+        good.push(app.order_with(&format!("buyer-{buyer}"), &[(&item, 1)]).await);
+    }
+    let empty = app.create_order("nobody-buys").await;
+    let coordinator = app.coordinator().await;
+
+    let mut requests = Vec::new();
+    for order_id in good.iter().chain(good.iter()) {
+        requests.push((order_id.clone(), tokio::spawn(app.checkout(order_id))));
+    }
+    let mut refused = Vec::new();
+    for order_id in ["ghost-1", "ghost-2", "ghost-3", empty.as_str()] {
+        refused.push((order_id.to_owned(), tokio::spawn(app.checkout(order_id))));
+    }
+
+    let mut started = std::collections::HashMap::new();
+    for _ in 0..good.len() {
+        let (saga_id, request) = coordinator.next_checkout().await;
+        assert!(started.insert(request.order_id.clone(), saga_id).is_none(), "two sagas for {}", request.order_id);
+    }
+    for (order_id, saga_id) in &started {
+        coordinator.send_outcome(*saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    }
+    for (order_id, request) in requests {
+        let answer = request.await.expect("the request task finishes");
+        assert_eq!(answer, (StatusCode::OK, json!({ "order_id": order_id, "paid": true })));
+    }
+    for (order_id, request) in refused {
+        let (status, _) = request.await.expect("the request task finishes");
+        let expected = if order_id == empty { StatusCode::BAD_REQUEST } else { StatusCode::NOT_FOUND };
+        assert_eq!(status, expected, "{order_id}");
+    }
+    app.outbox_drained().await;
+    assert!(coordinator.try_next().await.is_none(), "more StartCheckouts than orders");
+}
