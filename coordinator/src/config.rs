@@ -22,6 +22,8 @@ pub struct Config {
     pub worker_prefetch: u16,
     /// The most messages handled in one transaction (`WORKER_BATCH`).
     pub worker_batch: usize,
+    /// Batches of saga messages handled at once (`WORKER_PARALLEL`).
+    pub worker_parallel: usize,
     /// How long a command may go unanswered before it is sent again (`RETRY_AFTER_MS`); doubles per retry.
     pub retry_after: Duration,
     /// The longest pause between two retries of one saga (`RETRY_MAX_MS`).
@@ -41,6 +43,7 @@ impl Config {
             http_workers: parse("HTTP_WORKERS", 1)?,
             worker_prefetch: parse("WORKER_PREFETCH", 1024)?,
             worker_batch: parse("WORKER_BATCH", 256)?,
+            worker_parallel: parse("WORKER_PARALLEL", 2)?,
             retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 5000)?),
             retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 60_000)?),
             admin_token: Some(string("ADMIN_TOKEN", "")).filter(|token| !token.is_empty()),
@@ -58,6 +61,7 @@ impl fmt::Debug for Config {
             .field("http_workers", &self.http_workers)
             .field("worker_prefetch", &self.worker_prefetch)
             .field("worker_batch", &self.worker_batch)
+            .field("worker_parallel", &self.worker_parallel)
             .field("retry_after", &self.retry_after)
             .field("retry_max", &self.retry_max)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))

@@ -35,7 +35,11 @@ impl Application {
         let dead_letters = web::Data::new(DeadLetters::new(broker.clone(), publisher));
         let policy = RetryPolicy { first: config.retry_after, max: config.retry_max };
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), relay.clone(), policy));
-        let settings = ConsumerSettings { prefetch: config.worker_prefetch, max_batch: config.worker_batch };
+        let settings = ConsumerSettings {
+            prefetch: config.worker_prefetch,
+            max_batch: config.worker_batch,
+            parallel: config.worker_parallel,
+        };
         let operations = web::Data::new(Operations::new(pool.clone(), relay.clone(), policy));
         let access = web::Data::new(AdminAccess::new(config.admin_token.clone()));
         let background = vec![

@@ -25,6 +25,8 @@ pub struct Config {
     pub worker_prefetch: u16,
     /// The most saga commands handled in one database transaction (`WORKER_BATCH`).
     pub worker_batch: usize,
+    /// Batches of saga messages handled at once (`WORKER_PARALLEL`).
+    pub worker_parallel: usize,
 }
 
 impl Config {
@@ -38,12 +40,17 @@ impl Config {
             http_workers: parse("HTTP_WORKERS", 2)?,
             worker_prefetch: parse("WORKER_PREFETCH", 512)?,
             worker_batch: parse("WORKER_BATCH", 128)?,
+            worker_parallel: parse("WORKER_PARALLEL", 2)?,
         })
     }
 
     /// How the saga worker takes commands from the broker.
     pub fn consumer_settings(&self) -> ConsumerSettings {
-        ConsumerSettings { prefetch: self.worker_prefetch, max_batch: self.worker_batch.max(1) }
+        ConsumerSettings {
+            prefetch: self.worker_prefetch,
+            max_batch: self.worker_batch.max(1),
+            parallel: self.worker_parallel.max(1),
+        }
     }
 }
 
@@ -52,7 +59,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={}",
+            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={} worker_parallel={}",
             self.http_addr,
             redact_url(&self.database_url),
             redact_url(&self.amqp_url),
@@ -60,6 +67,7 @@ impl fmt::Display for Config {
             self.http_workers,
             self.worker_prefetch,
             self.worker_batch,
+            self.worker_parallel,
         )
     }
 }

@@ -46,6 +46,18 @@ impl BatchHandler for PaymentWorker {
         let mut conn = self.pool.get().await?;
         let outcomes = conn
             .transaction::<_, CommandError, _>(async |conn| {
+                // Lock every user this batch charges, in ID order, before any command runs: batches handled at
+                // once then queue behind each other instead of deadlocking over users in opposite order.
+                let mut users: Vec<&str> = commands
+                    .iter()
+                    .filter_map(|command| match command {
+                        Ok(Envelope { body: PaymentCommand::Charge { user_id, .. }, .. }) => Some(user_id.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                users.sort_unstable();
+                users.dedup();
+                store::users::lock_in_order(conn, &users).await?;
                 let mut outcomes = Vec::with_capacity(commands.len());
                 for command in &commands {
                     outcomes.push(apply(conn, command).await?);

@@ -419,16 +419,34 @@ pub struct ConsumerSettings {
     pub prefetch: u16,
     /// The most messages handed to one [`BatchHandler::handle`] call.
     pub max_batch: usize,
+    /// Batches handled at once, each on a channel of its own. More than one overlaps one batch's database round
+    /// trips with another's; handlers must then tolerate concurrent batches (row locks, retried deadlocks).
+    pub parallel: usize,
 }
 
 impl Default for ConsumerSettings {
     fn default() -> Self {
-        Self { prefetch: 512, max_batch: 128 }
+        Self { prefetch: 512, max_batch: 128, parallel: 1 }
     }
 }
 
-/// Consumes `queue` for ever with `handler`, reconnecting whenever the link breaks.
+/// Consumes `queue` for ever with `handler`, `settings.parallel` batches at a time, reconnecting whenever a link
+/// breaks.
 pub async fn consume<H: BatchHandler>(
+    broker: Broker,
+    queue: &'static str,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+) {
+    let consumers: Vec<_> = (0..settings.parallel.max(1))
+        .map(|_| tokio::spawn(consume_one(broker.clone(), queue, settings, handler.clone())))
+        .collect();
+    for consumer in consumers {
+        let _ = consumer.await;
+    }
+}
+
+async fn consume_one<H: BatchHandler>(
     broker: Broker,
     queue: &'static str,
     settings: ConsumerSettings,

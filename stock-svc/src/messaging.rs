@@ -57,6 +57,20 @@ impl BatchHandler for StockWorker {
         let mut conn = self.pool.get().await.context("no database connection for the stock worker")?;
         let outcomes = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
+                // Lock every item this batch may take, in ID order, before any command runs: batches handled at
+                // once then queue behind each other instead of deadlocking over items in opposite order.
+                let mut wanted: Vec<String> = batch
+                    .iter()
+                    .filter_map(|delivery| match Envelope::<StockCommand>::from_bytes(&delivery.body) {
+                        Ok(Envelope { body: StockCommand::Reserve { items }, .. }) => Some(items),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|line| line.item_id)
+                    .collect();
+                wanted.sort_unstable();
+                wanted.dedup();
+                items::lock_in_order(conn, &wanted).await?;
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for delivery in batch {
                     outcomes.push(process(conn, delivery).await?);

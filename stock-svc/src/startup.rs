@@ -31,7 +31,11 @@ impl Application {
 
         let broker = Broker::new(&config.amqp_url, "stock", QUEUES)?;
         let handler = Arc::new(StockWorker::new(pool.clone(), Publisher::new(broker.clone())));
-        let settings = ConsumerSettings { prefetch: config.worker_prefetch, max_batch: config.worker_batch };
+        let settings = ConsumerSettings {
+            prefetch: config.worker_prefetch,
+            max_batch: config.worker_batch,
+            parallel: config.worker_parallel,
+        };
         let worker = tokio::spawn(consume(broker, queues::STOCK_COMMANDS, settings, handler));
 
         let listener =

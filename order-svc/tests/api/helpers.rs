@@ -65,6 +65,7 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
         http_workers: 1,
         worker_prefetch: 16,
         worker_batch: 16,
+        worker_parallel: 1,
     })
     .await
     .expect("stock-svc starts");

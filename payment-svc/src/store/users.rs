@@ -114,3 +114,15 @@ pub async fn pay(conn: &mut AsyncPgConnection, user_id: &str, amount: u64) -> Re
         }
     }
 }
+
+/// Locks the rows of `user_ids` (sorted by the caller) until the end of the transaction, in that order.
+pub async fn lock_in_order(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> QueryResult<()> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(r#"SELECT id FROM users WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(user_ids)
+        .execute(conn)
+        .await
+        .map(drop)
+}

@@ -56,6 +56,8 @@ async fn start(amqp_url: String) -> TestApp {
         http_workers: 2,
         worker_prefetch: 64,
         worker_batch: 16,
+        // One batch at a time: these tests send commands together and expect their replies in order.
+        worker_parallel: 1,
     };
     let app = Application::build(config).await.expect("building payment-svc");
     let address = format!("http://127.0.0.1:{}", app.port());

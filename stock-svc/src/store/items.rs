@@ -116,3 +116,15 @@ pub async fn put_back(conn: &mut AsyncPgConnection, lines: &[Line]) -> QueryResu
     }
     Ok(())
 }
+
+/// Locks the rows of `item_ids` (sorted by the caller) until the end of the transaction, in that order.
+pub async fn lock_in_order(conn: &mut AsyncPgConnection, item_ids: &[String]) -> QueryResult<()> {
+    if item_ids.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(r#"SELECT item_id FROM items WHERE item_id = ANY($1) ORDER BY item_id COLLATE "C" FOR UPDATE"#)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(item_ids)
+        .execute(conn)
+        .await
+        .map(drop)
+}
