@@ -87,7 +87,7 @@ impl DeadLetters {
             match letter.original_queue.as_deref().and_then(work_queue) {
                 Some(queue) => {
                     let message_id = letter.message_id.unwrap_or_default();
-                    let outgoing = Outgoing { queue: queue.to_owned(), body, message_id };
+                    let outgoing = Outgoing { queue: queue.to_owned(), body, message_id, traceparent: None };
                     self.publisher.publish(&[outgoing]).await.context("republishing a dead letter")?;
                     channel.basic_ack(BasicAckArguments::new(tag, false)).await?;
                     report.replayed += 1;

@@ -41,18 +41,18 @@ pub struct Effects {
 }
 
 impl Effects {
-    /// Records the start of sagas that [`store::insert_new`] just created in [`domain::start`]'s state.
-    pub fn started(&mut self, sagas: &[(SagaId, CheckoutRequest)]) {
+    /// Records the start of a saga that [`store::insert_new`] just created in [`domain::start`]'s state; its
+    /// first commands continue the trace `traceparent`.
+    pub fn started(&mut self, id: SagaId, request: &CheckoutRequest, traceparent: Option<String>) {
         let start = domain::start();
-        for (id, request) in sagas {
-            self.history.push(TransitionRecord::of_start(*id, &start.state, &start.commands));
-            self.outgoing.extend(start.commands.iter().map(|command| encode(*id, request, command)));
-        }
+        self.history.push(TransitionRecord::of_start(id, &start.state, &start.commands));
+        self.outgoing
+            .extend(start.commands.iter().map(|command| encode(id, request, command).in_trace(traceparent.clone())));
     }
 
-    /// Applies `event` to `saga` (in memory; the caller persists). A duplicate that changes nothing and sends
-    /// nothing leaves no trace.
-    pub fn apply(&mut self, saga: &mut SagaRecord, event: &Event, policy: RetryPolicy) {
+    /// Applies `event` to `saga` (in memory; the caller persists); the commands it sends continue the trace
+    /// `traceparent`. A duplicate that changes nothing and sends nothing leaves no trace.
+    pub fn apply(&mut self, saga: &mut SagaRecord, event: &Event, policy: RetryPolicy, traceparent: Option<String>) {
         let from = saga.state.status();
         let next = domain::transition(&saga.state, event);
         let changed = next.state != saga.state;
@@ -73,7 +73,9 @@ impl Effects {
         if changed || !next.commands.is_empty() {
             self.history.push(TransitionRecord::of_event(saga.id, event, from, &next.state, &next.commands));
         }
-        self.outgoing.extend(next.commands.iter().map(|command| encode(saga.id, &saga.request, command)));
+        self.outgoing.extend(
+            next.commands.iter().map(|command| encode(saga.id, &saga.request, command).in_trace(traceparent.clone())),
+        );
         saga.state = next.state;
         let retry_in_ms = saga.state.awaits_replies().then(|| policy.delay_ms(saga.retries));
         self.updates

@@ -29,7 +29,7 @@ use crate::{
 /// Turns one saga command into the message that carries it.
 pub fn encode(saga_id: SagaId, request: &CheckoutRequest, command: &Command) -> Outgoing {
     fn outgoing<T: serde::Serialize + serde::de::DeserializeOwned>(queue: &str, envelope: Envelope<T>) -> Outgoing {
-        Outgoing { queue: queue.to_owned(), message_id: envelope.message_id.to_string(), body: envelope.to_bytes() }
+        Outgoing::envelope(queue, &envelope)
     }
     match command {
         Command::ReserveStock => outgoing(
@@ -82,20 +82,35 @@ impl BatchHandler for CoordinatorHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>> {
         let mut verdicts = Vec::with_capacity(batch.len());
         let mut starts: Vec<(SagaId, CheckoutRequest)> = Vec::new();
-        let mut events: Vec<(SagaId, Event)> = Vec::new();
+        let mut start_traces: Vec<Option<String>> = Vec::new();
+        let mut events: Vec<(SagaId, Event, Option<String>)> = Vec::new();
         let mut seen_starts = HashSet::new();
         for delivery in batch {
             match Envelope::<CoordinatorMessage>::from_bytes(&delivery.body) {
                 Ok(envelope) => {
                     verdicts.push(Verdict::Done);
+                    // The span of this message in the checkout's trace; what the saga sends because of it
+                    // continues from here.
+                    let span = tracing::info_span!(
+                        "coordinator.message",
+                        saga_id = %envelope.saga_id,
+                        trace_id = tracing::field::Empty
+                    );
+                    platform::trace::continue_trace(&span, delivery.traceparent.as_deref());
+                    let traceparent = platform::trace::traceparent(&span);
                     match envelope.body {
                         CoordinatorMessage::StartCheckout(request) => {
                             if seen_starts.insert(envelope.saga_id) {
                                 starts.push((envelope.saga_id, request));
+                                start_traces.push(traceparent);
                             }
                         }
-                        CoordinatorMessage::Stock(reply) => events.push((envelope.saga_id, Event::Stock { reply })),
-                        CoordinatorMessage::Payment(reply) => events.push((envelope.saga_id, Event::Payment { reply })),
+                        CoordinatorMessage::Stock(reply) => {
+                            events.push((envelope.saga_id, Event::Stock { reply }, traceparent))
+                        }
+                        CoordinatorMessage::Payment(reply) => {
+                            events.push((envelope.saga_id, Event::Payment { reply }, traceparent))
+                        }
                     }
                 }
                 Err(e) => verdicts.push(Verdict::DeadLetter(e.to_string())),
@@ -107,19 +122,23 @@ impl BatchHandler for CoordinatorHandler {
             .transaction::<usize, anyhow::Error, _>(async |conn| {
                 let mut effects = Effects::default();
                 let start = domain::start();
-                let inserted = store::insert_new(conn, &starts, &start.state, policy.delay_ms(0)).await?;
+                let inserted =
+                    store::insert_new(conn, &starts, &start_traces, &start.state, policy.delay_ms(0)).await?;
                 let inserted: HashSet<SagaId> = inserted.into_iter().collect();
-                starts.retain(|(id, _)| inserted.contains(id));
-                effects.started(&starts);
+                for ((id, request), traceparent) in starts.iter().zip(&start_traces) {
+                    if inserted.contains(id) {
+                        effects.started(*id, request, traceparent.clone());
+                    }
+                }
 
-                let mut ids: Vec<SagaId> = events.iter().map(|(id, _)| *id).collect();
+                let mut ids: Vec<SagaId> = events.iter().map(|(id, _, _)| *id).collect();
                 ids.sort();
                 ids.dedup();
                 let mut sagas: std::collections::HashMap<SagaId, store::SagaRecord> =
                     store::lock(conn, &ids).await?.into_iter().map(|s| (s.id, s)).collect();
-                for (id, event) in &events {
+                for (id, event, traceparent) in &events {
                     match sagas.get_mut(id) {
-                        Some(saga) => effects.apply(saga, event, policy),
+                        Some(saga) => effects.apply(saga, event, policy, traceparent.clone()),
                         None => tracing::warn!(saga_id = %id, ?event, "reply for an unknown saga, ignored"),
                     }
                 }

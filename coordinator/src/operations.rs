@@ -65,7 +65,8 @@ impl Operations {
                     return Err(ApiError::Conflict(format!("saga {id} is already {}", status.as_str())));
                 }
                 let mut effects = Effects::default();
-                effects.apply(&mut saga, &event, policy);
+                let traceparent = saga.traceparent.clone();
+                effects.apply(&mut saga, &event, policy, traceparent);
                 effects.persist(conn).await?;
                 Ok(saga.state)
             })

@@ -43,7 +43,8 @@ pub async fn retry_due(pool: &Pool, relay: &Relay, policy: RetryPolicy) -> Resul
             let mut effects = Effects::default();
             for saga in &mut sagas {
                 tracing::info!(saga_id = %saga.id, retries = saga.retries, state = ?saga.state, "re-sending unanswered commands");
-                effects.apply(saga, &Event::RetryDue, policy);
+                let traceparent = saga.traceparent.clone();
+                effects.apply(saga, &Event::RetryDue, policy, traceparent);
             }
             Ok((sagas.len(), effects.persist(conn).await?))
         })

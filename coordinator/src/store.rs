@@ -33,6 +33,8 @@ pub struct SagaRecord {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// When its state last changed.
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The trace context of its start, which its retries continue.
+    pub traceparent: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -51,6 +53,8 @@ struct SagaRow {
     created_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = Timestamptz)]
     updated_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Nullable<Text>)]
+    traceparent: Option<String>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> diesel::result::Error {
@@ -69,6 +73,7 @@ impl TryFrom<SagaRow> for SagaRecord {
             retries: row.retries,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            traceparent: row.traceparent,
         })
     }
 }
@@ -77,11 +82,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("domain types always serialise")
 }
 
-/// Inserts the sagas that do not exist yet, all in `state`, and returns the IDs it inserted (a redelivered
-/// `StartCheckout` inserts nothing).
+/// Inserts the sagas that do not exist yet, all in `state`, each with its trace context from `traceparents`
+/// (same order), and returns the IDs it inserted (a redelivered `StartCheckout` inserts nothing).
 pub async fn insert_new(
     conn: &mut AsyncPgConnection,
     sagas: &[(SagaId, CheckoutRequest)],
+    traceparents: &[Option<String>],
     state: &SagaState,
     retry_in_ms: i64,
 ) -> QueryResult<Vec<SagaId>> {
@@ -98,9 +104,9 @@ pub async fn insert_new(
         id: String,
     }
     let inserted: Vec<Inserted> = diesel::sql_query(
-        "INSERT INTO sagas (id, order_id, user_id, request, status, state, next_retry_at)
-         SELECT i::uuid, o, u, r, $5, $6, now() + make_interval(secs => $7::double precision / 1000)
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) AS t(i, o, u, r)
+        "INSERT INTO sagas (id, order_id, user_id, request, status, state, next_retry_at, traceparent)
+         SELECT i::uuid, o, u, r, $5, $6, now() + make_interval(secs => $7::double precision / 1000), tp
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $8::text[]) AS t(i, o, u, r, tp)
          ON CONFLICT (id) DO NOTHING
          RETURNING id::text",
     )
@@ -111,12 +117,13 @@ pub async fn insert_new(
     .bind::<Text, _>(state.status().as_str())
     .bind::<Jsonb, _>(to_json(state))
     .bind::<BigInt, _>(retry_in_ms)
+    .bind::<Array<Nullable<Text>>, _>(traceparents)
     .load(conn)
     .await?;
     inserted.into_iter().map(|row| row.id.parse().map_err(|e| corrupt("saga id", e))).collect()
 }
 
-const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries, created_at, updated_at";
+const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries, created_at, updated_at, traceparent";
 
 /// Loads and row-locks the sagas with these IDs (missing ones are left out), in ID order so that two
 /// transactions locking overlapping sets cannot deadlock.
@@ -277,6 +284,9 @@ pub struct SagaSummary {
     /// Last changed.
     #[diesel(sql_type = Timestamptz)]
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The W3C trace context of the checkout, to find its trace.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub traceparent: Option<String>,
 }
 
 /// Which sagas an operator asks for.
@@ -297,7 +307,8 @@ pub struct SagaFilter {
 }
 
 const SUMMARY_COLUMNS: &str =
-    "id::text AS id, order_id, user_id, status, state, request, version, retries, next_retry_at, created_at, updated_at";
+    "id::text AS id, order_id, user_id, status, state, request, version, retries, next_retry_at, created_at, updated_at,
+     traceparent";
 
 /// Sagas matching `filter`, newest first.
 pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<Vec<SagaSummary>> {

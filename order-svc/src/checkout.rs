@@ -58,8 +58,13 @@ pub struct Checkouts {
     intake: mpsc::Sender<Start>,
 }
 
-/// One request to begin a checkout, with where its answer goes.
-type Start = (String, oneshot::Sender<Result<Begun, StoreError>>);
+/// One request to begin a checkout.
+struct Start {
+    order_id: String,
+    /// The request's trace context, which the saga continues.
+    traceparent: Option<String>,
+    answer: oneshot::Sender<Result<Begun, StoreError>>,
+}
 
 impl Checkouts {
     /// Checkouts on `pool` whose messages `relay` publishes, woken by `waiters`, each waiting at most `timeout`.
@@ -77,7 +82,9 @@ impl Checkouts {
     async fn begin(&self, order_id: &str) -> Result<Begun, StoreError> {
         let (answer, answered) = oneshot::channel();
         let stopped = || StoreError::Shared("the checkout intake has stopped".into());
-        self.intake.send((order_id.to_owned(), answer)).await.map_err(|_| stopped())?;
+        let traceparent = platform::trace::traceparent(&tracing::Span::current());
+        let start = Start { order_id: order_id.to_owned(), traceparent, answer };
+        self.intake.send(start).await.map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
 
@@ -166,22 +173,23 @@ async fn run_intake(pool: Pool, starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>) 
             }
             batch
         };
-        let order_ids: Vec<String> = batch.iter().map(|(order_id, _)| order_id.clone()).collect();
+        let order_ids: Vec<String> = batch.iter().map(|start| start.order_id.clone()).collect();
+        let traceparents: Vec<Option<String>> = batch.iter().map(|start| start.traceparent.clone()).collect();
         let results = match pool.get().await {
-            Ok(mut conn) => checkouts::begin_many(&mut conn, &order_ids).await,
+            Ok(mut conn) => checkouts::begin_many(&mut conn, &order_ids, &traceparents).await,
             Err(e) => Err(e.into()),
         };
         match results {
             Ok(results) => {
-                for ((_, answer), result) in batch.into_iter().zip(results) {
-                    let _ = answer.send(result);
+                for (start, result) in batch.into_iter().zip(results) {
+                    let _ = start.answer.send(result);
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "beginning a batch of checkouts failed");
                 let message = e.to_string();
-                for (_, answer) in batch {
-                    let _ = answer.send(Err(StoreError::Shared(message.clone())));
+                for start in batch {
+                    let _ = start.answer.send(Err(StoreError::Shared(message.clone())));
                 }
             }
         }

@@ -5,9 +5,11 @@ use order_svc::{config::Config, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    platform::telemetry::init_for("order");
     let config = Config::from_env()?;
     tracing::info!(%config, "starting order-svc");
-    Application::build(config).await?.run_until_stopped().await?;
+    let served = Application::build(config).await?.run_until_stopped().await;
+    platform::telemetry::shutdown();
+    served?;
     Ok(())
 }

@@ -44,6 +44,14 @@ impl BatchHandler for OutcomeHandler {
         for delivery in batch {
             match Envelope::<CheckoutOutcome>::from_bytes(&delivery.body) {
                 Ok(envelope) => {
+                    // The end of the checkout's trace: the outcome is recorded as part of it.
+                    let span = tracing::info_span!(
+                        "order.outcome",
+                        saga_id = %envelope.saga_id,
+                        trace_id = tracing::field::Empty
+                    );
+                    platform::trace::continue_trace(&span, delivery.traceparent.as_deref());
+                    span.in_scope(|| tracing::debug!(outcome = ?envelope.body, "checkout outcome"));
                     outcomes.push((envelope.saga_id, envelope.body));
                     verdicts.push(Verdict::Done);
                 }

@@ -4,9 +4,11 @@ use payment_svc::{config::Config, startup::Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init();
+    platform::telemetry::init_for("payment");
     let config = Config::from_env()?;
     tracing::info!(%config, "starting payment-svc");
-    Application::build(config).await?.run_until_stopped().await?;
+    let served = Application::build(config).await?.run_until_stopped().await;
+    platform::telemetry::shutdown();
+    served?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use platform::{
     db::Pool,
 };
 use shared_contracts::{queues, CoordinatorMessage, DecodeError, Envelope, PaymentCommand, PaymentReply};
+use tracing::Instrument;
 
 use crate::store::{self, saga::CommandError};
 
@@ -59,8 +60,8 @@ impl BatchHandler for PaymentWorker {
                 users.dedup();
                 store::users::lock_in_order(conn, &users).await?;
                 let mut outcomes = Vec::with_capacity(commands.len());
-                for command in &commands {
-                    outcomes.push(apply(conn, command).await?);
+                for (command, delivery) in commands.iter().zip(batch) {
+                    outcomes.push(apply(conn, command, delivery.traceparent.as_deref()).await?);
                 }
                 Ok(outcomes)
             })
@@ -83,10 +84,12 @@ impl BatchHandler for PaymentWorker {
     }
 }
 
-/// Applies one decoded command; an error other than an unprocessable command fails the whole batch.
+/// Applies one decoded command, in a span continuing the sender's trace; an error other than an unprocessable
+/// command fails the whole batch.
 async fn apply(
     conn: &mut diesel_async::AsyncPgConnection,
     command: &Result<Envelope<PaymentCommand>, DecodeError>,
+    traceparent: Option<&str>,
 ) -> Result<Outcome, CommandError> {
     let envelope = match command {
         Ok(envelope) => envelope,
@@ -99,16 +102,15 @@ async fn apply(
         PaymentCommand::Charge { .. } => "charge",
         PaymentCommand::Refund => "refund",
     };
-    match store::saga::apply(conn, envelope.saga_id, &envelope.body).await {
+    let span = tracing::info_span!("payment.command", saga_id = %envelope.saga_id, command = kind, trace_id = tracing::field::Empty);
+    platform::trace::continue_trace(&span, traceparent);
+    match store::saga::apply(conn, envelope.saga_id, &envelope.body).instrument(span.clone()).await {
         Ok(reply) => {
-            tracing::debug!(saga_id = %envelope.saga_id, command = kind, ?reply, "payment command applied");
+            span.in_scope(|| tracing::debug!(?reply, "payment command applied"));
             count(kind, reply_name(&reply));
             let message = Envelope::new(envelope.saga_id, CoordinatorMessage::Payment(reply));
-            Ok(Outcome::Replied(Outgoing {
-                queue: queues::COORDINATOR.to_owned(),
-                message_id: message.message_id.to_string(),
-                body: message.to_bytes(),
-            }))
+            let reply = Outgoing::envelope(queues::COORDINATOR, &message).in_trace(platform::trace::traceparent(&span));
+            Ok(Outcome::Replied(reply))
         }
         Err(CommandError::Unprocessable(reason)) => {
             count(kind, "dead_letter");

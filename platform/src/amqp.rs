@@ -26,7 +26,13 @@ use amqprs::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
-use shared_contracts::queues::{DEAD_LETTERS, DEAD_LETTER_EXCHANGE};
+use serde::{de::DeserializeOwned, Serialize};
+use shared_contracts::{
+    queues::{DEAD_LETTERS, DEAD_LETTER_EXCHANGE},
+    Envelope,
+};
+
+use crate::trace::TRACEPARENT;
 use tokio::sync::{Mutex, Notify};
 
 /// How long a publisher waits for the broker to confirm a batch before it gives up and reports failure.
@@ -207,6 +213,26 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     /// The envelope's message ID, repeated as the AMQP property for tracing on the broker side.
     pub message_id: String,
+    /// The W3C trace context of the span that sends it, carried in the `traceparent` header.
+    pub traceparent: Option<String>,
+}
+
+impl Outgoing {
+    /// `envelope`, encoded, for `queue`, outside any trace.
+    pub fn envelope<T: Serialize + DeserializeOwned>(queue: &str, envelope: &Envelope<T>) -> Self {
+        Self {
+            queue: queue.to_owned(),
+            body: envelope.to_bytes(),
+            message_id: envelope.message_id.to_string(),
+            traceparent: None,
+        }
+    }
+
+    /// The same message, sent as part of the trace `traceparent` names.
+    pub fn in_trace(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
+    }
 }
 
 /// Publishes with confirms. Safe to share: concurrent callers pipeline their messages on one channel and each
@@ -368,6 +394,11 @@ impl Publisher {
                 .with_persistence(true)
                 .with_content_type("application/json")
                 .with_message_id(&message.message_id);
+            if let Some(traceparent) = &message.traceparent {
+                let mut headers = FieldTable::new();
+                headers.insert(TRACEPARENT.try_into().expect("short name"), traceparent.as_str().into());
+                properties.with_headers(headers);
+            }
             link.channel
                 .basic_publish(properties, message.body.clone(), BasicPublishArguments::new("", &message.queue))
                 .await
@@ -392,6 +423,8 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Whether the broker delivered it before (to this or another consumer) without an ack.
     pub redelivered: bool,
+    /// The sender's W3C trace context, from the `traceparent` header.
+    pub traceparent: Option<String>,
     tag: u64,
 }
 
@@ -510,9 +543,17 @@ async fn consume_until_broken<H: BatchHandler>(
 
 fn into_delivery(message: amqprs::channel::ConsumerMessage) -> Option<Delivery> {
     let deliver = message.deliver?;
+    let traceparent = message
+        .basic_properties
+        .as_ref()
+        .and_then(|properties| properties.headers())
+        .and_then(|headers| headers.get(&TRACEPARENT.try_into().ok()?).cloned())
+        .and_then(|value| amqprs::LongStr::try_from(value).ok())
+        .map(String::from);
     Some(Delivery {
         body: message.content.unwrap_or_default(),
         redelivered: deliver.redelivered(),
+        traceparent,
         tag: deliver.delivery_tag(),
     })
 }

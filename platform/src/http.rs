@@ -12,6 +12,7 @@ use actix_web::{
     web, HttpResponse, ResponseError,
 };
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::db::Pool;
 
@@ -179,8 +180,8 @@ async fn metrics() -> HttpResponse {
 /// What the request-metrics middleware returns.
 pub type MiddlewareFuture<B> = std::pin::Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
 
-/// Request counts and latency per route and status, as `<service>_http_requests_total` and
-/// `<service>_http_request_duration_seconds`. Use with `actix_web::middleware::from_fn(request_metrics(name))`.
+/// A tracing span per request (see [`crate::trace`]), and request counts and latency per route and status, as
+/// `<service>_http_requests_total` and `<service>_http_request_duration_seconds`. Use with `actix_web::middleware::from_fn(request_metrics(name))`.
 pub fn request_metrics<B: MessageBody + 'static>(
     service: &'static str,
 ) -> impl Fn(ServiceRequest, Next<B>) -> MiddlewareFuture<B> + Clone + 'static {
@@ -191,7 +192,17 @@ pub fn request_metrics<B: MessageBody + 'static>(
             let started = Instant::now();
             let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
             let method = req.method().to_string();
-            let response = next.call(req).await?;
+            // Every request is a span, continuing the caller's trace when it sent a traceparent header.
+            let span = tracing::info_span!(
+                "http.request",
+                service,
+                http.method = %method,
+                http.route = %route,
+                trace_id = tracing::field::Empty
+            );
+            let incoming = req.headers().get(crate::trace::TRACEPARENT).and_then(|value| value.to_str().ok());
+            crate::trace::continue_trace(&span, incoming);
+            let response = next.call(req).instrument(span).await?;
             let status = response.status().as_u16().to_string();
             metrics::counter!(requests, "route" => route.clone(), "method" => method, "status" => status).increment(1);
             metrics::histogram!(durations, "route" => route).record(started.elapsed().as_secs_f64());

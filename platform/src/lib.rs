@@ -8,6 +8,7 @@
 //! - [`amqp`]: RabbitMQ connections that come back after a broker restart, a publisher with confirms, and a
 //!   batching consumer with manual acks and dead-lettering.
 //! - [`outbox`]: the transactional outbox and its relay.
+//! - [`trace`]: the W3C trace context across HTTP and AMQP.
 
 pub mod amqp;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod outbox;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;

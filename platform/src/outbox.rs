@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
 use diesel::{
-    sql_types::{Array, BigInt, Bytea, Text},
+    sql_types::{Array, BigInt, Bytea, Nullable, Text},
     QueryableByName,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -31,6 +31,9 @@ pub const OUTBOX_TABLE_SQL: &str = "CREATE TABLE outbox (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )";
 
+/// The migration after [`OUTBOX_TABLE_SQL`]: each row keeps the trace context its message is published with.
+pub const OUTBOX_TRACE_COLUMN_SQL: &str = "ALTER TABLE outbox ADD COLUMN traceparent TEXT";
+
 /// The most rows one relay pass claims and publishes.
 const BATCH: i64 = 1000;
 /// How often the relay looks at the table when nobody woke it (covers rows left by a crashed process).
@@ -45,12 +48,15 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, messages: &[Outgoing]) -> die
     let queues: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
     let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    let traces: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent.as_deref()).collect();
     diesel::sql_query(
-        "INSERT INTO outbox (queue, message_id, body) SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])",
+        "INSERT INTO outbox (queue, message_id, body, traceparent)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])",
     )
     .bind::<Array<Text>, _>(queues)
     .bind::<Array<Text>, _>(ids)
     .bind::<Array<Bytea>, _>(bodies)
+    .bind::<Array<Nullable<Text>>, _>(traces)
     .execute(conn)
     .await
     .map(drop)
@@ -66,6 +72,8 @@ struct OutboxRow {
     message_id: String,
     #[diesel(sql_type = Bytea)]
     body: Vec<u8>,
+    #[diesel(sql_type = Nullable<Text>)]
+    traceparent: Option<String>,
 }
 
 /// Publishes what is in the outbox. Wake it after committing new rows; it also sweeps on a timer.
@@ -113,7 +121,7 @@ impl Relay {
         let published = conn
             .transaction::<usize, anyhow::Error, _>(async |conn| {
                 let rows: Vec<OutboxRow> = diesel::sql_query(
-                    "SELECT id, queue, message_id, body FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    "SELECT id, queue, message_id, body, traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 )
                 .bind::<BigInt, _>(BATCH)
                 .load(conn)
@@ -124,7 +132,7 @@ impl Relay {
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 let messages: Vec<Outgoing> = rows
                     .into_iter()
-                    .map(|r| Outgoing { queue: r.queue, body: r.body, message_id: r.message_id })
+                    .map(|r| Outgoing { queue: r.queue, body: r.body, message_id: r.message_id, traceparent: r.traceparent })
                     .collect();
                 publisher.publish(&messages).await?;
                 diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")

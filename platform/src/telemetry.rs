@@ -1,23 +1,79 @@
-//! Logs and metrics, set up in one place.
+//! Logs, traces and metrics, set up in one place.
 //!
-//! Logs go to stderr through `tracing`, as JSON when `LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`).
-//! Metrics go to a Prometheus recorder installed for the whole process; `/metrics` renders it.
+//! Logs go to stderr through `tracing`, as JSON when `LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`);
+//! each line carries the fields of the spans it is in, so the `trace_id` and `saga_id` that request and message
+//! spans record show up on every line logged under them. Spans are also OpenTelemetry spans: their trace context
+//! travels between services in the W3C `traceparent` (HTTP header, AMQP message header, see [`crate::trace`]),
+//! and they are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (otherwise only their IDs are
+//! used, in the logs). Metrics go to a Prometheus recorder installed for the whole process; `/metrics` renders it.
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{
+    trace::{Sampler, SdkTracerProvider},
+    Resource,
+};
+use tracing_subscriber::{filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+static TRACER_PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
-/// Installs the log subscriber and the metrics recorder. Safe to call more than once (tests start several
-/// services in one process): later calls change nothing.
+/// Sets up logs, traces and metrics for tests and tools: like [`init_for`] with a generic service name.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_for("checkout");
+}
+
+/// Installs the log and trace subscriber for `service` and the metrics recorder. Safe to call more than once
+/// (tests start several services in one process): later calls change nothing.
+pub fn init_for(service: &'static str) {
+    let provider = TRACER_PROVIDER.get_or_init(|| tracer_provider(service));
+    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     let json = std::env::var("LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+    // RUST_LOG filters the logs only: request and message spans stay traced (and give their IDs to the
+    // context of what is logged) however quiet the logs are.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(traces.with_filter(LevelFilter::INFO))
+        .with(logs.with_filter(filter))
+        .try_init();
     prometheus();
+}
+
+/// Sends the spans not exported yet; call before the process exits.
+pub fn shutdown() {
+    if let Some(provider) = TRACER_PROVIDER.get() {
+        let _ = provider.shutdown();
+    }
+}
+
+/// With an OTLP endpoint configured every span is recorded and batched out to it; without one, spans only carry
+/// trace IDs from service to service and into the logs.
+fn tracer_provider(service: &'static str) -> SdkTracerProvider {
+    let builder = SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service).build());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
+    if endpoint.is_empty() {
+        // Nowhere to send spans: keep their IDs (propagated and logged) but record nothing.
+        return builder.with_sampler(Sampler::AlwaysOff).build();
+    }
+    match opentelemetry_otlp::SpanExporter::builder().with_http().build() {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(e) => {
+            eprintln!("OTLP exporter for {endpoint} could not be set up, traces stay local: {e}");
+            builder.build()
+        }
+    }
 }
 
 /// The process's Prometheus recorder, installed on first use.

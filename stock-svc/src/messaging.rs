@@ -18,6 +18,7 @@ use platform::{
 use shared_contracts::{
     queues, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId, StockCommand, StockReply,
 };
+use tracing::Instrument;
 
 use crate::{
     domain::{self, Line, RecordedStep, StepAction},
@@ -103,10 +104,12 @@ async fn process(conn: &mut AsyncPgConnection, delivery: &Delivery) -> QueryResu
         Ok(command) => command,
         Err(e) => return Ok(Outcome::Unreadable(format!("not a stock command: {e}"))),
     };
-    let reply = apply(conn, command.saga_id, &command.body).await?;
-    tracing::debug!(saga_id = %command.saga_id, ?command.body, ?reply, redelivered = delivery.redelivered, "stock command");
+    let span = tracing::info_span!("stock.command", saga_id = %command.saga_id, trace_id = tracing::field::Empty);
+    platform::trace::continue_trace(&span, delivery.traceparent.as_deref());
+    let reply = apply(conn, command.saga_id, &command.body).instrument(span.clone()).await?;
+    span.in_scope(|| tracing::debug!(?command.body, ?reply, redelivered = delivery.redelivered, "stock command"));
     metrics::counter!(REPLIES_METRIC, "reply" => reply_kind(&reply)).increment(1);
-    Ok(Outcome::Reply(to_coordinator(command.saga_id, reply)))
+    Ok(Outcome::Reply(to_coordinator(command.saga_id, reply).in_trace(platform::trace::traceparent(&span))))
 }
 
 /// Applies `command` for `saga_id`: locks the saga's record, lets the domain decide, carries the decision out and
@@ -165,12 +168,7 @@ async fn reject(
 }
 
 fn to_coordinator(saga_id: SagaId, reply: StockReply) -> Outgoing {
-    let envelope = Envelope::new(saga_id, CoordinatorMessage::Stock(reply));
-    Outgoing {
-        queue: queues::COORDINATOR.to_owned(),
-        body: envelope.to_bytes(),
-        message_id: envelope.message_id.to_string(),
-    }
+    Outgoing::envelope(queues::COORDINATOR, &Envelope::new(saga_id, CoordinatorMessage::Stock(reply)))
 }
 
 fn reply_kind(reply: &StockReply) -> &'static str {

@@ -133,3 +133,22 @@ async fn a_checkout_for_an_unknown_user_takes_nothing() {
     assert_eq!(system.stock_of("0").await.unwrap(), 10);
     assert!(!system.is_paid(&order).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_checkout_is_one_trace_from_the_client_to_the_saga() {
+    let system = System::start().await.unwrap();
+    system.post_ok(&system.stock, "/stock/batch_init/1/10/3").await.unwrap();
+    system.post_ok(&system.payment, "/payment/batch_init/1/100").await.unwrap();
+    let order = system.order_with("0", &[("0", 1)]).await.unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let answer = reqwest::Client::new()
+        .post(format!("{}/orders/checkout/{order}", system.orders))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let sagas = system.get_ok(&system.coordinator, &format!("/admin/sagas?order_id={order}")).await.unwrap();
+    let traceparent = sagas["sagas"][0]["traceparent"].as_str().unwrap_or_default().to_owned();
+    assert!(traceparent.starts_with(&format!("00-{trace_id}-")), "the saga is not in the client's trace: {sagas}");
+}

@@ -56,10 +56,13 @@ struct StateRow {
 /// Begins the checkout of each of `order_ids` (duplicates allowed) in one transaction and returns, in the same
 /// order, what each found or set going. The orders are locked in ID order, so concurrent batches cannot
 /// deadlock; a second checkout of an order within the batch joins the saga the first one started. The outer
-/// error is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items).
+/// error is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items). A
+/// started saga's `StartCheckout` carries the trace context of the request that started it (`traceparents`, in
+/// the order of `order_ids`).
 pub async fn begin_many(
     conn: &mut AsyncPgConnection,
     order_ids: &[String],
+    traceparents: &[Option<String>],
 ) -> Result<Vec<Result<Begun, StoreError>>, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let orders = orders::lock_many(conn, order_ids).await?;
@@ -68,7 +71,7 @@ pub async fn begin_many(
         let mut new_checkouts: Vec<(SagaId, &str)> = Vec::new();
         let mut messages = Vec::new();
         let mut results = Vec::with_capacity(order_ids.len());
-        for order_id in order_ids {
+        for (order_id, traceparent) in order_ids.iter().zip(traceparents) {
             let Some(order) = orders.get(order_id.as_str()) else {
                 results.push(Err(StoreError::UnknownOrder(order_id.clone())));
                 continue;
@@ -91,11 +94,7 @@ pub async fn begin_many(
                         total: order.total,
                     };
                     let envelope = Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request));
-                    messages.push(Outgoing {
-                        queue: queues::COORDINATOR.to_owned(),
-                        body: envelope.to_bytes(),
-                        message_id: envelope.message_id.to_string(),
-                    });
+                    messages.push(Outgoing::envelope(queues::COORDINATOR, &envelope).in_trace(traceparent.clone()));
                     started.insert(order_id, saga_id);
                     new_checkouts.push((saga_id, order_id));
                     results.push(Ok(Begun::Started(saga_id)));

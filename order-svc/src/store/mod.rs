@@ -77,5 +77,7 @@ mod tests {
     fn the_outbox_migration_creates_the_table_the_relay_expects() {
         let up = include_str!("../../migrations/2025-01-01-000002_create_outbox/up.sql");
         assert_eq!(up.trim().trim_end_matches(';'), platform::outbox::OUTBOX_TABLE_SQL);
+        let traced = include_str!("../../migrations/2026-11-26-000003_trace_outbox/up.sql");
+        assert_eq!(traced.trim().trim_end_matches(';'), platform::outbox::OUTBOX_TRACE_COLUMN_SQL);
     }
 }

@@ -282,8 +282,12 @@ impl FakeCoordinator {
 
     /// Puts `body` on the outcome queue as it is.
     pub async fn send_raw(&self, body: Vec<u8>) {
-        let message =
-            Outgoing { queue: queues::ORDER_OUTCOMES.to_owned(), body, message_id: uuid::Uuid::new_v4().to_string() };
+        let message = Outgoing {
+            queue: queues::ORDER_OUTCOMES.to_owned(),
+            body,
+            message_id: uuid::Uuid::new_v4().to_string(),
+            traceparent: None,
+        };
         self.publisher.publish(&[message]).await.expect("RabbitMQ confirms");
     }
 

@@ -163,12 +163,7 @@ impl FakeCoordinator {
         let messages: Vec<Outgoing> = commands
             .iter()
             .map(|(saga_id, command)| {
-                let envelope = Envelope::new(*saga_id, command.clone());
-                Outgoing {
-                    queue: queues::PAYMENT_COMMANDS.into(),
-                    body: envelope.to_bytes(),
-                    message_id: envelope.message_id.to_string(),
-                }
+                Outgoing::envelope(queues::PAYMENT_COMMANDS, &Envelope::new(*saga_id, command.clone()))
             })
             .collect();
         self.commands.publish(&messages).await.expect("publishing commands");
@@ -176,8 +171,12 @@ impl FakeCoordinator {
 
     /// Publishes raw bytes to the payment queue.
     pub async fn send_raw(&self, body: &[u8]) {
-        let message =
-            Outgoing { queue: queues::PAYMENT_COMMANDS.into(), body: body.to_vec(), message_id: "raw".into() };
+        let message = Outgoing {
+            queue: queues::PAYMENT_COMMANDS.into(),
+            body: body.to_vec(),
+            message_id: "raw".into(),
+            traceparent: None,
+        };
         self.commands.publish(&[message]).await.expect("publishing raw bytes");
     }
 

@@ -1,0 +1,2 @@
+ALTER TABLE sagas DROP COLUMN traceparent;
+ALTER TABLE outbox DROP COLUMN traceparent;
