@@ -153,3 +153,35 @@ pub fn openapi_routes(doc: &serde_json::Value) -> Vec<(String, String)> {
     }
     routes
 }
+
+/// Checks a running service's OpenAPI document against its routes, both ways, and panics with what is wrong: the
+/// service at `base_url` serves exactly `on_disk` at `/openapi.json`; every operation the document describes is
+/// a route the service has (no "no route for" 404, no 405); every route in `known_routes` is described.
+pub async fn assert_openapi_matches(base_url: &str, on_disk: &str, known_routes: &[(&str, &str)]) {
+    let client = reqwest::Client::new();
+    let served = client.get(format!("{base_url}/openapi.json")).send().await.expect("GET /openapi.json");
+    assert_eq!(served.status(), 200);
+    let doc: serde_json::Value = served.json().await.expect("the document is JSON");
+    let on_disk: serde_json::Value = serde_json::from_str(on_disk).expect("the file in docs/openapi is JSON");
+    assert_eq!(doc, on_disk, "the served document is not the one in docs/openapi");
+    assert_eq!(doc["openapi"], "3.0.3");
+
+    let operations = openapi_operations(&doc);
+    assert!(operations.len() >= known_routes.len(), "{operations:?}");
+    for (method, path) in operations {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let response = client.request(method.clone(), format!("{base_url}{path}")).send().await.expect("a response");
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let unknown = status == 404 && body["error"].as_str().is_some_and(|e| e.starts_with("no route for"));
+        assert!(!unknown && status != 405, "{method} {path} is documented but not served: {status} {body}");
+    }
+
+    let documented = openapi_routes(&doc);
+    for (method, path) in known_routes {
+        assert!(
+            documented.iter().any(|(m, p)| m == method && p == path),
+            "{method} {path} is served but not documented"
+        );
+    }
+}
