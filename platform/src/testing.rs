@@ -185,3 +185,94 @@ pub async fn assert_openapi_matches(base_url: &str, on_disk: &str, known_routes:
         );
     }
 }
+
+/// How long a [`FakeCoordinator`] waits for a message before the test fails.
+const MESSAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Stands in for the coordinator towards one participant (stock-svc or payment-svc): sends commands to the
+/// participant's queue and reads the replies and dead letters as they arrive.
+pub struct FakeCoordinator {
+    commands: crate::amqp::Publisher,
+    queue: &'static str,
+    replies: tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>,
+    dead_letters: tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>,
+    _channel: amqprs::channel::Channel,
+    _connection: amqprs::connection::Connection,
+}
+
+impl FakeCoordinator {
+    /// Connects to the vhost at `amqp_url`, declares the queues, and subscribes to the coordinator's queue and the
+    /// dead letters; commands go to `commands_queue`.
+    pub async fn connect(amqp_url: &str, commands_queue: &'static str) -> Self {
+        use amqprs::connection::{Connection, OpenConnectionArguments};
+        use shared_contracts::queues;
+        let broker = crate::amqp::Broker::new(amqp_url, "fake-coordinator", &queues::WORK_QUEUES).expect("a broker");
+        let args = OpenConnectionArguments::try_from(amqp_url).expect("a valid AMQP URL");
+        let connection = Connection::open(&args).await.expect("connecting to RabbitMQ");
+        let channel = connection.open_channel(None).await.expect("a channel");
+        broker.declare_topology(&channel).await.expect("declaring queues");
+        let replies = subscribe(&channel, queues::COORDINATOR).await;
+        let dead_letters = subscribe(&channel, queues::DEAD_LETTERS).await;
+        Self {
+            commands: crate::amqp::Publisher::new(broker),
+            queue: commands_queue,
+            replies,
+            dead_letters,
+            _channel: channel,
+            _connection: connection,
+        }
+    }
+
+    /// Publishes `commands`, all in one go, each for its saga.
+    pub async fn send<T>(&self, commands: &[(shared_contracts::SagaId, T)])
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    {
+        let messages: Vec<crate::amqp::Outgoing> = commands
+            .iter()
+            .map(|(saga_id, command)| {
+                crate::amqp::Outgoing::envelope(self.queue, &shared_contracts::Envelope::new(*saga_id, command.clone()))
+            })
+            .collect();
+        self.commands.publish(&messages).await.expect("publishing commands");
+    }
+
+    /// Publishes raw bytes to the participant's queue.
+    pub async fn send_raw(&self, body: &[u8]) {
+        let message = crate::amqp::Outgoing {
+            queue: self.queue.to_owned(),
+            body: body.to_vec(),
+            message_id: "raw".into(),
+            traceparent: None,
+        };
+        self.commands.publish(&[message]).await.expect("publishing raw bytes");
+    }
+
+    /// The next reply the participant sent.
+    pub async fn next_reply(&mut self) -> shared_contracts::Envelope<shared_contracts::CoordinatorMessage> {
+        let body = next_body(&mut self.replies).await;
+        shared_contracts::Envelope::from_bytes(&body).expect("a readable reply")
+    }
+
+    /// The next message that reached the dead-letter queue.
+    pub async fn next_dead_letter(&mut self) -> Vec<u8> {
+        next_body(&mut self.dead_letters).await
+    }
+}
+
+async fn subscribe(
+    channel: &amqprs::channel::Channel,
+    queue: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage> {
+    let args = amqprs::channel::BasicConsumeArguments::new(queue, &format!("test-{queue}")).auto_ack(true).finish();
+    let (_, messages) = channel.basic_consume_rx(args).await.expect("consuming");
+    messages
+}
+
+async fn next_body(messages: &mut tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>) -> Vec<u8> {
+    let message = tokio::time::timeout(MESSAGE_DEADLINE, messages.recv())
+        .await
+        .expect("a message within the deadline")
+        .expect("the consumer is open");
+    message.content.unwrap_or_default()
+}

@@ -1,29 +1,15 @@
 //! Starting a payment-svc for one test, and talking to it over HTTP and as the saga coordinator would.
 
-use std::time::Duration;
-
-use amqprs::{
-    channel::{BasicConsumeArguments, Channel, ConsumerMessage},
-    connection::{Connection, OpenConnectionArguments},
-};
 use diesel::{sql_types::BigInt, QueryableByName};
 use diesel_async::RunQueryDsl;
 use payment_svc::{config::Config, startup::Application};
 use platform::{
-    amqp::{Broker, Outgoing, Publisher},
     db::Pool,
-    testing::{fresh_database, fresh_vhost},
+    testing::{fresh_database, fresh_vhost, FakeCoordinator},
 };
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use shared_contracts::{queues, CoordinatorMessage, Envelope, PaymentCommand, PaymentReply, SagaId};
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// How long a test waits for a message before it fails.
-const MESSAGE_DEADLINE: Duration = Duration::from_secs(15);
-
-/// The queues the test side declares, so that it can read replies before the worker first connected.
-const QUEUES: &[&str] = &[queues::PAYMENT_COMMANDS, queues::COORDINATOR];
+use shared_contracts::{queues, CoordinatorMessage, PaymentCommand, PaymentReply, SagaId};
 
 /// Nothing listens here: REST-only tests need no broker, and the worker just keeps retrying to connect.
 const NO_BROKER: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
@@ -125,83 +111,24 @@ impl TestApp {
 
     /// Connects to the app's vhost as the coordinator would.
     pub async fn coordinator(&self) -> FakeCoordinator {
-        let broker = Broker::new(&self.amqp_url, "payment-test", QUEUES).expect("a broker");
-        let args = OpenConnectionArguments::try_from(self.amqp_url.as_str()).expect("a valid AMQP URL");
-        let connection = Connection::open(&args).await.expect("connecting to RabbitMQ");
-        let channel = connection.open_channel(None).await.expect("a channel");
-        broker.declare_topology(&channel).await.expect("declaring queues");
-        let replies = subscribe(&channel, queues::COORDINATOR).await;
-        let dead_letters = subscribe(&channel, queues::DEAD_LETTERS).await;
-        FakeCoordinator {
-            commands: Publisher::new(broker),
-            replies,
-            dead_letters,
-            _channel: channel,
-            _connection: connection,
-        }
+        FakeCoordinator::connect(&self.amqp_url, queues::PAYMENT_COMMANDS).await
     }
 }
 
-async fn subscribe(channel: &Channel, queue: &str) -> UnboundedReceiver<ConsumerMessage> {
-    let args = BasicConsumeArguments::new(queue, &format!("test-{queue}")).auto_ack(true).finish();
-    let (_, messages) = channel.basic_consume_rx(args).await.expect("consuming");
-    messages
+/// Replies read as payment-svc's: (saga, reply).
+pub trait PaymentReplies {
+    /// The next reply, which must be payment-svc's.
+    async fn next_payment_reply(&mut self) -> (SagaId, PaymentReply);
 }
 
-/// Stands in for the coordinator: sends payment commands and reads what comes back.
-pub struct FakeCoordinator {
-    commands: Publisher,
-    replies: UnboundedReceiver<ConsumerMessage>,
-    dead_letters: UnboundedReceiver<ConsumerMessage>,
-    _channel: Channel,
-    _connection: Connection,
-}
-
-impl FakeCoordinator {
-    /// Publishes `commands`, all in one go, each for its saga.
-    pub async fn send(&self, commands: &[(SagaId, PaymentCommand)]) {
-        let messages: Vec<Outgoing> = commands
-            .iter()
-            .map(|(saga_id, command)| {
-                Outgoing::envelope(queues::PAYMENT_COMMANDS, &Envelope::new(*saga_id, command.clone()))
-            })
-            .collect();
-        self.commands.publish(&messages).await.expect("publishing commands");
-    }
-
-    /// Publishes raw bytes to the payment queue.
-    pub async fn send_raw(&self, body: &[u8]) {
-        let message = Outgoing {
-            queue: queues::PAYMENT_COMMANDS.into(),
-            body: body.to_vec(),
-            message_id: "raw".into(),
-            traceparent: None,
-        };
-        self.commands.publish(&[message]).await.expect("publishing raw bytes");
-    }
-
-    /// The next reply from payment-svc, as (saga, reply).
-    pub async fn next_reply(&mut self) -> (SagaId, PaymentReply) {
-        let body = next_body(&mut self.replies).await;
-        let envelope = Envelope::<CoordinatorMessage>::from_bytes(&body).expect("a readable reply");
+impl PaymentReplies for FakeCoordinator {
+    async fn next_payment_reply(&mut self) -> (SagaId, PaymentReply) {
+        let envelope = self.next_reply().await;
         match envelope.body {
             CoordinatorMessage::Payment(reply) => (envelope.saga_id, reply),
             other => panic!("payment-svc sent {other:?}"),
         }
     }
-
-    /// The next message that reached the dead-letter queue.
-    pub async fn next_dead_letter(&mut self) -> Vec<u8> {
-        next_body(&mut self.dead_letters).await
-    }
-}
-
-async fn next_body(messages: &mut UnboundedReceiver<ConsumerMessage>) -> Vec<u8> {
-    let message = tokio::time::timeout(MESSAGE_DEADLINE, messages.recv())
-        .await
-        .expect("a message within the deadline")
-        .expect("the consumer is open");
-    message.content.unwrap_or_default()
 }
 
 /// A `Charge` command.

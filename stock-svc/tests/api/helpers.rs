@@ -1,29 +1,15 @@
 //! Starting a stock-svc for one test, and talking to it over HTTP and as the saga coordinator would.
 
-use std::time::Duration;
-
-use amqprs::{
-    channel::{BasicConsumeArguments, Channel, ConsumerMessage},
-    connection::{Connection, OpenConnectionArguments},
-};
 use diesel::{sql_types::BigInt, QueryableByName};
 use diesel_async::RunQueryDsl;
 use platform::{
-    amqp::{Broker, Outgoing, Publisher},
     db::{Pool, PooledConnection},
-    testing::{fresh_database, fresh_vhost},
+    testing::{fresh_database, fresh_vhost, FakeCoordinator},
 };
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use shared_contracts::{queues, CoordinatorMessage, Envelope, SagaId, StockCommand};
+use shared_contracts::queues;
 use stock_svc::{config::Config, startup::Application};
-use tokio::sync::mpsc::UnboundedReceiver;
-
-/// How long a test waits for a message before it fails.
-const MESSAGE_DEADLINE: Duration = Duration::from_secs(15);
-
-/// The queues the test side declares, so that it can read replies before the worker first connected.
-const QUEUES: &[&str] = &[queues::STOCK_COMMANDS, queues::COORDINATOR];
 
 /// A running stock-svc of one test.
 pub struct TestApp {
@@ -113,77 +99,6 @@ impl TestApp {
 
     /// Connects to the app's vhost as the coordinator would.
     pub async fn coordinator(&self) -> FakeCoordinator {
-        let broker = Broker::new(&self.amqp_url, "stock-test", QUEUES).expect("a broker");
-        let args = OpenConnectionArguments::try_from(self.amqp_url.as_str()).expect("a valid AMQP URL");
-        let connection = Connection::open(&args).await.expect("connecting to RabbitMQ");
-        let channel = connection.open_channel(None).await.expect("a channel");
-        broker.declare_topology(&channel).await.expect("declaring queues");
-        let replies = subscribe(&channel, queues::COORDINATOR).await;
-        let dead_letters = subscribe(&channel, queues::DEAD_LETTERS).await;
-        FakeCoordinator {
-            commands: Publisher::new(broker),
-            replies,
-            dead_letters,
-            _channel: channel,
-            _connection: connection,
-        }
+        FakeCoordinator::connect(&self.amqp_url, queues::STOCK_COMMANDS).await
     }
-}
-
-async fn subscribe(channel: &Channel, queue: &str) -> UnboundedReceiver<ConsumerMessage> {
-    let args = BasicConsumeArguments::new(queue, &format!("test-{queue}")).auto_ack(true).finish();
-    let (_, messages) = channel.basic_consume_rx(args).await.expect("consuming");
-    messages
-}
-
-/// Stands in for the coordinator: sends stock commands and reads what comes back.
-pub struct FakeCoordinator {
-    commands: Publisher,
-    replies: UnboundedReceiver<ConsumerMessage>,
-    dead_letters: UnboundedReceiver<ConsumerMessage>,
-    _channel: Channel,
-    _connection: Connection,
-}
-
-impl FakeCoordinator {
-    /// Publishes `commands`, all in one go, each for its saga.
-    pub async fn send(&self, commands: &[(SagaId, StockCommand)]) {
-        let messages: Vec<Outgoing> = commands
-            .iter()
-            .map(|(saga_id, command)| {
-                Outgoing::envelope(queues::STOCK_COMMANDS, &Envelope::new(*saga_id, command.clone()))
-            })
-            .collect();
-        self.commands.publish(&messages).await.expect("publishing commands");
-    }
-
-    /// Publishes raw bytes to the stock queue.
-    pub async fn send_raw(&self, body: &[u8]) {
-        let message = Outgoing {
-            queue: queues::STOCK_COMMANDS.into(),
-            body: body.to_vec(),
-            message_id: "raw".into(),
-            traceparent: None,
-        };
-        self.commands.publish(&[message]).await.expect("publishing raw bytes");
-    }
-
-    /// The next reply from stock-svc.
-    pub async fn next_reply(&mut self) -> Envelope<CoordinatorMessage> {
-        let body = next_body(&mut self.replies).await;
-        Envelope::from_bytes(&body).expect("a readable reply")
-    }
-
-    /// The next message that reached the dead-letter queue.
-    pub async fn next_dead_letter(&mut self) -> Vec<u8> {
-        next_body(&mut self.dead_letters).await
-    }
-}
-
-async fn next_body(messages: &mut UnboundedReceiver<ConsumerMessage>) -> Vec<u8> {
-    let message = tokio::time::timeout(MESSAGE_DEADLINE, messages.recv())
-        .await
-        .expect("a message within the deadline")
-        .expect("the consumer is open");
-    message.content.unwrap_or_default()
 }
