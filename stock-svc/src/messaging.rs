@@ -16,7 +16,7 @@ use platform::{
     db::Pool,
 };
 use shared_contracts::{
-    queues, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId, StockCommand, StockReply,
+    queues, CoordinatorMessage, DecodeError, Envelope, FailureReason, LineItem, SagaId, StockCommand, StockReply,
 };
 use tracing::Instrument;
 
@@ -55,26 +55,27 @@ enum Outcome {
 #[async_trait]
 impl BatchHandler for StockWorker {
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Verdict>> {
+        let commands: Vec<_> = batch.iter().map(|d| Envelope::<StockCommand>::from_bytes(&d.body)).collect();
         let mut conn = self.pool.get().await.context("no database connection for the stock worker")?;
         let outcomes = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
                 // Lock every item this batch may take, in ID order, before any command runs: batches handled at
                 // once then queue behind each other instead of deadlocking over items in opposite order.
-                let mut wanted: Vec<String> = batch
+                let mut wanted: Vec<&str> = commands
                     .iter()
-                    .filter_map(|delivery| match Envelope::<StockCommand>::from_bytes(&delivery.body) {
+                    .filter_map(|command| match command {
                         Ok(Envelope { body: StockCommand::Reserve { items }, .. }) => Some(items),
                         _ => None,
                     })
                     .flatten()
-                    .map(|line| line.item_id)
+                    .map(|line| line.item_id.as_str())
                     .collect();
                 wanted.sort_unstable();
                 wanted.dedup();
                 items::lock_in_order(conn, &wanted).await?;
                 let mut outcomes = Vec::with_capacity(batch.len());
-                for delivery in batch {
-                    outcomes.push(process(conn, delivery).await?);
+                for (command, delivery) in commands.iter().zip(batch) {
+                    outcomes.push(process(conn, command, delivery).await?);
                 }
                 Ok(outcomes)
             })
@@ -98,9 +99,13 @@ impl BatchHandler for StockWorker {
     }
 }
 
-/// Decodes one delivery and applies it inside the batch's transaction.
-async fn process(conn: &mut AsyncPgConnection, delivery: &Delivery) -> QueryResult<Outcome> {
-    let command = match Envelope::<StockCommand>::from_bytes(&delivery.body) {
+/// Applies one decoded delivery inside the batch's transaction.
+async fn process(
+    conn: &mut AsyncPgConnection,
+    command: &Result<Envelope<StockCommand>, DecodeError>,
+    delivery: &Delivery,
+) -> QueryResult<Outcome> {
+    let command = match command {
         Ok(command) => command,
         Err(e) => return Ok(Outcome::Unreadable(format!("not a stock command: {e}"))),
     };

@@ -118,7 +118,7 @@ pub async fn put_back(conn: &mut AsyncPgConnection, lines: &[Line]) -> QueryResu
 }
 
 /// Locks the rows of `item_ids` (sorted by the caller) until the end of the transaction, in that order.
-pub async fn lock_in_order(conn: &mut AsyncPgConnection, item_ids: &[String]) -> QueryResult<()> {
+pub async fn lock_in_order(conn: &mut AsyncPgConnection, item_ids: &[&str]) -> QueryResult<()> {
     if item_ids.is_empty() {
         return Ok(());
     }
