@@ -4,11 +4,17 @@
 //!
 //! Amounts passed in are non-negative; callers parse them from requests or messages before they get here.
 
-use diesel::{result::QueryResult, sql_types::BigInt, ExpressionMethods, OptionalExtension, QueryDsl};
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::{
+    result::QueryResult,
+    sql_types::{Array, BigInt, Text},
+    ExpressionMethods, OptionalExtension, QueryDsl,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::items;
-use crate::domain::{ItemState, Line, StockError};
+use crate::domain::{ItemState, StockError};
 
 /// A stock change that did not happen: refused by the rules, or the database failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,34 +103,36 @@ pub async fn subtract(conn: &mut AsyncPgConnection, item_id: &str, amount: i64) 
     }
 }
 
-/// Subtracts every line in the given order and stops at the first refusal. Not atomic by itself: run it in a
-/// transaction (or savepoint) and roll back on error, so that a refusal leaves every line as it was.
-pub async fn take_all(conn: &mut AsyncPgConnection, lines: &[Line]) -> Result<(), StoreError> {
-    for line in lines {
-        subtract(conn, &line.item_id, line.quantity).await?;
-    }
-    Ok(())
-}
-
-/// Adds every line back to stock, in the given order.
-pub async fn put_back(conn: &mut AsyncPgConnection, lines: &[Line]) -> QueryResult<()> {
-    for line in lines {
-        diesel::update(items::table.find(&line.item_id))
-            .set(items::stock.eq(items::stock + line.quantity))
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Locks the rows of `item_ids` (sorted by the caller) until the end of the transaction, in that order.
-pub async fn lock_in_order(conn: &mut AsyncPgConnection, item_ids: &[&str]) -> QueryResult<()> {
+/// The stock of each of `item_ids` that exists, its row locked until the end of the transaction. Rows are locked in
+/// ID order, so batches that lock overlapping items queue behind each other instead of deadlocking.
+pub async fn lock_stock(conn: &mut AsyncPgConnection, item_ids: &[&str]) -> QueryResult<HashMap<String, i64>> {
     if item_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, i64)> = items::table
+        .select((items::item_id, items::stock))
+        .filter(items::item_id.eq_any(item_ids))
+        .order(items::item_id)
+        .for_update()
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Sets the stock of each item in `stock`, in one statement. The caller holds the rows' locks and worked the
+/// levels out from what it read under them.
+pub async fn set_stock(conn: &mut AsyncPgConnection, stock: &BTreeMap<String, i64>) -> QueryResult<()> {
+    if stock.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(r#"SELECT item_id FROM items WHERE item_id = ANY($1) ORDER BY item_id COLLATE "C" FOR UPDATE"#)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(item_ids)
-        .execute(conn)
-        .await
-        .map(drop)
+    let (ids, levels): (Vec<&str>, Vec<i64>) = stock.iter().map(|(id, level)| (id.as_str(), *level)).unzip();
+    diesel::sql_query(
+        "UPDATE items SET stock = new.stock FROM unnest($1::text[], $2::bigint[]) AS new(item_id, stock) \
+         WHERE items.item_id = new.item_id",
+    )
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<BigInt>, _>(levels)
+    .execute(conn)
+    .await
+    .map(drop)
 }

@@ -170,10 +170,21 @@ async fn an_unreadable_message_is_dead_lettered_and_the_queue_moves_on() {
 mod one_transaction {
     use diesel_async::AsyncConnection;
     use shared_contracts::{FailureReason, SagaId, StockCommand, StockReply};
-    use stock_svc::messaging::apply;
+    use stock_svc::{messaging::apply_batch, store::items::StoreError};
 
     use super::reserve;
     use crate::helpers::spawn_app;
+
+    async fn apply_in_one_transaction(
+        app: &crate::helpers::TestApp,
+        commands: &[(SagaId, StockCommand)],
+    ) -> Vec<StockReply> {
+        let commands: Vec<_> = commands.iter().map(|(saga_id, command)| (*saga_id, command)).collect();
+        let mut conn = app.connection().await;
+        conn.transaction::<_, StoreError, _>(async |conn| apply_batch(conn, &commands).await)
+            .await
+            .expect("the transaction commits")
+    }
 
     #[tokio::test]
     async fn commands_for_one_saga_see_each_other() {
@@ -181,18 +192,16 @@ mod one_transaction {
         let item = app.item_with(10, 1).await;
         let saga = SagaId::new();
 
-        let mut conn = app.connection().await;
-        let replies = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                Ok(vec![
-                    apply(conn, saga, &reserve(&[(&item, 4)])).await?,
-                    apply(conn, saga, &reserve(&[(&item, 4)])).await?,
-                    apply(conn, saga, &StockCommand::Release).await?,
-                    apply(conn, saga, &reserve(&[(&item, 4)])).await?,
-                ])
-            })
-            .await
-            .expect("the transaction commits");
+        let replies = apply_in_one_transaction(
+            &app,
+            &[
+                (saga, reserve(&[(&item, 4)])),
+                (saga, reserve(&[(&item, 4)])),
+                (saga, StockCommand::Release),
+                (saga, reserve(&[(&item, 4)])),
+            ],
+        )
+        .await;
 
         let cancelled = StockReply::Rejected { reason: FailureReason::Cancelled };
         assert_eq!(replies, [StockReply::Reserved, StockReply::Reserved, StockReply::Released, cancelled]);
@@ -200,24 +209,41 @@ mod one_transaction {
     }
 
     #[tokio::test]
-    async fn a_refused_reservation_rolls_back_only_its_own_lines() {
+    async fn a_refused_reservation_takes_nothing_and_later_ones_see_what_earlier_ones_took() {
         let app = spawn_app().await;
         let (shared, scarce) = (app.item_with(10, 1).await, app.item_with(1, 1).await);
-        let (first, second) = (SagaId::new(), SagaId::new());
+        let (first, second, third, fourth) = (SagaId::new(), SagaId::new(), SagaId::new(), SagaId::new());
 
-        let mut conn = app.connection().await;
-        let replies = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                Ok(vec![
-                    apply(conn, first, &reserve(&[(&shared, 3)])).await?,
-                    apply(conn, second, &reserve(&[(&shared, 2), (&scarce, 5)])).await?,
-                ])
-            })
-            .await
-            .expect("the transaction commits");
+        let replies = apply_in_one_transaction(
+            &app,
+            &[
+                (first, reserve(&[(&shared, 3)])),
+                (second, reserve(&[(&shared, 2), (&scarce, 5)])),
+                (third, reserve(&[(&shared, 7), (&scarce, 1)])),
+                (fourth, reserve(&[(&shared, 1)])),
+            ],
+        )
+        .await;
 
-        let short = StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: scarce.clone() } };
-        assert_eq!(replies, [StockReply::Reserved, short]);
-        assert_eq!((app.stock_of(&shared).await, app.stock_of(&scarce).await), (7, 1));
+        let short = |item: &str| StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: item.into() } };
+        assert_eq!(replies, [StockReply::Reserved, short(&scarce), StockReply::Reserved, short(&shared)]);
+        assert_eq!((app.stock_of(&shared).await, app.stock_of(&scarce).await), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_release_in_a_later_batch_gives_back_what_an_earlier_batch_took() {
+        let app = spawn_app().await;
+        let (a, b) = (app.item_with(5, 1).await, app.item_with(5, 1).await);
+        let (kept, released) = (SagaId::new(), SagaId::new());
+
+        apply_in_one_transaction(&app, &[(kept, reserve(&[(&a, 1)])), (released, reserve(&[(&a, 2), (&b, 3)]))]).await;
+        let replies = apply_in_one_transaction(
+            &app,
+            &[(released, StockCommand::Release), (released, StockCommand::Release), (kept, reserve(&[(&a, 1)]))],
+        )
+        .await;
+
+        assert_eq!(replies, [StockReply::Released, StockReply::Released, StockReply::Reserved]);
+        assert_eq!((app.stock_of(&a).await, app.stock_of(&b).await), (4, 5));
     }
 }
