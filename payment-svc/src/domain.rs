@@ -1,8 +1,11 @@
-//! The rules of payment, free of I/O: how credit changes, how payments are keyed, and what a saga command does
-//! given what is already recorded for its saga. The store loads the facts, asks these functions, and writes the
-//! answer back in the same transaction, so every rule here can be tested without a database.
+//! The rules of payment, free of I/O: how credit changes, how payments are keyed, what a saga command does given
+//! what is already recorded for its saga, and what a whole batch of saga commands does ([`plan_batch`]). The
+//! store loads the facts, asks these functions, and writes the answer back in the same transaction, so every rule
+//! here can be tested without a database.
 
-use shared_contracts::{FailureReason, PaymentReply, SagaId};
+use std::collections::{BTreeMap, BTreeSet};
+
+use shared_contracts::{FailureReason, PaymentCommand, PaymentReply, SagaId};
 
 /// The most credit a user can hold: what a PostgreSQL `BIGINT` holds.
 pub const MAX_CREDIT: u64 = platform::http::MAX_AMOUNT;
@@ -173,6 +176,168 @@ pub fn on_refund(recorded: Option<&SagaPayment>) -> RefundStep {
     }
 }
 
+/// Why one saga command can never be applied. It changes nothing; its delivery goes to the dead letters, since
+/// retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unprocessable {
+    /// The refund is due to a user who no longer exists.
+    #[error("user {user_id} of a charged payment no longer exists")]
+    PayerGone {
+        /// The payer of the charge.
+        user_id: String,
+    },
+    /// Giving the money back would break a rule of credit.
+    #[error(transparent)]
+    Refused(#[from] CreditRefusal),
+}
+
+/// The payment row of a saga that had none before the batch, as the batch leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPayment {
+    /// The saga; the row's key is [`saga_payment_key`] of it.
+    pub saga_id: SagaId,
+    /// The payer the charge named; empty for a tombstone.
+    pub user_id: String,
+    /// The order the charge named; empty for a tombstone.
+    pub order_id: String,
+    /// What was taken; 0 when nothing was.
+    pub amount: u64,
+    /// What is recorded.
+    pub payment: SagaPayment,
+}
+
+/// What a batch of saga commands does, as [`plan_batch`] decides it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Per command, in order: the reply for the coordinator, or why the command cannot be applied.
+    pub outcomes: Vec<Result<PaymentReply, Unprocessable>>,
+    /// The final credit of every user whose credit the batch changed.
+    pub credits: BTreeMap<String, u64>,
+    /// The rows of sagas first recorded by the batch, in saga order (which is also the order of their keys).
+    pub inserts: Vec<NewPayment>,
+    /// The sagas that had a row before the batch and whose payment it changed, with the new payment.
+    pub updates: Vec<(SagaId, SagaPayment)>,
+}
+
+/// The users whose credit `commands` may change, given what is `recorded` for their sagas, each once and in ID
+/// order: every payer a charge names, and every payer of a recorded charge that a refund gives back.
+pub fn users_of_batch<'a>(
+    recorded: &'a BTreeMap<SagaId, SagaPayment>,
+    commands: &[(SagaId, &'a PaymentCommand)],
+) -> Vec<&'a str> {
+    let users: BTreeSet<&str> = commands
+        .iter()
+        .filter_map(|(saga_id, command)| match command {
+            PaymentCommand::Charge { user_id, .. } => Some(user_id.as_str()),
+            PaymentCommand::Refund => match recorded.get(saga_id) {
+                Some(SagaPayment::Charged { user_id, .. }) => Some(user_id.as_str()),
+                _ => None,
+            },
+        })
+        .collect();
+    users.into_iter().collect()
+}
+
+/// Decides a batch of saga commands at once. `recorded` is what the payment rows of the batch's sagas held before
+/// it, `credits` the credit of every user in [`users_of_batch`] that exists. The commands apply in order, each as
+/// it would alone ([`on_charge`], [`charge`], [`on_refund`], [`deposit`]) on what the ones before it left, so
+/// that two commands of one saga in a batch (a redelivery and its duplicate, a charge and its refund) meet as
+/// they would one after the other.
+pub fn plan_batch(
+    recorded: &BTreeMap<SagaId, SagaPayment>,
+    credits: &BTreeMap<String, u64>,
+    commands: &[(SagaId, &PaymentCommand)],
+) -> BatchPlan {
+    let mut ledger = Ledger { recorded: recorded.clone(), new_rows: BTreeMap::new(), credits: credits.clone() };
+    let outcomes = commands.iter().map(|(saga_id, command)| ledger.apply(*saga_id, command)).collect();
+    BatchPlan {
+        outcomes,
+        credits: ledger.credits.into_iter().filter(|(user_id, credit)| credits.get(user_id) != Some(credit)).collect(),
+        inserts: ledger.new_rows.into_values().collect(),
+        updates: ledger.recorded.into_iter().filter(|(saga_id, now)| recorded.get(saga_id) != Some(now)).collect(),
+    }
+}
+
+/// Payments and credit as the commands of a batch so far leave them.
+struct Ledger {
+    /// The sagas that had a row before the batch, with what it holds now.
+    recorded: BTreeMap<SagaId, SagaPayment>,
+    /// The rows of sagas first recorded by the batch.
+    new_rows: BTreeMap<SagaId, NewPayment>,
+    /// The credit of every user of the batch that exists.
+    credits: BTreeMap<String, u64>,
+}
+
+impl Ledger {
+    fn apply(&mut self, saga_id: SagaId, command: &PaymentCommand) -> Result<PaymentReply, Unprocessable> {
+        match command {
+            PaymentCommand::Charge { user_id, order_id, amount } => match on_charge(self.payment(saga_id)) {
+                ChargeStep::Repeat(reply) => Ok(reply),
+                ChargeStep::Attempt => {
+                    let outcome = charge(user_id, self.credits.get(user_id).copied(), *amount);
+                    if let Some(new_credit) = outcome.new_credit {
+                        self.credits.insert(user_id.clone(), new_credit);
+                    }
+                    let reply = outcome.reply();
+                    let taken = match outcome.record {
+                        SagaPayment::Charged { amount, .. } => amount,
+                        _ => 0,
+                    };
+                    let row = NewPayment {
+                        saga_id,
+                        user_id: user_id.clone(),
+                        order_id: order_id.clone(),
+                        amount: taken,
+                        payment: outcome.record,
+                    };
+                    self.new_rows.insert(saga_id, row);
+                    Ok(reply)
+                }
+            },
+            PaymentCommand::Refund => {
+                match on_refund(self.payment(saga_id)) {
+                    RefundStep::LeaveTombstone => {
+                        let tombstone = NewPayment {
+                            saga_id,
+                            user_id: String::new(),
+                            order_id: String::new(),
+                            amount: 0,
+                            payment: SagaPayment::Cancelled,
+                        };
+                        self.new_rows.insert(saga_id, tombstone);
+                    }
+                    RefundStep::GiveBack { user_id, amount } => {
+                        let credit = self.credits.get(&user_id).copied();
+                        let credit = credit.ok_or_else(|| Unprocessable::PayerGone { user_id: user_id.clone() })?;
+                        self.credits.insert(user_id.clone(), deposit(&user_id, credit, amount)?);
+                        self.set_payment(saga_id, SagaPayment::Refunded);
+                    }
+                    RefundStep::NothingToDo => {}
+                }
+                Ok(PaymentReply::Refunded)
+            }
+        }
+    }
+
+    /// What is recorded for `saga_id` so far.
+    fn payment(&self, saga_id: SagaId) -> Option<&SagaPayment> {
+        match self.new_rows.get(&saga_id) {
+            Some(row) => Some(&row.payment),
+            None => self.recorded.get(&saga_id),
+        }
+    }
+
+    /// Changes what is recorded for `saga_id`, which has a record already; the row keeps its payer and amount.
+    fn set_payment(&mut self, saga_id: SagaId, payment: SagaPayment) {
+        match self.new_rows.get_mut(&saga_id) {
+            Some(row) => row.payment = payment,
+            None => {
+                self.recorded.insert(saga_id, payment);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +430,207 @@ mod tests {
         assert_eq!(on_refund(None), RefundStep::LeaveTombstone);
     }
 
+    fn saga(n: u128) -> SagaId {
+        SagaId(uuid::Uuid::from_u128(n))
+    }
+
+    fn charge_of(user_id: &str, amount: u64) -> PaymentCommand {
+        PaymentCommand::Charge { user_id: user_id.into(), order_id: "o".into(), amount }
+    }
+
+    fn credits(of: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        of.iter().map(|(user_id, credit)| (user_id.to_string(), *credit)).collect()
+    }
+
+    fn new_row(saga_id: SagaId, user_id: &str, amount: u64, payment: SagaPayment) -> NewPayment {
+        let order_id = if user_id.is_empty() { "" } else { "o" };
+        NewPayment { saga_id, user_id: user_id.into(), order_id: order_id.into(), amount, payment }
+    }
+
+    #[test]
+    fn a_batch_touches_the_payers_of_its_charges_and_of_the_charges_it_refunds() {
+        let recorded = BTreeMap::from([(saga(1), charged(4)), (saga(2), SagaPayment::Refunded)]);
+        let (charge_b, charge_a, refund) = (charge_of("b", 1), charge_of("a", 1), PaymentCommand::Refund);
+        let commands = [(saga(3), &charge_b), (saga(1), &refund), (saga(2), &refund), (saga(4), &charge_a)];
+        assert_eq!(users_of_batch(&recorded, &[(saga(5), &charge_b), (saga(6), &charge_b)]), ["b"]);
+        assert_eq!(users_of_batch(&recorded, &commands), ["a", "b", "u"]);
+    }
+
+    #[test]
+    fn the_second_of_two_charges_is_refused_when_the_credit_covers_only_the_first() {
+        let charge = charge_of("u", 7);
+        let plan = plan_batch(&BTreeMap::new(), &credits(&[("u", 10)]), &[(saga(1), &charge), (saga(2), &charge)]);
+        let short = FailureReason::InsufficientCredit { user_id: "u".into() };
+        assert_eq!(plan.outcomes, [Ok(PaymentReply::Charged), Ok(PaymentReply::Rejected { reason: short.clone() })]);
+        assert_eq!(plan.credits, credits(&[("u", 3)]));
+        assert_eq!(
+            plan.inserts,
+            [new_row(saga(1), "u", 7, charged(7)), new_row(saga(2), "u", 0, SagaPayment::Rejected { reason: short })]
+        );
+        assert_eq!(plan.updates, []);
+    }
+
+    #[test]
+    fn a_charge_and_its_refund_in_one_batch_leave_the_credit_and_a_refunded_row() {
+        let (charge, refund) = (charge_of("u", 4), PaymentCommand::Refund);
+        let plan = plan_batch(&BTreeMap::new(), &credits(&[("u", 10)]), &[(saga(1), &charge), (saga(1), &refund)]);
+        assert_eq!(plan.outcomes, [Ok(PaymentReply::Charged), Ok(PaymentReply::Refunded)]);
+        assert_eq!(plan.credits, BTreeMap::new(), "10 - 4 + 4 is no change");
+        assert_eq!(plan.inserts, [new_row(saga(1), "u", 4, SagaPayment::Refunded)]);
+        assert_eq!(plan.updates, []);
+    }
+
+    #[test]
+    fn a_refund_before_its_charge_in_one_batch_leaves_a_tombstone_that_refuses_the_charge() {
+        let (refund, charge) = (PaymentCommand::Refund, charge_of("u", 4));
+        let plan = plan_batch(&BTreeMap::new(), &credits(&[("u", 10)]), &[(saga(1), &refund), (saga(1), &charge)]);
+        let cancelled = PaymentReply::Rejected { reason: FailureReason::Cancelled };
+        assert_eq!(plan.outcomes, [Ok(PaymentReply::Refunded), Ok(cancelled)]);
+        assert_eq!(plan.credits, BTreeMap::new());
+        assert_eq!(plan.inserts, [new_row(saga(1), "", 0, SagaPayment::Cancelled)]);
+    }
+
+    #[test]
+    fn duplicate_charges_of_a_recorded_saga_repeat_the_answer_and_write_nothing() {
+        let recorded = BTreeMap::from([(saga(1), charged(4))]);
+        let charge = charge_of("u", 4);
+        let plan = plan_batch(&recorded, &credits(&[("u", 6)]), &[(saga(1), &charge), (saga(1), &charge)]);
+        assert_eq!(plan.outcomes, [Ok(PaymentReply::Charged), Ok(PaymentReply::Charged)]);
+        assert_eq!((plan.credits, plan.inserts, plan.updates), (BTreeMap::new(), vec![], vec![]));
+    }
+
+    #[test]
+    fn a_charge_to_an_unknown_user_is_rejected_and_recorded() {
+        let charge = charge_of("nobody", 4);
+        let plan = plan_batch(&BTreeMap::new(), &BTreeMap::new(), &[(saga(1), &charge)]);
+        let unknown = FailureReason::UnknownUser { user_id: "nobody".into() };
+        assert_eq!(plan.outcomes, [Ok(PaymentReply::Rejected { reason: unknown.clone() })]);
+        assert_eq!(plan.credits, BTreeMap::new());
+        assert_eq!(plan.inserts, [new_row(saga(1), "nobody", 0, SagaPayment::Rejected { reason: unknown })]);
+    }
+
+    #[test]
+    fn a_refund_of_a_recorded_charge_gives_the_money_back_and_updates_the_row() {
+        let recorded = BTreeMap::from([(saga(1), charged(4))]);
+        let refund = PaymentCommand::Refund;
+        let plan = plan_batch(&recorded, &credits(&[("u", 6)]), &[(saga(1), &refund), (saga(1), &refund)]);
+        assert_eq!(plan.outcomes, [Ok(PaymentReply::Refunded), Ok(PaymentReply::Refunded)]);
+        assert_eq!(plan.credits, credits(&[("u", 10)]));
+        assert_eq!(plan.inserts, []);
+        assert_eq!(plan.updates, [(saga(1), SagaPayment::Refunded)]);
+    }
+
+    #[test]
+    fn an_unprocessable_refund_changes_nothing_and_the_rest_of_the_batch_goes_on() {
+        let gone = SagaPayment::Charged { user_id: "gone".into(), amount: 5 };
+        let recorded = BTreeMap::from([(saga(1), charged(5)), (saga(2), gone)]);
+        let (refund, charge) = (PaymentCommand::Refund, charge_of("u", 1));
+        let commands = [(saga(1), &refund), (saga(2), &refund), (saga(3), &charge)];
+        let plan = plan_batch(&recorded, &credits(&[("u", MAX_CREDIT)]), &commands);
+        let overflow = CreditRefusal::WouldOverflow { user_id: "u".into(), credit: MAX_CREDIT, amount: 5 };
+        assert_eq!(
+            plan.outcomes,
+            [
+                Err(Unprocessable::Refused(overflow)),
+                Err(Unprocessable::PayerGone { user_id: "gone".into() }),
+                Ok(PaymentReply::Charged)
+            ]
+        );
+        assert_eq!(
+            plan.outcomes[1].as_ref().unwrap_err().to_string(),
+            "user gone of a charged payment no longer exists"
+        );
+        assert_eq!(plan.credits, credits(&[("u", MAX_CREDIT - 1)]));
+        assert_eq!(plan.inserts, [new_row(saga(3), "u", 1, charged(1))]);
+        assert_eq!(plan.updates, [], "the refused refunds leave their rows charged");
+    }
+
+    /// The payment rows and credits of a database, as the tests below model it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Model {
+        rows: BTreeMap<SagaId, (u64, SagaPayment)>,
+        credits: BTreeMap<String, u64>,
+    }
+
+    impl Model {
+        /// Decides `commands` as the store does (loading only what the batch needs) and writes the plan.
+        fn run(&mut self, commands: &[(SagaId, &PaymentCommand)]) -> Vec<Result<PaymentReply, Unprocessable>> {
+            let recorded: BTreeMap<SagaId, SagaPayment> = commands
+                .iter()
+                .filter_map(|(saga_id, _)| Some((*saga_id, self.rows.get(saga_id)?.1.clone())))
+                .collect();
+            let credits: BTreeMap<String, u64> = users_of_batch(&recorded, commands)
+                .into_iter()
+                .filter_map(|user_id| Some((user_id.to_owned(), *self.credits.get(user_id)?)))
+                .collect();
+            let plan = plan_batch(&recorded, &credits, commands);
+            for (user_id, credit) in plan.credits {
+                assert!(self.credits.insert(user_id, credit).is_some(), "credit of an unknown user");
+            }
+            for row in plan.inserts {
+                assert!(!recorded.contains_key(&row.saga_id), "insert of a recorded saga");
+                self.rows.insert(row.saga_id, (row.amount, row.payment));
+            }
+            for (saga_id, payment) in plan.updates {
+                assert!(recorded.contains_key(&saga_id), "update of an unrecorded saga");
+                self.rows.get_mut(&saga_id).expect("a recorded row").1 = payment;
+            }
+            plan.outcomes
+        }
+
+        fn total_credit(&self) -> u128 {
+            self.credits.values().map(|&credit| u128::from(credit)).sum()
+        }
+
+        /// What the rows recorded `charged` hold, checking that each row's amount is what its payment says.
+        fn total_charged(&self) -> u128 {
+            self.rows
+                .values()
+                .map(|(amount, payment)| match payment {
+                    SagaPayment::Charged { amount: charged, .. } => {
+                        assert_eq!(amount, charged);
+                        u128::from(*charged)
+                    }
+                    _ => 0,
+                })
+                .sum()
+        }
+    }
+
+    /// A command of a random batch: a charge by one of four users (`"3"` does not exist), or a refund.
+    fn any_command() -> impl proptest::strategy::Strategy<Value = PaymentCommand> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..4u8, 0..60u64).prop_map(|(user, amount)| charge_of(&user.to_string(), amount)),
+            Just(PaymentCommand::Refund),
+        ]
+    }
+
     proptest::proptest! {
+        #[test]
+        fn batches_lose_exactly_what_is_recorded_charged_and_match_one_command_at_a_time(
+            start in proptest::collection::vec(0..100u64, 3),
+            batches in proptest::collection::vec(
+                proptest::collection::vec((0..6u128, any_command()), 0..12),
+                1..5,
+            ),
+        ) {
+            let credits = start.iter().enumerate().map(|(user, &credit)| (user.to_string(), credit)).collect();
+            let mut batched = Model { rows: BTreeMap::new(), credits };
+            let mut one_by_one = batched.clone();
+            let before = batched.total_credit();
+            for batch in &batches {
+                let commands: Vec<(SagaId, &PaymentCommand)> =
+                    batch.iter().map(|(n, command)| (saga(*n), command)).collect();
+                let outcomes = batched.run(&commands);
+                let alone: Vec<_> = commands.iter().flat_map(|command| one_by_one.run(&[*command])).collect();
+                proptest::prop_assert_eq!(outcomes, alone);
+                proptest::prop_assert_eq!(&batched, &one_by_one);
+                proptest::prop_assert_eq!(before - batched.total_credit(), batched.total_charged());
+                proptest::prop_assert!(batched.credits.values().all(|&credit| credit <= MAX_CREDIT));
+            }
+        }
+
         #[test]
         fn paying_then_refunding_restores_the_credit(credit in 0..=MAX_CREDIT, amount in 0..=MAX_CREDIT) {
             if let Ok(after) = pay("u", credit, amount) {

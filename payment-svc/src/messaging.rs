@@ -1,23 +1,24 @@
 //! The saga worker: consumes [`queues::PAYMENT_COMMANDS`] and answers on [`queues::COORDINATOR`].
 //!
-//! A batch of deliveries is applied in one database transaction, each command in its own savepoint (see
-//! [`store::saga::apply`]). Only after the commit are the replies published, all with one confirmed publish, and
-//! only then are the deliveries acked. A crash or failure anywhere before the ack redelivers the batch; the
-//! payment rows recorded by the first attempt make the repeat change nothing and re-send the same replies.
+//! Each delivery of a batch is decoded once; the readable commands are applied together, in one database
+//! transaction of a fixed number of statements (see [`store::saga::apply_batch`]). Only after the commit are the
+//! replies published, all with one confirmed publish, and only then are the deliveries acked. A crash or failure
+//! anywhere before the ack redelivers the batch; the payment rows recorded by the first attempt make the repeat
+//! change nothing and re-send the same replies. A delivery that can never be applied (unreadable, or a refund the
+//! rules of credit refuse) goes to the dead letters without holding up the rest of its batch.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 use async_trait::async_trait;
-use diesel_async::AsyncConnection;
 use platform::{
     amqp::{BatchHandler, Delivery, Outgoing, Publisher, Verdict},
     db::Pool,
 };
-use shared_contracts::{queues, CoordinatorMessage, DecodeError, Envelope, PaymentCommand, PaymentReply};
-use tracing::Instrument;
+use shared_contracts::{queues, CoordinatorMessage, Envelope, PaymentCommand, PaymentReply};
+use tracing::Span;
 
-use crate::store::{self, saga::CommandError};
+use crate::store::{self, saga::NotApplied};
 
 /// Charges and refunds checkouts on behalf of the coordinator.
 pub struct PaymentWorker {
@@ -32,6 +33,12 @@ impl PaymentWorker {
     }
 }
 
+/// A readable command of the batch, and the span it is handled in.
+struct Received {
+    envelope: Envelope<PaymentCommand>,
+    span: Span,
+}
+
 /// What became of one delivery of the batch.
 enum Outcome {
     /// Applied (or recognised as a repeat): this reply goes to the coordinator.
@@ -43,29 +50,20 @@ enum Outcome {
 #[async_trait]
 impl BatchHandler for PaymentWorker {
     async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>> {
-        let commands: Vec<_> = batch.iter().map(|d| Envelope::<PaymentCommand>::from_bytes(&d.body)).collect();
-        let mut conn = self.pool.get().await?;
-        let outcomes = conn
-            .transaction::<_, CommandError, _>(async |conn| {
-                // Lock every user this batch charges, in ID order, before any command runs: batches handled at
-                // once then queue behind each other instead of deadlocking over users in opposite order.
-                let mut users: Vec<&str> = commands
-                    .iter()
-                    .filter_map(|command| match command {
-                        Ok(Envelope { body: PaymentCommand::Charge { user_id, .. }, .. }) => Some(user_id.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                users.sort_unstable();
-                users.dedup();
-                store::users::lock_in_order(conn, &users).await?;
-                let mut outcomes = Vec::with_capacity(commands.len());
-                for (command, delivery) in commands.iter().zip(batch) {
-                    outcomes.push(apply(conn, command, delivery.traceparent.as_deref()).await?);
-                }
-                Ok(outcomes)
+        let received: Vec<Result<Received, String>> = batch.iter().map(receive).collect();
+        let commands: Vec<_> = received.iter().flatten().map(|r| (r.envelope.saga_id, &r.envelope.body)).collect();
+        let results = {
+            let mut conn = self.pool.get().await?;
+            store::saga::apply_batch(&mut conn, &commands).await?
+        };
+        let mut results = results.into_iter();
+        let outcomes: Vec<Outcome> = received
+            .iter()
+            .map(|received| match received {
+                Ok(command) => conclude(command, results.next().expect("the store answers every command")),
+                Err(reason) => Outcome::DeadLetter(reason.clone()),
             })
-            .await?;
+            .collect();
         let replies: Vec<Outgoing> = outcomes
             .iter()
             .filter_map(|outcome| match outcome {
@@ -84,39 +82,46 @@ impl BatchHandler for PaymentWorker {
     }
 }
 
-/// Applies one decoded command, in a span continuing the sender's trace; an error other than an unprocessable
-/// command fails the whole batch.
-async fn apply(
-    conn: &mut diesel_async::AsyncPgConnection,
-    command: &Result<Envelope<PaymentCommand>, DecodeError>,
-    traceparent: Option<&str>,
-) -> Result<Outcome, CommandError> {
-    let envelope = match command {
-        Ok(envelope) => envelope,
-        Err(e) => {
-            count("undecodable", "dead_letter");
-            return Ok(Outcome::DeadLetter(format!("undecodable payment command: {e}")));
-        }
-    };
-    let kind = match envelope.body {
-        PaymentCommand::Charge { .. } => "charge",
-        PaymentCommand::Refund => "refund",
-    };
-    let span = tracing::info_span!("payment.command", saga_id = %envelope.saga_id, command = kind, trace_id = tracing::field::Empty);
-    platform::trace::continue_trace(&span, traceparent);
-    match store::saga::apply(conn, envelope.saga_id, &envelope.body).instrument(span.clone()).await {
+/// Decodes `delivery` and opens its span, continuing the sender's trace; an unreadable one is dead-lettered.
+fn receive(delivery: &Delivery) -> Result<Received, String> {
+    let envelope = Envelope::<PaymentCommand>::from_bytes(&delivery.body).map_err(|e| {
+        count("undecodable", "dead_letter");
+        format!("undecodable payment command: {e}")
+    })?;
+    let span = tracing::info_span!(
+        "payment.command",
+        saga_id = %envelope.saga_id,
+        command = command_name(&envelope.body),
+        trace_id = tracing::field::Empty,
+    );
+    platform::trace::continue_trace(&span, delivery.traceparent.as_deref());
+    Ok(Received { envelope, span })
+}
+
+/// Turns what the store made of `command` into its reply, or the reason it is dead-lettered.
+fn conclude(command: &Received, result: Result<PaymentReply, NotApplied>) -> Outcome {
+    let Received { envelope, span } = command;
+    let kind = command_name(&envelope.body);
+    match result {
         Ok(reply) => {
             span.in_scope(|| tracing::debug!(?reply, "payment command applied"));
             count(kind, reply_name(&reply));
             let message = Envelope::new(envelope.saga_id, CoordinatorMessage::Payment(reply));
-            let reply = Outgoing::envelope(queues::COORDINATOR, &message).in_trace(platform::trace::traceparent(&span));
-            Ok(Outcome::Replied(reply))
+            Outcome::Replied(
+                Outgoing::envelope(queues::COORDINATOR, &message).in_trace(platform::trace::traceparent(span)),
+            )
         }
-        Err(CommandError::Unprocessable(reason)) => {
+        Err(why) => {
             count(kind, "dead_letter");
-            Ok(Outcome::DeadLetter(format!("saga {}: {reason}", envelope.saga_id)))
+            Outcome::DeadLetter(format!("saga {}: {why}", envelope.saga_id))
         }
-        Err(e) => Err(e),
+    }
+}
+
+fn command_name(command: &PaymentCommand) -> &'static str {
+    match command {
+        PaymentCommand::Charge { .. } => "charge",
+        PaymentCommand::Refund => "refund",
     }
 }
 

@@ -2,11 +2,13 @@
 //!
 //! - [`users`]: users and their credit; each REST change of credit is one atomic statement.
 //! - [`order_payments`]: payments a REST client makes against an order, their cancellation and status.
-//! - [`saga`]: the saga worker's charges and refunds, each in its own savepoint, with the payment row as inbox.
+//! - [`saga`]: the saga worker's charges and refunds, a whole batch in one transaction of a few set-based
+//!   statements, with the payment row as inbox.
 //!
 //! Lock order, to keep deadlocks away: a transaction that touches both locks `payments` rows before `users` rows.
 //! The one exception is a saga's first charge, which inserts its payment row after locking the user because there
-//! was no row to lock before; two transactions can only meet there when one saga's command is handled twice at once.
+//! was no row to lock before; two transactions can only meet there when one saga's command is handled twice at
+//! once, and then the later insert fails and its batch is redelivered.
 
 pub mod order_payments;
 pub mod saga;

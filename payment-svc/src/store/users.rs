@@ -1,9 +1,12 @@
 //! Users and their credit. Every REST change of credit is a single atomic `UPDATE` whose `WHERE` clause carries
 //! the rule, so two concurrent payments can never both succeed past zero; the slower path that reads the credit
-//! afterwards only runs to explain a refusal.
+//! afterwards only runs to explain a refusal. Transactions that decide a new credit themselves (a cancel's refund,
+//! a batch of saga commands) lock the rows first and write the decided credit back.
+
+use std::collections::BTreeMap;
 
 use diesel::{
-    sql_types::{BigInt, Text},
+    sql_types::{Array, BigInt, Text},
     OptionalExtension, QueryResult, QueryableByName,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -13,6 +16,14 @@ use crate::domain::{self, CreditRefusal, MAX_CREDIT};
 
 #[derive(QueryableByName)]
 struct Credit {
+    #[diesel(sql_type = BigInt)]
+    credit: i64,
+}
+
+#[derive(QueryableByName)]
+struct UserCredit {
+    #[diesel(sql_type = Text)]
+    id: String,
     #[diesel(sql_type = BigInt)]
     credit: i64,
 }
@@ -115,14 +126,36 @@ pub async fn pay(conn: &mut AsyncPgConnection, user_id: &str, amount: u64) -> Re
     }
 }
 
-/// Locks the rows of `user_ids` (sorted by the caller) until the end of the transaction, in that order.
-pub async fn lock_in_order(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> QueryResult<()> {
+/// The credit of each of `user_ids` that exists, locking their rows until the end of the transaction. Rows are
+/// locked in byte order of their IDs, whatever the database's collation, so that transactions locking overlapping
+/// users this way queue behind each other instead of deadlocking.
+pub async fn lock_credits(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> QueryResult<BTreeMap<String, u64>> {
     if user_ids.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let rows: Vec<UserCredit> =
+        diesel::sql_query(r#"SELECT id, credit FROM users WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#)
+            .bind::<Array<Text>, _>(user_ids)
+            .load(conn)
+            .await?;
+    Ok(rows.into_iter().map(|row| (row.id, from_bigint(row.credit))).collect())
+}
+
+/// Sets the credit of every user in `credits`, whose rows the caller has locked and whose new credit the domain
+/// decided, in one statement.
+pub async fn set_credits(conn: &mut AsyncPgConnection, credits: &BTreeMap<String, u64>) -> QueryResult<()> {
+    if credits.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(r#"SELECT id FROM users WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(user_ids)
-        .execute(conn)
-        .await
-        .map(drop)
+    let user_ids: Vec<&str> = credits.keys().map(String::as_str).collect();
+    let amounts = credits.values().map(|&credit| bigint(credit)).collect::<QueryResult<Vec<i64>>>()?;
+    diesel::sql_query(
+        "UPDATE users SET credit = c.credit FROM unnest($1::text[], $2::bigint[]) AS c(id, credit) \
+         WHERE users.id = c.id",
+    )
+    .bind::<Array<Text>, _>(user_ids)
+    .bind::<Array<BigInt>, _>(amounts)
+    .execute(conn)
+    .await
+    .map(drop)
 }

@@ -24,15 +24,21 @@ pub struct TestApp {
 
 /// Starts payment-svc on a random port with its own database, for tests of the REST API.
 pub async fn spawn_app() -> TestApp {
-    start(NO_BROKER.to_owned()).await
+    start(NO_BROKER.to_owned(), 1).await
 }
 
-/// Starts payment-svc on a random port with its own database and vhost, for tests of the saga worker.
+/// Starts payment-svc on a random port with its own database and vhost, for tests of the saga worker. It handles
+/// one batch at a time: these tests send commands together and expect their replies in order.
 pub async fn spawn_app_with_broker() -> TestApp {
-    start(fresh_vhost().await.expect("creating a test vhost")).await
+    start(fresh_vhost().await.expect("creating a test vhost"), 1).await
 }
 
-async fn start(amqp_url: String) -> TestApp {
+/// Like [`spawn_app_with_broker`], with a worker that handles two batches at once, for tests of concurrent batches.
+pub async fn spawn_app_with_parallel_batches() -> TestApp {
+    start(fresh_vhost().await.expect("creating a test vhost"), 2).await
+}
+
+async fn start(amqp_url: String, worker_parallel: usize) -> TestApp {
     let database_url = fresh_database("payment").await.expect("creating a test database");
     let config = Config {
         http_addr: "127.0.0.1:0".into(),
@@ -42,8 +48,7 @@ async fn start(amqp_url: String) -> TestApp {
         http_workers: 2,
         worker_prefetch: 64,
         worker_batch: 16,
-        // One batch at a time: these tests send commands together and expect their replies in order.
-        worker_parallel: 1,
+        worker_parallel,
     };
     let app = Application::build(config).await.expect("building payment-svc");
     let address = format!("http://127.0.0.1:{}", app.port());
