@@ -43,7 +43,7 @@ impl Config {
             http_workers: parse("HTTP_WORKERS", 1)?,
             worker_prefetch: parse("WORKER_PREFETCH", 1024)?,
             worker_batch: parse("WORKER_BATCH", 256)?,
-            worker_parallel: parse("WORKER_PARALLEL", 2)?,
+            worker_parallel: parse("WORKER_PARALLEL", 1)?,
             retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 5000)?),
             retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 60_000)?),
             admin_token: Some(string("ADMIN_TOKEN", "")).filter(|token| !token.is_empty()),

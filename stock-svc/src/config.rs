@@ -37,7 +37,7 @@ impl Config {
             http_workers: parse("HTTP_WORKERS", 2)?,
             worker_prefetch: parse("WORKER_PREFETCH", 512)?,
             worker_batch: parse("WORKER_BATCH", 128)?,
-            worker_parallel: parse("WORKER_PARALLEL", 2)?,
+            worker_parallel: parse("WORKER_PARALLEL", 1)?,
         })
     }
 }
