@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
-use platform::amqp::Outgoing;
+use platform::{amqp::Outgoing, outbox::Queued};
 use shared_contracts::{CheckoutRequest, SagaId};
 
 use crate::{
@@ -82,13 +82,13 @@ impl Effects {
             .insert(saga.id, SagaUpdate { id: saga.id, state: saga.state.clone(), retries: saga.retries, retry_in_ms });
     }
 
-    /// Writes the new states, the history and the outbox rows; returns how many messages were queued.
-    pub async fn persist(self, conn: &mut AsyncPgConnection) -> QueryResult<usize> {
+    /// Writes the new states, the history and the outbox rows; returns the queued messages, for
+    /// [`platform::outbox::Relay::send`] once the transaction has committed.
+    pub async fn persist(self, conn: &mut AsyncPgConnection) -> QueryResult<Queued> {
         let updates: Vec<SagaUpdate> = self.updates.into_values().collect();
         store::update(conn, &updates).await?;
         store::record_transitions(conn, &self.history).await?;
-        platform::outbox::enqueue(conn, &self.outgoing).await?;
-        Ok(self.outgoing.len())
+        platform::outbox::enqueue(conn, self.outgoing).await
     }
 }
 

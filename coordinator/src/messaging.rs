@@ -14,7 +14,7 @@ use diesel_async::AsyncConnection;
 use platform::{
     amqp::{BatchHandler, Delivery, Outgoing, Verdict},
     db::Pool,
-    outbox::Relay,
+    outbox::{Queued, Relay},
 };
 use shared_contracts::{
     queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, PaymentCommand, SagaId, StockCommand,
@@ -119,7 +119,7 @@ impl BatchHandler for CoordinatorHandler {
         let policy = self.policy;
         let mut conn = self.pool.get().await?;
         let queued = conn
-            .transaction::<usize, anyhow::Error, _>(async |conn| {
+            .transaction::<Queued, anyhow::Error, _>(async |conn| {
                 let mut effects = Effects::default();
                 let start = domain::start();
                 let inserted =
@@ -145,9 +145,7 @@ impl BatchHandler for CoordinatorHandler {
                 Ok(effects.persist(conn).await?)
             })
             .await?;
-        if queued > 0 {
-            self.relay.wake();
-        }
+        self.relay.send(queued);
         Ok(verdicts)
     }
 }

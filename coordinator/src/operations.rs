@@ -3,7 +3,11 @@
 //! row locked, so they are safe against a reply arriving at the same moment and safe to repeat.
 
 use diesel_async::AsyncConnection;
-use platform::{db::Pool, http::ApiError, outbox::Relay};
+use platform::{
+    db::Pool,
+    http::ApiError,
+    outbox::{Queued, Relay},
+};
 use shared_contracts::SagaId;
 
 use crate::{
@@ -54,8 +58,8 @@ impl Operations {
             Action::Abort => Event::Abort,
         };
         let mut conn = self.pool.get().await?;
-        let state = conn
-            .transaction::<SagaState, ApiError, _>(async |conn| {
+        let (state, queued) = conn
+            .transaction::<(SagaState, Queued), ApiError, _>(async |conn| {
                 let mut saga = store::lock(conn, &[id])
                     .await?
                     .pop()
@@ -67,12 +71,12 @@ impl Operations {
                 let mut effects = Effects::default();
                 let traceparent = saga.traceparent.clone();
                 effects.apply(&mut saga, &event, policy, traceparent);
-                effects.persist(conn).await?;
-                Ok(saga.state)
+                let queued = effects.persist(conn).await?;
+                Ok((saga.state, queued))
             })
             .await?;
         tracing::info!(saga_id = %id, ?action, ?state, "operator action");
-        self.relay.wake();
+        self.relay.send(queued);
         Ok(state)
     }
 }

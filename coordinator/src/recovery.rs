@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use diesel_async::AsyncConnection;
-use platform::{db::Pool, outbox::Relay};
+use platform::{
+    db::Pool,
+    outbox::{Queued, Relay},
+};
 
 use crate::{
     domain::Event,
@@ -38,7 +41,7 @@ pub async fn run(pool: Pool, relay: Relay, policy: RetryPolicy) {
 pub async fn retry_due(pool: &Pool, relay: &Relay, policy: RetryPolicy) -> Result<usize> {
     let mut conn = pool.get().await?;
     let (retried, queued) = conn
-        .transaction::<(usize, usize), anyhow::Error, _>(async |conn| {
+        .transaction::<(usize, Queued), anyhow::Error, _>(async |conn| {
             let mut sagas = store::lock_retry_due(conn, BATCH).await?;
             let mut effects = Effects::default();
             for saga in &mut sagas {
@@ -49,8 +52,6 @@ pub async fn retry_due(pool: &Pool, relay: &Relay, policy: RetryPolicy) -> Resul
             Ok((sagas.len(), effects.persist(conn).await?))
         })
         .await?;
-    if queued > 0 {
-        relay.wake();
-    }
+    relay.send(queued);
     Ok(retried)
 }

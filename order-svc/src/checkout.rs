@@ -1,13 +1,14 @@
 //! A checkout request from start to answer. The request records the checkout intent (or joins the saga already
-//! in flight for the order), wakes the outbox relay that hands it to the coordinator, and then waits for the
-//! saga's outcome, up to a deadline.
+//! in flight for the order) together with the requests that arrive meanwhile, the outbox relay hands it to the
+//! coordinator, and the request waits for the saga's outcome, up to a deadline.
 //!
 //! The outcome reaches the database through the outcome consumer of whichever replica took it from the queue.
 //! When that is this process, the consumer hands the committed outcome to the waiting requests through
 //! [`OutcomeWaiters`] at once, so they answer without reading it back; when it is another replica, the request
 //! still sees the outcome by re-reading the checkout's row every half second (`RECHECK_INTERVAL`). A waiter
-//! registers before it reads the row (or, for a checkout it has just started, before the relay is woken), so an
-//! outcome recorded in between still reaches it.
+//! registers before it reads the row, so an outcome recorded in between still reaches it. A request that has just
+//! started a saga registers as soon as the intake answers it, which the intake does before it hands the start to
+//! the relay; were the whole saga ever faster than that, the request would see the outcome at its first re-read.
 
 use std::{
     collections::HashMap,
@@ -34,7 +35,7 @@ const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// The most checkout starts that share one transaction.
 const MAX_INTAKE_BATCH: usize = 256;
 /// Transactions of checkout starts that may run at once.
-const INTAKE_WORKERS: usize = 2;
+const INTAKE_WORKERS: usize = 1;
 
 /// The answer to a checkout request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,6 @@ pub enum CheckoutAnswer {
 /// Carries out checkout requests.
 pub struct Checkouts {
     pool: Pool,
-    relay: Relay,
     waiters: Arc<OutcomeWaiters>,
     timeout: Duration,
     intake: mpsc::Sender<Start>,
@@ -73,9 +73,9 @@ impl Checkouts {
         let (intake, starts) = mpsc::channel(4 * MAX_INTAKE_BATCH);
         let starts = Arc::new(AsyncMutex::new(starts));
         for _ in 0..INTAKE_WORKERS {
-            tokio::spawn(run_intake(pool.clone(), starts.clone()));
+            tokio::spawn(run_intake(pool.clone(), relay.clone(), starts.clone()));
         }
-        Self { pool, relay, waiters, timeout, intake }
+        Self { pool, waiters, timeout, intake }
     }
 
     /// Begins the checkout of `order_id` in a transaction shared with the other requests that arrive meanwhile.
@@ -95,9 +95,9 @@ impl Checkouts {
         let answer = match begun {
             Begun::AlreadyPaid => CheckoutAnswer::Paid,
             Begun::Started(saga_id) => {
-                // Nobody can have reported on this saga yet: the coordinator has not even heard of it.
+                // Nobody can have reported on this saga yet: the intake hands its start to the relay only after
+                // answering this request.
                 let registration = self.waiters.register(saga_id);
-                self.relay.wake();
                 self.await_outcome(saga_id, Some(registration)).await?
             }
             Begun::Joined(saga_id) => self.await_outcome(saga_id, None).await?,
@@ -159,7 +159,7 @@ fn answer(settled: CheckoutState) -> CheckoutAnswer {
 /// Takes the checkout starts waiting in `starts` in batches and begins each batch in one transaction, so that
 /// concurrent checkouts share the locks, inserts and commit instead of paying for them one by one. Under low
 /// load a batch is a single request and costs what it would alone.
-async fn run_intake(pool: Pool, starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>) {
+async fn run_intake(pool: Pool, relay: Relay, starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>) {
     loop {
         let batch = {
             let mut starts = starts.lock().await;
@@ -180,10 +180,11 @@ async fn run_intake(pool: Pool, starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>) 
             Err(e) => Err(e.into()),
         };
         match results {
-            Ok(results) => {
+            Ok((results, queued)) => {
                 for (start, result) in batch.into_iter().zip(results) {
                     let _ = start.answer.send(result);
                 }
+                relay.send(queued);
             }
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "beginning a batch of checkouts failed");

@@ -1,20 +1,24 @@
 //! The transactional outbox: a service that must send messages as a consequence of a database change writes them
 //! into its `outbox` table in the same transaction as the change, and the [`Relay`] publishes them afterwards
-//! with confirms and deletes them once confirmed. A crash anywhere leaves the rows in place to be published by the
-//! next relay run; receivers are idempotent, so a message published twice (crash between confirm and delete) is
-//! harmless.
+//! with confirms and deletes them once confirmed. The writer hands what it wrote to the relay after its commit, so
+//! the common case publishes without reading the table back; a periodic sweep publishes whatever a crash or a
+//! failed publish left behind. Receivers are idempotent, so a message published twice (crash between confirm and
+//! delete, or a slow publish overtaken by a sweep) is harmless.
 //!
 //! Each service that uses the outbox creates the table in its own migrations with [`OUTBOX_TABLE_SQL`].
 //! Several replicas may relay at once: rows are claimed with `FOR UPDATE SKIP LOCKED`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex as StdMutex},
+    time::Duration,
+};
 
 use anyhow::Result;
 use diesel::{
-    sql_types::{Array, BigInt, Bytea, Nullable, Text},
+    sql_types::{Array, BigInt, Bytea, Double, Nullable, Text},
     QueryableByName,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::Notify;
 
 use crate::{
@@ -34,32 +38,67 @@ pub const OUTBOX_TABLE_SQL: &str = "CREATE TABLE outbox (
 /// The migration after [`OUTBOX_TABLE_SQL`]: each row keeps the trace context its message is published with.
 pub const OUTBOX_TRACE_COLUMN_SQL: &str = "ALTER TABLE outbox ADD COLUMN traceparent TEXT";
 
-/// The most rows one relay pass claims and publishes.
+/// The most rows one sweep claims and publishes.
 const BATCH: i64 = 1000;
-/// How often the relay looks at the table when nobody woke it (covers rows left by a crashed process).
+/// How often the relay sweeps the table for rows nobody handed it (left by a crashed process or a failed publish).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+/// How old a row must be before a sweep takes it: younger ones are still on their way through [`Relay::send`].
+const SWEEP_AFTER_SECS: f64 = 2.0;
+
+/// Messages that a transaction wrote into the outbox with [`enqueue`]. Once that transaction has committed, hand
+/// them to [`Relay::send`], which publishes them at once instead of waiting for a sweep to read them back.
+#[derive(Debug, Default)]
+#[must_use = "hand queued messages to Relay::send after the commit, or they wait for a sweep"]
+pub struct Queued {
+    ids: Vec<i64>,
+    messages: Vec<Outgoing>,
+}
+
+impl Queued {
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Adds the messages of `other`.
+    pub fn extend(&mut self, other: Queued) {
+        self.ids.extend(other.ids);
+        self.messages.extend(other.messages);
+    }
+}
 
 /// Writes `messages` into the outbox on `conn`, which should be inside the transaction that makes the change
-/// they announce.
-pub async fn enqueue(conn: &mut AsyncPgConnection, messages: &[Outgoing]) -> diesel::QueryResult<()> {
+/// they announce, and returns them with their row IDs for [`Relay::send`].
+pub async fn enqueue(conn: &mut AsyncPgConnection, messages: Vec<Outgoing>) -> diesel::QueryResult<Queued> {
     if messages.is_empty() {
-        return Ok(());
+        return Ok(Queued::default());
+    }
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
     }
     let queues: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
     let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
     let traces: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent.as_deref()).collect();
-    diesel::sql_query(
+    let inserted: Vec<Inserted> = diesel::sql_query(
         "INSERT INTO outbox (queue, message_id, body, traceparent)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])",
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
+         RETURNING id",
     )
     .bind::<Array<Text>, _>(queues)
     .bind::<Array<Text>, _>(ids)
     .bind::<Array<Bytea>, _>(bodies)
     .bind::<Array<Nullable<Text>>, _>(traces)
-    .execute(conn)
-    .await
-    .map(drop)
+    .load(conn)
+    .await?;
+    Ok(Queued { ids: inserted.into_iter().map(|row| row.id).collect(), messages })
 }
 
 #[derive(QueryableByName)]
@@ -76,11 +115,13 @@ struct OutboxRow {
     traceparent: Option<String>,
 }
 
-/// Publishes what is in the outbox. Wake it after committing new rows; it also sweeps on a timer.
+/// Publishes what is in the outbox: at once what committed transactions hand it with [`Relay::send`], and on a
+/// timer whatever else is in the table.
 #[derive(Clone)]
 pub struct Relay {
     pool: Pool,
     publisher: Arc<Publisher>,
+    sent: Arc<StdMutex<Queued>>,
     wake: Arc<Notify>,
     backlog_metric: &'static str,
 }
@@ -89,41 +130,75 @@ impl Relay {
     /// A relay for `service` publishing the outbox of `pool` through `publisher`.
     pub fn new(service: &'static str, pool: Pool, publisher: Arc<Publisher>) -> Self {
         let backlog_metric = Box::leak(format!("{service}_outbox_backlog_messages").into_boxed_str());
-        Self { pool, publisher, wake: Arc::new(Notify::new()), backlog_metric }
+        let sent = Arc::new(StdMutex::new(Queued::default()));
+        Self { pool, publisher, sent, wake: Arc::new(Notify::new()), backlog_metric }
     }
 
-    /// Asks the relay to run a pass soon.
-    pub fn wake(&self) {
+    /// Publishes `queued`, whose transaction has committed, as soon as possible. If that fails, the rows stay
+    /// in the table for a sweep.
+    pub fn send(&self, queued: Queued) {
+        if queued.is_empty() {
+            return;
+        }
+        self.sent.lock().expect("relay queue poisoned").extend(queued);
         self.wake.notify_one();
     }
 
-    /// Runs for ever: a pass whenever woken or every [`SWEEP_INTERVAL`], passes back to back while there is a
-    /// backlog, and a pause after an error (database or broker down).
+    /// Runs for ever: publishes what [`Relay::send`] hands it as it comes, and sweeps the table every
+    /// [`SWEEP_INTERVAL`] (back to back while there is a backlog), pausing after an error (database or broker
+    /// down).
     pub async fn run(self) {
+        let mut next_sweep = tokio::time::Instant::now();
         loop {
-            match self.pass().await {
-                Ok(n) if n as i64 == BATCH => continue,
-                Ok(_) => {
-                    let _ = tokio::time::timeout(SWEEP_INTERVAL, self.wake.notified()).await;
+            let sent = std::mem::take(&mut *self.sent.lock().expect("relay queue poisoned"));
+            if !sent.is_empty() {
+                if let Err(e) = self.forward(sent).await {
+                    tracing::warn!(error = %format!("{e:#}"), "publishing committed outbox messages failed; a sweep will retry");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "outbox relay pass failed");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            if tokio::time::Instant::now() >= next_sweep {
+                match self.pass().await {
+                    Ok(n) if n as i64 == BATCH => continue,
+                    Ok(_) => next_sweep = tokio::time::Instant::now() + SWEEP_INTERVAL,
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "outbox sweep failed");
+                        next_sweep = tokio::time::Instant::now() + Duration::from_millis(500);
+                    }
                 }
             }
+            let _ = tokio::time::timeout_at(next_sweep, self.wake.notified()).await;
         }
     }
 
-    /// Claims up to [`BATCH`] rows, publishes them, deletes them once confirmed; returns how many it published.
+    /// Publishes rows handed over by [`Relay::send`], then deletes them. The delete does not wait for its commit
+    /// to reach the disk: if a crash loses it, the rows are published once more, which receivers shrug off.
+    async fn forward(&self, sent: Queued) -> Result<()> {
+        self.publisher.publish(&sent.messages).await?;
+        let ids: Vec<String> = sent.ids.iter().map(i64::to_string).collect();
+        let mut conn = self.pool.get().await?;
+        conn.batch_execute(&format!(
+            "SET LOCAL synchronous_commit = off; DELETE FROM outbox WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// One sweep: claims up to [`BATCH`] rows old enough not to be on their way through [`Relay::send`],
+    /// publishes them, deletes them once confirmed; returns how many it published.
     pub async fn pass(&self) -> Result<usize> {
         let mut conn = self.pool.get().await?;
         let publisher = self.publisher.clone();
         let published = conn
             .transaction::<usize, anyhow::Error, _>(async |conn| {
                 let rows: Vec<OutboxRow> = diesel::sql_query(
-                    "SELECT id, queue, message_id, body, traceparent FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    "SELECT id, queue, message_id, body, traceparent FROM outbox
+                     WHERE created_at < now() - make_interval(secs => $2)
+                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
                 )
                 .bind::<BigInt, _>(BATCH)
+                .bind::<Double, _>(SWEEP_AFTER_SECS)
                 .load(conn)
                 .await?;
                 if rows.is_empty() {
@@ -132,7 +207,12 @@ impl Relay {
                 let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
                 let messages: Vec<Outgoing> = rows
                     .into_iter()
-                    .map(|r| Outgoing { queue: r.queue, body: r.body, message_id: r.message_id, traceparent: r.traceparent })
+                    .map(|r| Outgoing {
+                        queue: r.queue,
+                        body: r.body,
+                        message_id: r.message_id,
+                        traceparent: r.traceparent,
+                    })
                     .collect();
                 publisher.publish(&messages).await?;
                 diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")

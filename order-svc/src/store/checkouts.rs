@@ -8,7 +8,10 @@ use diesel::{
 use std::collections::HashMap;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use platform::{amqp::Outgoing, outbox};
+use platform::{
+    amqp::Outgoing,
+    outbox::{self, Queued},
+};
 use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, SagaId};
 
 use super::{orders, StoreError};
@@ -58,18 +61,19 @@ struct StateRow {
 /// deadlock; a second checkout of an order within the batch joins the saga the first one started. The outer
 /// error is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items). A
 /// started saga's `StartCheckout` carries the trace context of the request that started it (`traceparents`, in
-/// the order of `order_ids`).
+/// the order of `order_ids`). Also returns the messages it queued in the outbox, for the relay once committed.
 pub async fn begin_many(
     conn: &mut AsyncPgConnection,
     order_ids: &[String],
     traceparents: &[Option<String>],
-) -> Result<Vec<Result<Begun, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<Begun, StoreError>>, Queued), StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let orders = orders::lock_many(conn, order_ids).await?;
         let mut lines = orders::lines_of_many(conn, order_ids).await?;
         let mut started: HashMap<&str, SagaId> = HashMap::new();
         let mut new_checkouts: Vec<(SagaId, &str)> = Vec::new();
         let mut messages = Vec::new();
+        let mut queued = Queued::default();
         let mut results = Vec::with_capacity(order_ids.len());
         for (order_id, traceparent) in order_ids.iter().zip(traceparents) {
             let Some(order) = orders.get(order_id.as_str()) else {
@@ -112,9 +116,9 @@ pub async fn begin_many(
             .bind::<Array<Text>, _>(checkout_orders)
             .execute(conn)
             .await?;
-            outbox::enqueue(conn, &messages).await?;
+            queued = outbox::enqueue(conn, messages).await?;
         }
-        Ok(results)
+        Ok((results, queued))
     })
     .await
 }
