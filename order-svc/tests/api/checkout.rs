@@ -211,3 +211,27 @@ async fn a_burst_of_checkouts_mixing_good_unknown_empty_and_repeated_orders_answ
     app.outbox_drained().await;
     assert!(coordinator.try_next().await.is_none(), "more StartCheckouts than orders");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_left_in_the_outbox_by_a_crash_is_published_by_the_sweep() {
+    use diesel::sql_types::{Bytea, Text};
+    use diesel_async::RunQueryDsl;
+    use shared_contracts::{queues, CoordinatorMessage, Envelope, SagaId};
+
+    let app = spawn_app().await;
+    let coordinator = app.coordinator().await;
+    let request = CheckoutRequest { order_id: "o-1".into(), user_id: "u-1".into(), items: Vec::new(), total: 0 };
+    let envelope = Envelope::new(SagaId::new(), CoordinatorMessage::StartCheckout(request.clone()));
+    // What a process that committed a checkout and died before handing it to its relay leaves behind.
+    let mut conn = app.db.get().await.expect("a connection");
+    diesel::sql_query("INSERT INTO outbox (queue, message_id, body) VALUES ($1, $2, $3)")
+        .bind::<Text, _>(queues::COORDINATOR)
+        .bind::<Text, _>(envelope.message_id.to_string())
+        .bind::<Bytea, _>(envelope.to_bytes())
+        .execute(&mut conn)
+        .await
+        .expect("the row is written");
+
+    assert_eq!(coordinator.next_checkout().await, (envelope.saga_id, request));
+    app.outbox_drained().await;
+}
