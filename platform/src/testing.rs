@@ -55,6 +55,8 @@ async fn rabbitmqctl(args: &[&str]) -> Result<()> {
 pub struct TestBroker {
     _connection: amqprs::connection::Connection,
     channel: amqprs::channel::Channel,
+    /// Messages taken from a queue in a bundle and not yet handed out, per queue.
+    unread: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Vec<u8>>>>,
 }
 
 impl TestBroker {
@@ -67,7 +69,7 @@ impl TestBroker {
         let channel = connection.open_channel(None).await?;
         let broker = crate::amqp::Broker::new(url, "test", &shared_contracts::queues::WORK_QUEUES)?;
         broker.declare_topology(&channel).await?;
-        Ok(Self { _connection: connection, channel })
+        Ok(Self { _connection: connection, channel, unread: Default::default() })
     }
 
     /// Publishes `body` to `queue` (not waiting for a confirm; the next `get` on the same channel sees it).
@@ -78,10 +80,17 @@ impl TestBroker {
         Ok(())
     }
 
-    /// Takes one message from `queue` if there is one (acked at once).
+    /// Takes one message from `queue` if there is one (acked at once); the messages of a bundle one by one.
     pub async fn get(&self, queue: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(body) = self.unread.lock().expect("not poisoned").get_mut(queue).and_then(|u| u.pop_front()) {
+            return Ok(Some(body));
+        }
         let args = amqprs::channel::BasicGetArguments::new(queue).no_ack(true).finish();
-        Ok(self.channel.basic_get(args).await?.map(|(_, _, body)| body))
+        let Some((_, properties, body)) = self.channel.basic_get(args).await? else { return Ok(None) };
+        let mut bodies = crate::amqp::bodies_of(Some(&properties), body).into_iter();
+        let first = bodies.next();
+        self.unread.lock().expect("not poisoned").entry(queue.to_owned()).or_default().extend(bodies);
+        Ok(first)
     }
 
     /// Takes the next message from `queue`, waiting up to `timeout` for one to arrive.
@@ -194,8 +203,8 @@ const MESSAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15)
 pub struct FakeCoordinator {
     commands: crate::amqp::Publisher,
     queue: &'static str,
-    replies: tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>,
-    dead_letters: tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>,
+    replies: Subscription,
+    dead_letters: Subscription,
     _channel: amqprs::channel::Channel,
     _connection: amqprs::connection::Connection,
 }
@@ -211,8 +220,8 @@ impl FakeCoordinator {
         let connection = Connection::open(&args).await.expect("connecting to RabbitMQ");
         let channel = connection.open_channel(None).await.expect("a channel");
         broker.declare_topology(&channel).await.expect("declaring queues");
-        let replies = subscribe(&channel, queues::COORDINATOR).await;
-        let dead_letters = subscribe(&channel, queues::DEAD_LETTERS).await;
+        let replies = Subscription::new(&channel, queues::COORDINATOR).await;
+        let dead_letters = Subscription::new(&channel, queues::DEAD_LETTERS).await;
         Self {
             commands: crate::amqp::Publisher::new(broker),
             queue: commands_queue,
@@ -250,29 +259,38 @@ impl FakeCoordinator {
 
     /// The next reply the participant sent.
     pub async fn next_reply(&mut self) -> shared_contracts::Envelope<shared_contracts::CoordinatorMessage> {
-        let body = next_body(&mut self.replies).await;
+        let body = self.replies.next().await;
         shared_contracts::Envelope::from_bytes(&body).expect("a readable reply")
     }
 
     /// The next message that reached the dead-letter queue.
     pub async fn next_dead_letter(&mut self) -> Vec<u8> {
-        next_body(&mut self.dead_letters).await
+        self.dead_letters.next().await
     }
 }
 
-async fn subscribe(
-    channel: &amqprs::channel::Channel,
-    queue: &str,
-) -> tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage> {
-    let args = amqprs::channel::BasicConsumeArguments::new(queue, &format!("test-{queue}")).auto_ack(true).finish();
-    let (_, messages) = channel.basic_consume_rx(args).await.expect("consuming");
-    messages
+/// The messages of one queue as they arrive, the messages of a bundle one by one.
+struct Subscription {
+    messages: tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>,
+    unread: std::collections::VecDeque<Vec<u8>>,
 }
 
-async fn next_body(messages: &mut tokio::sync::mpsc::UnboundedReceiver<amqprs::channel::ConsumerMessage>) -> Vec<u8> {
-    let message = tokio::time::timeout(MESSAGE_DEADLINE, messages.recv())
-        .await
-        .expect("a message within the deadline")
-        .expect("the consumer is open");
-    message.content.unwrap_or_default()
+impl Subscription {
+    async fn new(channel: &amqprs::channel::Channel, queue: &str) -> Self {
+        let args = amqprs::channel::BasicConsumeArguments::new(queue, &format!("test-{queue}")).auto_ack(true).finish();
+        let (_, messages) = channel.basic_consume_rx(args).await.expect("consuming");
+        Self { messages, unread: Default::default() }
+    }
+
+    async fn next(&mut self) -> Vec<u8> {
+        while self.unread.is_empty() {
+            let message = tokio::time::timeout(MESSAGE_DEADLINE, self.messages.recv())
+                .await
+                .expect("a message within the deadline")
+                .expect("the consumer is open");
+            let body = message.content.unwrap_or_default();
+            self.unread.extend(crate::amqp::bodies_of(message.basic_properties.as_ref(), body));
+        }
+        self.unread.pop_front().expect("not empty")
+    }
 }

@@ -241,6 +241,8 @@ pub struct FakeCoordinator {
     channel: Channel,
     broker: Broker,
     publisher: Publisher,
+    /// Messages taken from the coordinator's queue in a bundle and not yet handed out.
+    unread: std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>,
 }
 
 impl FakeCoordinator {
@@ -252,17 +254,25 @@ impl FakeCoordinator {
         let channel = connection.open_channel(None).await.expect("a channel");
         broker.declare_topology(&channel).await.expect("the queues are declared");
         let publisher = Publisher::new(broker.clone());
-        Self { _connection: connection, channel, broker, publisher }
+        Self { _connection: connection, channel, broker, publisher, unread: Default::default() }
     }
 
     /// The next message on the coordinator's queue, if there is one now.
     pub async fn try_next(&self) -> Option<Envelope<CoordinatorMessage>> {
+        let decode = |body: Vec<u8>| Envelope::from_bytes(&body).expect("order-svc sends decodable messages");
+        if let Some(body) = self.unread.lock().expect("not poisoned").pop_front() {
+            return Some(decode(body));
+        }
         let got = self
             .channel
             .basic_get(BasicGetArguments::new(queues::COORDINATOR).no_ack(true).finish())
             .await
             .expect("basic.get works");
-        got.map(|(_, _, body)| Envelope::from_bytes(&body).expect("order-svc sends decodable messages"))
+        let (_, properties, body) = got?;
+        let mut bodies = platform::amqp::bodies_of(Some(&properties), body).into_iter();
+        let first = bodies.next();
+        self.unread.lock().expect("not poisoned").extend(bodies);
+        first.map(decode)
     }
 
     /// Waits for the next `StartCheckout` and returns its saga and request.
