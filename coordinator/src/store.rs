@@ -8,6 +8,7 @@ use diesel::{
     QueryResult, QueryableByName,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 use serde_json::Value;
 use shared_contracts::{CheckoutRequest, SagaId};
 
@@ -103,21 +104,23 @@ pub async fn insert_new(
         #[diesel(sql_type = Text)]
         id: String,
     }
-    let inserted: Vec<Inserted> = diesel::sql_query(
-        "INSERT INTO sagas (id, order_id, user_id, request, status, state, next_retry_at, traceparent)
+    let inserted: Vec<Inserted> = prepared(
+        diesel::sql_query(
+            "INSERT INTO sagas (id, order_id, user_id, request, status, state, next_retry_at, traceparent)
          SELECT i::uuid, o, u, r, $5, $6, now() + make_interval(secs => $7::double precision / 1000), tp
          FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $8::text[]) AS t(i, o, u, r, tp)
          ON CONFLICT (id) DO NOTHING
          RETURNING id::text",
+        )
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<Text>, _>(&orders)
+        .bind::<Array<Text>, _>(&users)
+        .bind::<Array<Jsonb>, _>(&requests)
+        .bind::<Text, _>(state.status().as_str())
+        .bind::<Jsonb, _>(to_json(state))
+        .bind::<BigInt, _>(retry_in_ms)
+        .bind::<Array<Nullable<Text>>, _>(traceparents),
     )
-    .bind::<Array<Text>, _>(&ids)
-    .bind::<Array<Text>, _>(&orders)
-    .bind::<Array<Text>, _>(&users)
-    .bind::<Array<Jsonb>, _>(&requests)
-    .bind::<Text, _>(state.status().as_str())
-    .bind::<Jsonb, _>(to_json(state))
-    .bind::<BigInt, _>(retry_in_ms)
-    .bind::<Array<Nullable<Text>>, _>(traceparents)
     .load(conn)
     .await?;
     inserted.into_iter().map(|row| row.id.parse().map_err(|e| corrupt("saga id", e))).collect()
@@ -132,10 +135,12 @@ pub async fn lock(conn: &mut AsyncPgConnection, ids: &[SagaId]) -> QueryResult<V
         return Ok(Vec::new());
     }
     let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
-    let rows: Vec<SagaRow> = diesel::sql_query(format!(
-        "SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE"
-    ))
-    .bind::<Array<Text>, _>(&ids)
+    let rows: Vec<SagaRow> = prepared(
+        diesel::sql_query(format!(
+            "SELECT {SAGA_COLUMNS} FROM sagas WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE"
+        ))
+        .bind::<Array<Text>, _>(&ids),
+    )
     .load(conn)
     .await?;
     rows.into_iter().map(SagaRecord::try_from).collect()
@@ -143,11 +148,13 @@ pub async fn lock(conn: &mut AsyncPgConnection, ids: &[SagaId]) -> QueryResult<V
 
 /// Locks up to `limit` sagas whose retry time has come, skipping ones another coordinator holds.
 pub async fn lock_retry_due(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<SagaRecord>> {
-    let rows: Vec<SagaRow> = diesel::sql_query(format!(
-        "SELECT {SAGA_COLUMNS} FROM sagas WHERE next_retry_at <= now()
+    let rows: Vec<SagaRow> = prepared(
+        diesel::sql_query(format!(
+            "SELECT {SAGA_COLUMNS} FROM sagas WHERE next_retry_at <= now()
          ORDER BY next_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED"
-    ))
-    .bind::<BigInt, _>(limit)
+        ))
+        .bind::<BigInt, _>(limit),
+    )
     .load(conn)
     .await?;
     rows.into_iter().map(SagaRecord::try_from).collect()
@@ -176,18 +183,20 @@ pub async fn update(conn: &mut AsyncPgConnection, updates: &[SagaUpdate]) -> Que
     let states: Vec<Value> = updates.iter().map(|u| to_json(&u.state)).collect();
     let retries: Vec<i32> = updates.iter().map(|u| u.retries).collect();
     let delays: Vec<Option<i64>> = updates.iter().map(|u| u.retry_in_ms).collect();
-    diesel::sql_query(
-        "UPDATE sagas SET status = t.s, state = t.st, retries = t.r, version = version + 1,
+    prepared(
+        diesel::sql_query(
+            "UPDATE sagas SET status = t.s, state = t.st, retries = t.r, version = version + 1,
              updated_at = CASE WHEN sagas.state IS DISTINCT FROM t.st THEN now() ELSE sagas.updated_at END,
              next_retry_at = now() + make_interval(secs => t.d::double precision / 1000)
          FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::bigint[]) AS t(i, s, st, r, d)
          WHERE sagas.id = t.i::uuid",
+        )
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<Text>, _>(&statuses)
+        .bind::<Array<Jsonb>, _>(&states)
+        .bind::<Array<Integer>, _>(&retries)
+        .bind::<Array<Nullable<BigInt>>, _>(&delays),
     )
-    .bind::<Array<Text>, _>(&ids)
-    .bind::<Array<Text>, _>(&statuses)
-    .bind::<Array<Jsonb>, _>(&states)
-    .bind::<Array<Integer>, _>(&retries)
-    .bind::<Array<Nullable<BigInt>>, _>(&delays)
     .execute(conn)
     .await
     .map(drop)
@@ -232,7 +241,7 @@ pub async fn record_transitions(conn: &mut AsyncPgConnection, records: &[Transit
     let to: Vec<&str> = records.iter().map(|r| r.state.status().as_str()).collect();
     let states: Vec<Value> = records.iter().map(|r| to_json(&r.state)).collect();
     let commands: Vec<Value> = records.iter().map(|r| to_json(&r.commands)).collect();
-    diesel::sql_query(
+    prepared(diesel::sql_query(
         "INSERT INTO saga_transitions (saga_id, event, from_status, to_status, state, commands)
          SELECT i::uuid, e, f, t, s, c FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
              AS x(i, e, f, t, s, c)",
@@ -242,7 +251,7 @@ pub async fn record_transitions(conn: &mut AsyncPgConnection, records: &[Transit
     .bind::<Array<Nullable<Text>>, _>(&from)
     .bind::<Array<Text>, _>(&to)
     .bind::<Array<Jsonb>, _>(&states)
-    .bind::<Array<Jsonb>, _>(&commands)
+    .bind::<Array<Jsonb>, _>(&commands))
     .execute(conn)
     .await
     .map(drop)

@@ -69,6 +69,7 @@ struct MetricNames {
     redelivered: &'static str,
     dead_lettered: &'static str,
     batch_seconds: &'static str,
+    publish_seconds: &'static str,
 }
 
 fn leak(name: String) -> &'static str {
@@ -91,6 +92,7 @@ impl Broker {
             redelivered: leak(format!("{service}_amqp_redelivered_total")),
             dead_lettered: leak(format!("{service}_amqp_dead_lettered_total")),
             batch_seconds: leak(format!("{service}_amqp_batch_duration_seconds")),
+            publish_seconds: leak(format!("{service}_amqp_publish_duration_seconds")),
         });
         let quorum = crate::config::parse("AMQP_QUORUM_QUEUES", false)?;
         Ok(Self { args, service, queues, metrics, quorum })
@@ -356,6 +358,7 @@ impl Publisher {
         if messages.is_empty() {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let (confirms, tags, connection) = {
             let mut guard = self.link.lock().await;
             let result = self.publish_on_link(&mut guard, messages).await;
@@ -375,6 +378,7 @@ impl Publisher {
             for message in messages {
                 metrics::counter!(self.broker.metrics.published, "queue" => message.queue.clone()).increment(1);
             }
+            metrics::histogram!(self.broker.metrics.publish_seconds).record(started.elapsed().as_secs_f64());
         }
         confirmed
     }

@@ -4,7 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use diesel::Connection;
+use diesel::{
+    pg::Pg,
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
+    Connection,
+};
 use diesel_async::{
     async_connection_wrapper::AsyncConnectionWrapper,
     pooled_connection::{deadpool, AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod},
@@ -152,4 +156,37 @@ mod tests {
         assert_eq!(name, "stock");
         assert!(split_database_name("postgres://127.0.0.1:5432").is_err());
     }
+}
+
+/// A query whose SQL text never changes (only its bind values do), to be prepared once per connection and reused.
+///
+/// Queries written with [`diesel::sql_query`] are otherwise prepared anew on every run, which costs a round trip
+/// to PostgreSQL of its own (parse and describe) before the one that executes. Only wrap queries built from
+/// fixed text: every distinct text stays prepared on every connection of the pool for its lifetime.
+#[derive(Debug, Clone)]
+pub struct Prepared<Q>(Q);
+
+/// Marks `query`, built from fixed SQL text, to be kept prepared: see [`Prepared`].
+pub fn prepared<Q>(query: Q) -> Prepared<Q> {
+    Prepared(query)
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+/// No type-level ID: the statement cache keys these queries by their SQL text and bind types.
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
 }

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::{
     amqp::{Outgoing, Publisher},
-    db::Pool,
+    db::{prepared, Pool},
 };
 
 /// The DDL of the outbox table, for the migrations of each service that uses it.
@@ -87,15 +87,17 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, messages: Vec<Outgoing>) -> d
     let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
     let traces: Vec<Option<&str>> = messages.iter().map(|m| m.traceparent.as_deref()).collect();
-    let inserted: Vec<Inserted> = diesel::sql_query(
-        "INSERT INTO outbox (queue, message_id, body, traceparent)
+    let inserted: Vec<Inserted> = prepared(
+        diesel::sql_query(
+            "INSERT INTO outbox (queue, message_id, body, traceparent)
          SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])
          RETURNING id",
+        )
+        .bind::<Array<Text>, _>(queues)
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Bytea>, _>(bodies)
+        .bind::<Array<Nullable<Text>>, _>(traces),
     )
-    .bind::<Array<Text>, _>(queues)
-    .bind::<Array<Text>, _>(ids)
-    .bind::<Array<Bytea>, _>(bodies)
-    .bind::<Array<Nullable<Text>>, _>(traces)
     .load(conn)
     .await?;
     Ok(Queued { ids: inserted.into_iter().map(|row| row.id).collect(), messages })
@@ -178,7 +180,7 @@ impl Relay {
         let ids: Vec<String> = sent.ids.iter().map(i64::to_string).collect();
         let mut conn = self.pool.get().await?;
         conn.batch_execute(&format!(
-            "SET LOCAL synchronous_commit = off; DELETE FROM outbox WHERE id IN ({})",
+            "SET LOCAL synchronous_commit = off; DELETE FROM outbox WHERE id = ANY('{{{}}}'::bigint[])",
             ids.join(",")
         ))
         .await?;
@@ -192,13 +194,15 @@ impl Relay {
         let publisher = self.publisher.clone();
         let published = conn
             .transaction::<usize, anyhow::Error, _>(async |conn| {
-                let rows: Vec<OutboxRow> = diesel::sql_query(
-                    "SELECT id, queue, message_id, body, traceparent FROM outbox
+                let rows: Vec<OutboxRow> = prepared(
+                    diesel::sql_query(
+                        "SELECT id, queue, message_id, body, traceparent FROM outbox
                      WHERE created_at < now() - make_interval(secs => $2)
                      ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    )
+                    .bind::<BigInt, _>(BATCH)
+                    .bind::<Double, _>(SWEEP_AFTER_SECS),
                 )
-                .bind::<BigInt, _>(BATCH)
-                .bind::<Double, _>(SWEEP_AFTER_SECS)
                 .load(conn)
                 .await?;
                 if rows.is_empty() {
@@ -215,8 +219,7 @@ impl Relay {
                     })
                     .collect();
                 publisher.publish(&messages).await?;
-                diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
-                    .bind::<Array<BigInt>, _>(&ids)
+                prepared(diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)").bind::<Array<BigInt>, _>(&ids))
                     .execute(conn)
                     .await?;
                 Ok(ids.len())

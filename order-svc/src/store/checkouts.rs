@@ -8,6 +8,7 @@ use diesel::{
 use std::collections::HashMap;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 use platform::{
     amqp::Outgoing,
     outbox::{self, Queued},
@@ -108,12 +109,14 @@ pub async fn begin_many(
         if !new_checkouts.is_empty() {
             let saga_ids: Vec<String> = new_checkouts.iter().map(|(saga_id, _)| saga_id.to_string()).collect();
             let checkout_orders: Vec<&str> = new_checkouts.iter().map(|(_, order_id)| *order_id).collect();
-            diesel::sql_query(
-                "INSERT INTO checkouts (saga_id, order_id, state)
+            prepared(
+                diesel::sql_query(
+                    "INSERT INTO checkouts (saga_id, order_id, state)
                  SELECT s::uuid, o, 'pending' FROM unnest($1::text[], $2::text[]) AS t(s, o)",
+                )
+                .bind::<Array<Text>, _>(saga_ids)
+                .bind::<Array<Text>, _>(checkout_orders),
             )
-            .bind::<Array<Text>, _>(saga_ids)
-            .bind::<Array<Text>, _>(checkout_orders)
             .execute(conn)
             .await?;
             queued = outbox::enqueue(conn, messages).await?;
@@ -125,12 +128,13 @@ pub async fn begin_many(
 
 /// How the checkout `saga_id` stands; `None` when its row is gone (a `batch_init` replaced the order).
 pub async fn state(conn: &mut AsyncPgConnection, saga_id: SagaId) -> Result<Option<CheckoutState>, StoreError> {
-    let row: Option<StateRow> =
+    let row: Option<StateRow> = prepared(
         diesel::sql_query("SELECT state, reason::text AS reason FROM checkouts WHERE saga_id = $1::uuid")
-            .bind::<Text, _>(saga_id.to_string())
-            .get_result(conn)
-            .await
-            .optional()?;
+            .bind::<Text, _>(saga_id.to_string()),
+    )
+    .get_result(conn)
+    .await
+    .optional()?;
     row.map(|row| match (row.state.as_str(), row.reason) {
         ("pending", _) => Ok(CheckoutState::Pending),
         ("paid", _) => Ok(CheckoutState::Paid),
@@ -168,8 +172,9 @@ pub async fn settle(
             }
         }
     }
-    let settled = diesel::sql_query(
-        "WITH outcome AS (
+    let settled = prepared(
+        diesel::sql_query(
+            "WITH outcome AS (
              SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]::jsonb[]) AS o(saga_id, state, reason)
          ), settled AS (
              UPDATE checkouts c SET state = o.state, reason = o.reason, finished_at = now()
@@ -180,10 +185,11 @@ pub async fn settle(
              UPDATE orders SET paid = true FROM settled s WHERE orders.id = s.order_id AND s.state = 'paid' RETURNING 1
          )
          SELECT saga_id::text AS saga_id FROM settled",
+        )
+        .bind::<Array<Text>, _>(saga_ids)
+        .bind::<Array<Text>, _>(states)
+        .bind::<Array<Nullable<Text>>, _>(reasons),
     )
-    .bind::<Array<Text>, _>(saga_ids)
-    .bind::<Array<Text>, _>(states)
-    .bind::<Array<Nullable<Text>>, _>(reasons)
     .load::<super::orders::PendingRow>(conn)
     .await?;
     settled

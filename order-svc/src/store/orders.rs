@@ -7,6 +7,7 @@ use diesel::{
     OptionalExtension, QueryableByName,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 use shared_contracts::{LineItem, SagaId};
 
 use super::{bigint, stored_amount, OrderView, StoreError};
@@ -259,16 +260,20 @@ pub(crate) async fn lock_many(
         #[diesel(sql_type = Text)]
         saga_id: String,
     }
-    let rows: Vec<LockedRow> = diesel::sql_query(
-        r#"SELECT id, user_id, paid, total FROM orders WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#,
+    let rows: Vec<LockedRow> = prepared(
+        diesel::sql_query(
+            r#"SELECT id, user_id, paid, total FROM orders WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#,
+        )
+        .bind::<Array<Text>, _>(order_ids),
     )
-    .bind::<Array<Text>, _>(order_ids)
     .load(conn)
     .await?;
-    let pending: Vec<PendingOfOrder> = diesel::sql_query(
-        "SELECT order_id, saga_id::text AS saga_id FROM checkouts WHERE order_id = ANY($1) AND state = 'pending'",
+    let pending: Vec<PendingOfOrder> = prepared(
+        diesel::sql_query(
+            "SELECT order_id, saga_id::text AS saga_id FROM checkouts WHERE order_id = ANY($1) AND state = 'pending'",
+        )
+        .bind::<Array<Text>, _>(order_ids),
     )
-    .bind::<Array<Text>, _>(order_ids)
     .load(conn)
     .await?;
     let mut in_flight = HashMap::with_capacity(pending.len());
@@ -303,11 +308,13 @@ pub(crate) async fn lines_of_many(
         #[diesel(sql_type = BigInt)]
         quantity: i64,
     }
-    let rows: Vec<LineOfOrder> = diesel::sql_query(
-        r#"SELECT order_id, item_id, quantity FROM order_items WHERE order_id = ANY($1)
+    let rows: Vec<LineOfOrder> = prepared(
+        diesel::sql_query(
+            r#"SELECT order_id, item_id, quantity FROM order_items WHERE order_id = ANY($1)
            ORDER BY order_id, item_id COLLATE "C""#,
+        )
+        .bind::<Array<Text>, _>(order_ids),
     )
-    .bind::<Array<Text>, _>(order_ids)
     .load(conn)
     .await?;
     let mut lines: HashMap<String, Vec<LineItem>> = HashMap::new();

@@ -18,6 +18,7 @@ use diesel::{
     QueryResult, QueryableByName,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 use shared_contracts::{FailureReason, PaymentCommand, PaymentReply, SagaId};
 
 use super::{bigint, from_bigint, users};
@@ -106,10 +107,12 @@ async fn lock(
     let saga_of_key: HashMap<String, SagaId> =
         sagas.iter().map(|&saga_id| (domain::saga_payment_key(saga_id), saga_id)).collect();
     let keys: Vec<&str> = saga_of_key.keys().map(String::as_str).collect();
-    let rows: Vec<PaymentRow> = diesel::sql_query(
-        "SELECT key, user_id, amount, state, reason FROM payments WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+    let rows: Vec<PaymentRow> = prepared(
+        diesel::sql_query(
+            "SELECT key, user_id, amount, state, reason FROM payments WHERE key = ANY($1) ORDER BY key FOR UPDATE",
+        )
+        .bind::<Array<Text>, _>(keys),
     )
-    .bind::<Array<Text>, _>(keys)
     .load(conn)
     .await?;
     let mut recorded = BTreeMap::new();
@@ -147,16 +150,18 @@ async fn insert(conn: &mut AsyncPgConnection, rows: &[NewPayment]) -> QueryResul
     }
     let user_ids: Vec<&str> = rows.iter().map(|row| row.user_id.as_str()).collect();
     let order_ids: Vec<&str> = rows.iter().map(|row| row.order_id.as_str()).collect();
-    diesel::sql_query(
-        "INSERT INTO payments (key, user_id, order_id, amount, state, reason) \
+    prepared(
+        diesel::sql_query(
+            "INSERT INTO payments (key, user_id, order_id, amount, state, reason) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[]::jsonb[])",
+        )
+        .bind::<Array<Text>, _>(keys)
+        .bind::<Array<Text>, _>(user_ids)
+        .bind::<Array<Text>, _>(order_ids)
+        .bind::<Array<BigInt>, _>(amounts)
+        .bind::<Array<Text>, _>(states)
+        .bind::<Array<Nullable<Text>>, _>(reasons),
     )
-    .bind::<Array<Text>, _>(keys)
-    .bind::<Array<Text>, _>(user_ids)
-    .bind::<Array<Text>, _>(order_ids)
-    .bind::<Array<BigInt>, _>(amounts)
-    .bind::<Array<Text>, _>(states)
-    .bind::<Array<Nullable<Text>>, _>(reasons)
     .execute(conn)
     .await
     .map(drop)
@@ -176,14 +181,16 @@ async fn update(conn: &mut AsyncPgConnection, changes: &[(SagaId, SagaPayment)])
         states.push(state);
         reasons.push(reason);
     }
-    diesel::sql_query(
-        "UPDATE payments SET state = u.state, reason = u.reason, updated_at = now() \
+    prepared(
+        diesel::sql_query(
+            "UPDATE payments SET state = u.state, reason = u.reason, updated_at = now() \
          FROM unnest($1::text[], $2::text[], $3::text[]::jsonb[]) AS u(key, state, reason) \
          WHERE payments.key = u.key",
+        )
+        .bind::<Array<Text>, _>(keys)
+        .bind::<Array<Text>, _>(states)
+        .bind::<Array<Nullable<Text>>, _>(reasons),
     )
-    .bind::<Array<Text>, _>(keys)
-    .bind::<Array<Text>, _>(states)
-    .bind::<Array<Nullable<Text>>, _>(reasons)
     .execute(conn)
     .await
     .map(drop)

@@ -10,6 +10,7 @@ use diesel::{
     OptionalExtension, QueryResult, QueryableByName,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 
 use super::{bigint, from_bigint, StoreError};
 use crate::domain::{self, CreditRefusal, MAX_CREDIT};
@@ -133,11 +134,12 @@ pub async fn lock_credits(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> Qu
     if user_ids.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let rows: Vec<UserCredit> =
+    let rows: Vec<UserCredit> = prepared(
         diesel::sql_query(r#"SELECT id, credit FROM users WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#)
-            .bind::<Array<Text>, _>(user_ids)
-            .load(conn)
-            .await?;
+            .bind::<Array<Text>, _>(user_ids),
+    )
+    .load(conn)
+    .await?;
     Ok(rows.into_iter().map(|row| (row.id, from_bigint(row.credit))).collect())
 }
 
@@ -149,12 +151,14 @@ pub async fn set_credits(conn: &mut AsyncPgConnection, credits: &BTreeMap<String
     }
     let user_ids: Vec<&str> = credits.keys().map(String::as_str).collect();
     let amounts = credits.values().map(|&credit| bigint(credit)).collect::<QueryResult<Vec<i64>>>()?;
-    diesel::sql_query(
-        "UPDATE users SET credit = c.credit FROM unnest($1::text[], $2::bigint[]) AS c(id, credit) \
+    prepared(
+        diesel::sql_query(
+            "UPDATE users SET credit = c.credit FROM unnest($1::text[], $2::bigint[]) AS c(id, credit) \
          WHERE users.id = c.id",
+        )
+        .bind::<Array<Text>, _>(user_ids)
+        .bind::<Array<BigInt>, _>(amounts),
     )
-    .bind::<Array<Text>, _>(user_ids)
-    .bind::<Array<BigInt>, _>(amounts)
     .execute(conn)
     .await
     .map(drop)

@@ -12,6 +12,7 @@ use diesel::{
     ExpressionMethods, OptionalExtension, QueryDsl,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 
 use super::schema::items;
 use crate::domain::{ItemState, StockError};
@@ -126,12 +127,14 @@ pub async fn set_stock(conn: &mut AsyncPgConnection, stock: &BTreeMap<String, i6
         return Ok(());
     }
     let (ids, levels): (Vec<&str>, Vec<i64>) = stock.iter().map(|(id, level)| (id.as_str(), *level)).unzip();
-    diesel::sql_query(
-        "UPDATE items SET stock = new.stock FROM unnest($1::text[], $2::bigint[]) AS new(item_id, stock) \
-         WHERE items.item_id = new.item_id",
+    prepared(
+        diesel::sql_query(
+            "UPDATE items SET stock = new.stock FROM unnest($1::text[], $2::bigint[]) AS new(item_id, stock) \
+             WHERE items.item_id = new.item_id",
+        )
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<BigInt>, _>(levels),
     )
-    .bind::<Array<Text>, _>(ids)
-    .bind::<Array<BigInt>, _>(levels)
     .execute(conn)
     .await
     .map(drop)

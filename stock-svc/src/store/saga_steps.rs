@@ -11,6 +11,7 @@ use diesel::{
     QueryableByName,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use platform::db::prepared;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use shared_contracts::SagaId;
@@ -33,11 +34,13 @@ struct StepRow {
 /// concurrent batches do not deadlock over them).
 pub async fn lock_all(conn: &mut AsyncPgConnection, saga_ids: &[SagaId]) -> QueryResult<HashMap<SagaId, RecordedStep>> {
     let ids: Vec<String> = saga_ids.iter().map(SagaId::to_string).collect();
-    let rows: Vec<StepRow> = diesel::sql_query(
-        "SELECT saga_id::text AS saga_id, state, items, reason FROM saga_steps \
-         WHERE saga_id = ANY($1::text[]::uuid[]) ORDER BY saga_id FOR UPDATE",
+    let rows: Vec<StepRow> = prepared(
+        diesel::sql_query(
+            "SELECT saga_id::text AS saga_id, state, items, reason FROM saga_steps \
+             WHERE saga_id = ANY($1::text[]::uuid[]) ORDER BY saga_id FOR UPDATE",
+        )
+        .bind::<Array<Text>, _>(ids),
     )
-    .bind::<Array<Text>, _>(ids)
     .load(conn)
     .await?;
     rows.into_iter()
@@ -85,14 +88,12 @@ async fn write_all(conn: &mut AsyncPgConnection, sql: &str, steps: &BTreeMap<Sag
         columns.2.push(items.to_string());
         columns.3.push(reason.map(|reason| reason.to_string()));
     }
-    diesel::sql_query(sql)
+    let query = diesel::sql_query(sql)
         .bind::<Array<Text>, _>(columns.0)
         .bind::<Array<Text>, _>(columns.1)
         .bind::<Array<Text>, _>(columns.2)
-        .bind::<Array<Nullable<Text>>, _>(columns.3)
-        .execute(conn)
-        .await
-        .map(drop)
+        .bind::<Array<Nullable<Text>>, _>(columns.3);
+    prepared(query).execute(conn).await.map(drop)
 }
 
 fn into_columns(step: &RecordedStep) -> QueryResult<(&'static str, Value, Option<Value>)> {
