@@ -12,7 +12,7 @@ use diesel::{
 use diesel_async::{
     async_connection_wrapper::AsyncConnectionWrapper,
     pooled_connection::{deadpool, AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod},
-    AsyncPgConnection,
+    AsyncPgConnection, SimpleAsyncConnection,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
@@ -32,6 +32,7 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
     // connection whose socket closed (a PostgreSQL restart) still counts as broken and is replaced.
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(|url| Box::pin(establish(url.to_owned())));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     deadpool::Pool::builder(manager)
         .max_size(max_size)
@@ -41,6 +42,19 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
         .runtime(::deadpool::Runtime::Tokio1)
         .build()
         .context("building the database pool")
+}
+
+/// Opens a connection for the pool. Statements marked [`prepared`] stay prepared on it, and PostgreSQL would plan
+/// such a statement once for all bind values after its fifth run. A plan made once can go badly wrong here: made
+/// while a table was small (a fresh database), it scans the table long after it has grown. So every run is
+/// planned for its own values, which is what an unprepared statement gets, and only the round trip of preparing
+/// is saved.
+async fn establish(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await?;
+    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
+        .await
+        .map_err(|e| diesel::ConnectionError::BadConnection(format!("configuring the connection: {e}")))?;
+    Ok(conn)
 }
 
 /// Applies the pending `migrations` to the database at `url`. Several replicas may start at once: a
