@@ -7,7 +7,7 @@
 # .run/bench/<timestamp>.json (the per-phase loadgen results stay in .run/bench/<timestamp>/).
 # Exits 1 when the conservation check fails.
 #
-# Environment: CLIENTS (64), DURATION seconds per run (30), RATE checkouts/s (500), WARMUP seconds (5),
+# Environment: CLIENTS (512), DURATION seconds per run (30), RATE checkouts/s (500), WARMUP seconds (5),
 # NO_UP=1, GATEWAY_PORT (8000). The data set is the course's: 100,000 items, users and orders.
 
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-CLIENTS="${CLIENTS:-64}"
+CLIENTS="${CLIENTS:-512}"
 DURATION="${DURATION:-30}"
 RATE="${RATE:-500}"
 WARMUP="${WARMUP:-5}"
@@ -55,7 +55,7 @@ loadgen() {
     "$LOADGEN" --url "$GATEWAY_URL" --out "$WORK_DIR/$name.json" "$@"
 }
 
-fresh_per_s() { jq -r '.load.fresh_checkouts_per_s' "$WORK_DIR/$1.json"; }
+fresh_per_s() { jq -r '.load.fresh_checkouts_per_s * 10 | round / 10' "$WORK_DIR/$1.json"; }
 
 main() {
     ensure_command jq jq
@@ -108,7 +108,7 @@ main() {
     cat <<EOF
 
 Benchmark $STAMP ($(nproc) CPUs)
-  pgbench simple-update     $tps tps
+  pgbench simple-update     $(printf "%.0f" "$tps") tps
   closed, $CLIENTS clients      $closed fresh checkouts/s   (ratio to pgbench $(jq -r '.fresh_checkouts_per_pgbench_tps.closed * 1000 | round / 1000' "$RESULT"))
   open loop, $RATE/s        $rate fresh checkouts/s   (ratio to pgbench $(jq -r '.fresh_checkouts_per_pgbench_tps.rate * 1000 | round / 1000' "$RESULT"))
   latency p50/p99 ms        closed $(jq -r '.closed.load.latency | "\(.p50_ms)/\(.p99_ms)"' "$RESULT"), open loop $(jq -r '.rate.load.latency | "\(.p50_ms)/\(.p99_ms)"' "$RESULT")
