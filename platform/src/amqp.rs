@@ -352,16 +352,64 @@ impl Publisher {
         Self { broker, link: Mutex::new(None) }
     }
 
-    /// Publishes `messages` as persistent messages and returns once the broker has confirmed all of them. On
-    /// error some may have been delivered anyway: callers re-send, and receivers are idempotent.
+    /// Publishes `messages` as persistent messages and returns once the broker has confirmed all of them. The
+    /// messages for one queue go as one bundle (see [`bundle`]), a lone message as it is. On error some may have
+    /// been delivered anyway: callers re-send, and receivers are idempotent.
     pub async fn publish(&self, messages: &[Outgoing]) -> Result<()> {
         if messages.is_empty() {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        let mut wire = Vec::new();
+        for (queue, messages) in by_queue(messages) {
+            for chunk in messages.chunks(MAX_BUNDLE) {
+                match chunk {
+                    [single] => wire.push((queue, plain_properties(single), single.body.clone())),
+                    several => {
+                        let mut properties = BasicProperties::default();
+                        properties.with_persistence(true).with_content_type(BUNDLE_CONTENT_TYPE);
+                        wire.push((queue, properties, bundle(several)));
+                    }
+                }
+            }
+        }
+        self.send_confirmed(wire).await?;
+        for message in messages {
+            metrics::counter!(self.broker.metrics.published, "queue" => message.queue.clone()).increment(1);
+        }
+        metrics::histogram!(self.broker.metrics.publish_seconds).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Puts `parts`, which the consumer of `queue` could never process, on the dead-letter queue as separate
+    /// messages, each with the `x-death` record the broker gives a message it dead-letters itself, and waits for
+    /// the broker's confirms.
+    async fn publish_dead_letters(&self, queue: &str, parts: &[&Delivery]) -> Result<()> {
+        let mut wire = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut death = FieldTable::new();
+            death.insert("queue".try_into().expect("short name"), queue.into());
+            death.insert("reason".try_into().expect("short name"), "rejected".into());
+            death.insert("count".try_into().expect("short name"), FieldValue::l(1));
+            let mut headers = FieldTable::new();
+            let deaths = vec![FieldValue::F(death)].try_into().map_err(|e| anyhow!("x-death header: {e:?}"))?;
+            headers.insert("x-death".try_into().expect("short name"), FieldValue::A(deaths));
+            if let Some(traceparent) = &part.traceparent {
+                headers.insert(TRACEPARENT.try_into().expect("short name"), traceparent.as_str().into());
+            }
+            let mut properties = BasicProperties::default();
+            properties.with_persistence(true).with_content_type("application/json").with_headers(headers);
+            wire.push((DEAD_LETTERS, properties, part.body.clone()));
+        }
+        self.send_confirmed(wire).await
+    }
+
+    /// Sends each `(queue, properties, body)` of `wire` through the default exchange and waits for the broker's
+    /// confirms. A link that failed is dropped, so that the next call reconnects.
+    async fn send_confirmed(&self, wire: Vec<(&str, BasicProperties, Vec<u8>)>) -> Result<()> {
         let (confirms, tags, connection) = {
             let mut guard = self.link.lock().await;
-            let result = self.publish_on_link(&mut guard, messages).await;
+            let result = self.publish_on_link(&mut guard, wire).await;
             if result.is_err() {
                 *guard = None;
             }
@@ -374,11 +422,6 @@ impl Publisher {
             if guard.as_ref().is_some_and(|link| Arc::ptr_eq(&link.confirms, &confirms)) {
                 *guard = None;
             }
-        } else {
-            for message in messages {
-                metrics::counter!(self.broker.metrics.published, "queue" => message.queue.clone()).increment(1);
-            }
-            metrics::histogram!(self.broker.metrics.publish_seconds).record(started.elapsed().as_secs_f64());
         }
         confirmed
     }
@@ -386,80 +429,24 @@ impl Publisher {
     async fn publish_on_link(
         &self,
         guard: &mut Option<PublishLink>,
-        messages: &[Outgoing],
+        wire: Vec<(&str, BasicProperties, Vec<u8>)>,
     ) -> Result<(Arc<Confirms>, Vec<u64>, Connection)> {
         if guard.as_ref().is_none_or(|link| !link.channel.is_open() || !link.connection.is_open()) {
             *guard = Some(self.open_link().await?);
         }
         let link = guard.as_mut().expect("link was just opened");
-        let mut tags = Vec::new();
-        for (queue, messages) in by_queue(messages) {
-            for chunk in messages.chunks(MAX_BUNDLE) {
-                let (properties, body) = match chunk {
-                    [single] => (plain_properties(single), single.body.clone()),
-                    several => {
-                        let mut properties = BasicProperties::default();
-                        properties.with_persistence(true).with_content_type(BUNDLE_CONTENT_TYPE);
-                        (properties, bundle(several))
-                    }
-                };
-                link.next_tag += 1;
-                let tag = link.next_tag;
-                link.confirms.state.lock().expect("confirm state poisoned").pending.insert(tag);
-                tags.push(tag);
-                link.channel
-                    .basic_publish(properties, body, BasicPublishArguments::new("", queue))
-                    .await
-                    .context("publishing to RabbitMQ")?;
-            }
+        let mut tags = Vec::with_capacity(wire.len());
+        for (queue, properties, body) in wire {
+            link.next_tag += 1;
+            let tag = link.next_tag;
+            link.confirms.state.lock().expect("confirm state poisoned").pending.insert(tag);
+            tags.push(tag);
+            link.channel
+                .basic_publish(properties, body, BasicPublishArguments::new("", queue))
+                .await
+                .context("publishing to RabbitMQ")?;
         }
         Ok((link.confirms.clone(), tags, link.connection.clone()))
-    }
-
-    /// Puts `parts`, which the consumer of `queue` could never process for `reason`, on the dead-letter queue as
-    /// separate messages, each with the `x-death` record the broker gives a message it dead-letters itself, and
-    /// waits for the broker's confirms.
-    async fn publish_dead_letters(&self, queue: &str, parts: &[&Delivery]) -> Result<()> {
-        let mut guard = self.link.lock().await;
-        let published = async {
-            if guard.as_ref().is_none_or(|link| !link.channel.is_open() || !link.connection.is_open()) {
-                *guard = Some(self.open_link().await?);
-            }
-            let link = guard.as_mut().expect("link was just opened");
-            let mut tags = Vec::with_capacity(parts.len());
-            for part in parts {
-                let mut death = FieldTable::new();
-                death.insert("queue".try_into().expect("short name"), queue.into());
-                death.insert("reason".try_into().expect("short name"), "rejected".into());
-                death.insert("count".try_into().expect("short name"), FieldValue::l(1));
-                let mut headers = FieldTable::new();
-                let deaths = vec![FieldValue::F(death)].try_into().map_err(|e| anyhow!("x-death header: {e:?}"))?;
-                headers.insert("x-death".try_into().expect("short name"), FieldValue::A(deaths));
-                if let Some(traceparent) = &part.traceparent {
-                    headers.insert(TRACEPARENT.try_into().expect("short name"), traceparent.as_str().into());
-                }
-                let mut properties = BasicProperties::default();
-                properties.with_persistence(true).with_content_type("application/json").with_headers(headers);
-                link.next_tag += 1;
-                link.confirms.state.lock().expect("confirm state poisoned").pending.insert(link.next_tag);
-                tags.push(link.next_tag);
-                link.channel
-                    .basic_publish(properties, part.body.clone(), BasicPublishArguments::new("", DEAD_LETTERS))
-                    .await
-                    .context("publishing a dead letter")?;
-            }
-            anyhow::Ok((link.confirms.clone(), tags, link.connection.clone()))
-        }
-        .await;
-        let (confirms, tags, connection) = match published {
-            Ok(published) => published,
-            Err(e) => {
-                *guard = None;
-                return Err(e);
-            }
-        };
-        drop(guard);
-        confirms.wait(&tags, &connection).await
     }
 
     async fn open_link(&self) -> Result<PublishLink> {
