@@ -192,8 +192,5 @@ pub async fn settle(
     )
     .load::<super::orders::PendingRow>(conn)
     .await?;
-    settled
-        .into_iter()
-        .map(|row| row.saga_id.parse().map_err(|e| StoreError::Corrupt(format!("saga ID {}: {e}", row.saga_id))))
-        .collect()
+    settled.into_iter().map(|row| super::orders::parse_saga_id(&row.saga_id)).collect()
 }

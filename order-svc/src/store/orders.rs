@@ -30,6 +30,22 @@ struct OrderRow {
     total: i64,
 }
 
+impl OrderRow {
+    /// The locked order this row is, with the saga of its checkout in flight.
+    fn locked(self, pending_checkout: Option<SagaId>) -> Result<LockedOrder, StoreError> {
+        Ok(LockedOrder {
+            user_id: self.user_id,
+            total: stored_amount(self.total, "an order total")?,
+            status: OrderStatus { paid: self.paid, pending_checkout },
+        })
+    }
+}
+
+/// A saga ID stored as text, read back.
+pub(crate) fn parse_saga_id(text: &str) -> Result<SagaId, StoreError> {
+    text.parse().map_err(|e| StoreError::Corrupt(format!("saga ID {text}: {e}")))
+}
+
 /// A saga ID read back as text.
 #[derive(QueryableByName)]
 pub(crate) struct PendingRow {
@@ -226,14 +242,8 @@ pub(crate) async fn lock(conn: &mut AsyncPgConnection, order_id: &str) -> Result
             .get_result(conn)
             .await
             .optional()?;
-    let pending_checkout = pending
-        .map(|p| p.saga_id.parse::<SagaId>().map_err(|e| StoreError::Corrupt(format!("saga ID {}: {e}", p.saga_id))))
-        .transpose()?;
-    Ok(LockedOrder {
-        user_id: row.user_id,
-        total: stored_amount(row.total, "an order total")?,
-        status: OrderStatus { paid: row.paid, pending_checkout },
-    })
+    let pending_checkout = pending.map(|p| parse_saga_id(&p.saga_id)).transpose()?;
+    row.locked(pending_checkout)
 }
 
 /// Locks the rows of every order in `order_ids` that exists, in ID order, and reads each with its checkout in
@@ -246,12 +256,8 @@ pub(crate) async fn lock_many(
     struct LockedRow {
         #[diesel(sql_type = Text)]
         id: String,
-        #[diesel(sql_type = Text)]
-        user_id: String,
-        #[diesel(sql_type = Bool)]
-        paid: bool,
-        #[diesel(sql_type = BigInt)]
-        total: i64,
+        #[diesel(embed)]
+        order: OrderRow,
     }
     #[derive(QueryableByName)]
     struct PendingOfOrder {
@@ -278,18 +284,12 @@ pub(crate) async fn lock_many(
     .await?;
     let mut in_flight = HashMap::with_capacity(pending.len());
     for row in pending {
-        let saga_id =
-            row.saga_id.parse::<SagaId>().map_err(|e| StoreError::Corrupt(format!("saga ID {}: {e}", row.saga_id)))?;
-        in_flight.insert(row.order_id, saga_id);
+        in_flight.insert(row.order_id, parse_saga_id(&row.saga_id)?);
     }
     rows.into_iter()
         .map(|row| {
-            let locked = LockedOrder {
-                user_id: row.user_id,
-                total: stored_amount(row.total, "an order total")?,
-                status: OrderStatus { paid: row.paid, pending_checkout: in_flight.get(&row.id).copied() },
-            };
-            Ok((row.id, locked))
+            let pending_checkout = in_flight.get(&row.id).copied();
+            Ok((row.id, row.order.locked(pending_checkout)?))
         })
         .collect()
 }
