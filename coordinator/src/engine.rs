@@ -82,13 +82,17 @@ impl Effects {
             .insert(saga.id, SagaUpdate { id: saga.id, state: saga.state.clone(), retries: saga.retries, retry_in_ms });
     }
 
-    /// Writes the new states, the history and the outbox rows; returns the queued messages, for
-    /// [`platform::outbox::Relay::send`] once the transaction has committed.
-    pub async fn persist(self, conn: &mut AsyncPgConnection) -> QueryResult<Queued> {
+    /// Writes the new states, the history and the outbox rows, the three statements pipelined (they touch
+    /// different tables); returns the queued messages, for [`platform::outbox::Relay::send`] once the
+    /// transaction has committed.
+    pub async fn persist(self, conn: &AsyncPgConnection) -> QueryResult<Queued> {
         let updates: Vec<SagaUpdate> = self.updates.into_values().collect();
-        store::update(conn, &updates).await?;
-        store::record_transitions(conn, &self.history).await?;
-        platform::outbox::enqueue(conn, self.outgoing).await
+        let (_, _, queued) = futures::try_join!(
+            store::update(conn, &updates),
+            store::record_transitions(conn, &self.history),
+            platform::outbox::enqueue(conn, self.outgoing),
+        )?;
+        Ok(queued)
     }
 }
 

@@ -122,8 +122,14 @@ impl BatchHandler for CoordinatorHandler {
             .transaction::<Queued, anyhow::Error, _>(async |conn| {
                 let mut effects = Effects::default();
                 let start = domain::start();
-                let inserted =
-                    store::insert_new(conn, &starts, &start_traces, &start.state, policy.delay_ms(0)).await?;
+                let mut ids: Vec<SagaId> = events.iter().map(|(id, _, _)| *id).collect();
+                ids.sort();
+                ids.dedup();
+                // Pipelined: PostgreSQL still runs them in the order sent, only the wait between them goes.
+                let (inserted, locked) = futures::try_join!(
+                    store::insert_new(conn, &starts, &start_traces, &start.state, policy.delay_ms(0)),
+                    store::lock(conn, &ids),
+                )?;
                 let inserted: HashSet<SagaId> = inserted.into_iter().collect();
                 for ((id, request), traceparent) in starts.iter().zip(&start_traces) {
                     if inserted.contains(id) {
@@ -131,11 +137,8 @@ impl BatchHandler for CoordinatorHandler {
                     }
                 }
 
-                let mut ids: Vec<SagaId> = events.iter().map(|(id, _, _)| *id).collect();
-                ids.sort();
-                ids.dedup();
                 let mut sagas: std::collections::HashMap<SagaId, store::SagaRecord> =
-                    store::lock(conn, &ids).await?.into_iter().map(|s| (s.id, s)).collect();
+                    locked.into_iter().map(|s| (s.id, s)).collect();
                 for (id, event, traceparent) in &events {
                     match sagas.get_mut(id) {
                         Some(saga) => effects.apply(saga, event, policy, traceparent.clone()),

@@ -1,7 +1,8 @@
 //! The coordinator's tables: `sagas` (one row per checkout: its request, state and retry schedule),
 //! `saga_transitions` (the history operators read) and `outbox`. Everything here runs on a connection the caller
 //! holds inside a transaction; several rows are written per statement so that a batch of messages costs a
-//! handful of round trips.
+//! handful of round trips. The statements of one batch take a shared reference to the connection, so that the
+//! caller can pipeline the ones that do not depend on each other.
 
 use diesel::{
     sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz},
@@ -86,7 +87,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 /// Inserts the sagas that do not exist yet, all in `state`, each with its trace context from `traceparents`
 /// (same order), and returns the IDs it inserted (a redelivered `StartCheckout` inserts nothing).
 pub async fn insert_new(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     sagas: &[(SagaId, CheckoutRequest)],
     traceparents: &[Option<String>],
     state: &SagaState,
@@ -121,7 +122,7 @@ pub async fn insert_new(
         .bind::<BigInt, _>(retry_in_ms)
         .bind::<Array<Nullable<Text>>, _>(traceparents),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     inserted.into_iter().map(|row| row.id.parse().map_err(|e| corrupt("saga id", e))).collect()
 }
@@ -130,7 +131,7 @@ const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries, cr
 
 /// Loads and row-locks the sagas with these IDs (missing ones are left out), in ID order so that two
 /// transactions locking overlapping sets cannot deadlock.
-pub async fn lock(conn: &mut AsyncPgConnection, ids: &[SagaId]) -> QueryResult<Vec<SagaRecord>> {
+pub async fn lock(mut conn: &AsyncPgConnection, ids: &[SagaId]) -> QueryResult<Vec<SagaRecord>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -141,7 +142,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, ids: &[SagaId]) -> QueryResult<V
         ))
         .bind::<Array<Text>, _>(&ids),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     rows.into_iter().map(SagaRecord::try_from).collect()
 }
@@ -174,7 +175,7 @@ pub struct SagaUpdate {
 
 /// Writes the new states (and bumps versions) in one statement. `updated_at` moves only when the state
 /// changes, so a saga that is merely retried still shows as stuck.
-pub async fn update(conn: &mut AsyncPgConnection, updates: &[SagaUpdate]) -> QueryResult<()> {
+pub async fn update(mut conn: &AsyncPgConnection, updates: &[SagaUpdate]) -> QueryResult<()> {
     if updates.is_empty() {
         return Ok(());
     }
@@ -197,7 +198,7 @@ pub async fn update(conn: &mut AsyncPgConnection, updates: &[SagaUpdate]) -> Que
         .bind::<Array<Integer>, _>(&retries)
         .bind::<Array<Nullable<BigInt>>, _>(&delays),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }
@@ -231,7 +232,7 @@ impl TransitionRecord {
 }
 
 /// Appends history lines in one statement.
-pub async fn record_transitions(conn: &mut AsyncPgConnection, records: &[TransitionRecord]) -> QueryResult<()> {
+pub async fn record_transitions(mut conn: &AsyncPgConnection, records: &[TransitionRecord]) -> QueryResult<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -252,7 +253,7 @@ pub async fn record_transitions(conn: &mut AsyncPgConnection, records: &[Transit
     .bind::<Array<Text>, _>(&to)
     .bind::<Array<Jsonb>, _>(&states)
     .bind::<Array<Jsonb>, _>(&commands))
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }

@@ -73,8 +73,9 @@ impl Queued {
 }
 
 /// Writes `messages` into the outbox on `conn`, which should be inside the transaction that makes the change
-/// they announce, and returns them with their row IDs for [`Relay::send`].
-pub async fn enqueue(conn: &mut AsyncPgConnection, messages: Vec<Outgoing>) -> diesel::QueryResult<Queued> {
+/// they announce, and returns them with their row IDs for [`Relay::send`]. Takes a shared reference, so that it
+/// can be pipelined with the transaction's other writes.
+pub async fn enqueue(mut conn: &AsyncPgConnection, messages: Vec<Outgoing>) -> diesel::QueryResult<Queued> {
     if messages.is_empty() {
         return Ok(Queued::default());
     }
@@ -98,7 +99,7 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, messages: Vec<Outgoing>) -> d
         .bind::<Array<Bytea>, _>(bodies)
         .bind::<Array<Nullable<Text>>, _>(traces),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     Ok(Queued { ids: inserted.into_iter().map(|row| row.id).collect(), messages })
 }

@@ -1,12 +1,12 @@
 //! The saga worker: stock-svc's part in the checkout saga. It consumes [`StockCommand`]s from
 //! [`queues::STOCK_COMMANDS`] and answers each with a [`StockReply`] on [`queues::COORDINATOR`].
 //!
-//! A batch of commands is handled in one database transaction of five statements (see [`apply_batch`]): the rows it
-//! needs are locked and read, the commands are applied to them in memory one after the other, and what changed is
-//! written back. The replies are published after the commit and the batch is acked after the broker confirmed
-//! them. A crash or failure anywhere before the ack
-//! redelivers the batch; the record in `saga_steps` then answers every command as before without changing stock
-//! again, so the coordinator receives the replies it missed.
+//! A batch of commands is handled in one database transaction of five statements in three round trips (see
+//! [`apply_batch`]): the rows it needs are locked and read, the commands are applied to them in memory one after
+//! the other, and what changed is written back. The replies are published after the commit and the batch is acked
+//! after the broker confirmed them. A crash or failure anywhere before the ack redelivers the batch; the record in
+//! `saga_steps` then answers every command as before without changing stock again, so the coordinator receives the
+//! replies it missed.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -80,8 +80,9 @@ impl BatchHandler for StockWorker {
 }
 
 /// Applies `commands`, in order, inside the caller's transaction and returns one reply per command. Whatever the
-/// batch's size this takes five statements: lock the sagas' records, lock the items, then write the new stock, the
-/// new records and the changed records, all worked out in memory by [`domain::plan_batch`] in between.
+/// batch's size this takes five statements in three round trips: lock the sagas' records, lock the items, then
+/// write the new stock, the new records and the changed records together, all worked out in memory by
+/// [`domain::plan_batch`] in between.
 pub async fn apply_batch(
     conn: &mut AsyncPgConnection,
     commands: &[(SagaId, &StockCommand)],
@@ -92,9 +93,12 @@ pub async fn apply_batch(
     let recorded = saga_steps::lock_all(conn, &saga_ids).await?;
     let stock = items::lock_stock(conn, &domain::items_to_lock(&recorded, commands)).await?;
     let plan = domain::plan_batch(&recorded, &stock, commands)?;
-    items::set_stock(conn, &plan.stock).await?;
-    saga_steps::insert_all(conn, &plan.inserted).await?;
-    saga_steps::update_all(conn, &plan.updated).await?;
+    // The three writes are pipelined: one round trip.
+    futures::try_join!(
+        items::set_stock(conn, &plan.stock),
+        saga_steps::insert_all(conn, &plan.inserted),
+        saga_steps::update_all(conn, &plan.updated),
+    )?;
     Ok(plan.replies)
 }
 

@@ -69,8 +69,9 @@ pub async fn begin_many(
     traceparents: &[Option<String>],
 ) -> Result<(Vec<Result<Begun, StoreError>>, Queued), StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
-        let orders = orders::lock_many(conn, order_ids).await?;
-        let mut lines = orders::lines_of_many(conn, order_ids).await?;
+        // Pipelined: one round trip for the three reads, which PostgreSQL still runs in the order sent.
+        let (orders, mut lines) =
+            futures::try_join!(orders::lock_many(conn, order_ids), orders::lines_of_many(conn, order_ids))?;
         let mut started: HashMap<&str, SagaId> = HashMap::new();
         let mut new_checkouts: Vec<(SagaId, &str)> = Vec::new();
         let mut messages = Vec::new();
@@ -109,7 +110,9 @@ pub async fn begin_many(
         if !new_checkouts.is_empty() {
             let saga_ids: Vec<String> = new_checkouts.iter().map(|(saga_id, _)| saga_id.to_string()).collect();
             let checkout_orders: Vec<&str> = new_checkouts.iter().map(|(_, order_id)| *order_id).collect();
-            prepared(
+            // Pipelined: the two inserts share one round trip.
+            let mut shared: &AsyncPgConnection = conn;
+            let insert = prepared(
                 diesel::sql_query(
                     "INSERT INTO checkouts (saga_id, order_id, state)
                  SELECT s::uuid, o, 'pending' FROM unnest($1::text[], $2::text[]) AS t(s, o)",
@@ -117,9 +120,8 @@ pub async fn begin_many(
                 .bind::<Array<Text>, _>(saga_ids)
                 .bind::<Array<Text>, _>(checkout_orders),
             )
-            .execute(conn)
-            .await?;
-            queued = outbox::enqueue(conn, messages).await?;
+            .execute(&mut shared);
+            (_, queued) = futures::try_join!(insert, outbox::enqueue(shared, messages))?;
         }
         Ok((results, queued))
     })

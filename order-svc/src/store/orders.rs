@@ -247,9 +247,10 @@ pub(crate) async fn lock(conn: &mut AsyncPgConnection, order_id: &str) -> Result
 }
 
 /// Locks the rows of every order in `order_ids` that exists, in ID order, and reads each with its checkout in
-/// flight (see [`lock`] for why that is a second statement). Missing orders are simply absent from the map.
+/// flight (see [`lock`] for why that is a second statement; the two are pipelined, which keeps that order on the
+/// server). Missing orders are simply absent from the map.
 pub(crate) async fn lock_many(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     order_ids: &[String],
 ) -> Result<HashMap<String, LockedOrder>, StoreError> {
     #[derive(QueryableByName)]
@@ -266,22 +267,21 @@ pub(crate) async fn lock_many(
         #[diesel(sql_type = Text)]
         saga_id: String,
     }
-    let rows: Vec<LockedRow> = prepared(
+    let locking = prepared(
         diesel::sql_query(
             r#"SELECT id, user_id, paid, total FROM orders WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#,
         )
         .bind::<Array<Text>, _>(order_ids),
     )
-    .load(conn)
-    .await?;
-    let pending: Vec<PendingOfOrder> = prepared(
+    .load::<LockedRow>(&mut conn);
+    let pending = prepared(
         diesel::sql_query(
             "SELECT order_id, saga_id::text AS saga_id FROM checkouts WHERE order_id = ANY($1) AND state = 'pending'",
         )
         .bind::<Array<Text>, _>(order_ids),
     )
-    .load(conn)
-    .await?;
+    .load::<PendingOfOrder>(&mut conn);
+    let (rows, pending) = futures::try_join!(locking, pending)?;
     let mut in_flight = HashMap::with_capacity(pending.len());
     for row in pending {
         in_flight.insert(row.order_id, parse_saga_id(&row.saga_id)?);
@@ -296,7 +296,7 @@ pub(crate) async fn lock_many(
 
 /// Every line of each order in `order_ids`, per order, sorted by item ID.
 pub(crate) async fn lines_of_many(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     order_ids: &[String],
 ) -> Result<HashMap<String, Vec<LineItem>>, StoreError> {
     #[derive(QueryableByName)]
@@ -315,7 +315,7 @@ pub(crate) async fn lines_of_many(
         )
         .bind::<Array<Text>, _>(order_ids),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     let mut lines: HashMap<String, Vec<LineItem>> = HashMap::new();
     for row in rows {

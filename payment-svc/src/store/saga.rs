@@ -83,9 +83,12 @@ pub async fn apply_batch(
             commands.iter().filter(|(saga_id, _)| !unreadable.contains_key(saga_id)).copied().collect();
         let credits = users::lock_credits(conn, &domain::users_of_batch(&recorded, &decidable)).await?;
         let plan = domain::plan_batch(&recorded, &credits, &decidable);
-        users::set_credits(conn, &plan.credits).await?;
-        insert(conn, &plan.inserts).await?;
-        update(conn, &plan.updates).await?;
+        // The three writes are pipelined: one round trip.
+        futures::try_join!(
+            users::set_credits(conn, &plan.credits),
+            insert(conn, &plan.inserts),
+            update(conn, &plan.updates),
+        )?;
         let mut decided = plan.outcomes.into_iter();
         Ok(commands
             .iter()
@@ -133,7 +136,7 @@ async fn lock(
 
 /// Inserts the rows of sagas the batch recorded first, in key order. No `ON CONFLICT`: a row another transaction
 /// inserted since [`lock`] read none must fail the batch, which is then redelivered and finds it.
-async fn insert(conn: &mut AsyncPgConnection, rows: &[NewPayment]) -> QueryResult<()> {
+async fn insert(mut conn: &AsyncPgConnection, rows: &[NewPayment]) -> QueryResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -162,13 +165,13 @@ async fn insert(conn: &mut AsyncPgConnection, rows: &[NewPayment]) -> QueryResul
         .bind::<Array<Text>, _>(states)
         .bind::<Array<Nullable<Text>>, _>(reasons),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }
 
 /// Writes the new payment of sagas whose row [`lock`] holds; the rows keep their payer, order and amount.
-async fn update(conn: &mut AsyncPgConnection, changes: &[(SagaId, SagaPayment)]) -> QueryResult<()> {
+async fn update(mut conn: &AsyncPgConnection, changes: &[(SagaId, SagaPayment)]) -> QueryResult<()> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -191,7 +194,7 @@ async fn update(conn: &mut AsyncPgConnection, changes: &[(SagaId, SagaPayment)])
         .bind::<Array<Text>, _>(states)
         .bind::<Array<Nullable<Text>>, _>(reasons),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }

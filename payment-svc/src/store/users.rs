@@ -145,7 +145,7 @@ pub async fn lock_credits(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> Qu
 
 /// Sets the credit of every user in `credits`, whose rows the caller has locked and whose new credit the domain
 /// decided, in one statement.
-pub async fn set_credits(conn: &mut AsyncPgConnection, credits: &BTreeMap<String, u64>) -> QueryResult<()> {
+pub async fn set_credits(mut conn: &AsyncPgConnection, credits: &BTreeMap<String, u64>) -> QueryResult<()> {
     if credits.is_empty() {
         return Ok(());
     }
@@ -159,7 +159,7 @@ pub async fn set_credits(conn: &mut AsyncPgConnection, credits: &BTreeMap<String
         .bind::<Array<Text>, _>(user_ids)
         .bind::<Array<BigInt>, _>(amounts),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }

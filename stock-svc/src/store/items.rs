@@ -122,7 +122,7 @@ pub async fn lock_stock(conn: &mut AsyncPgConnection, item_ids: &[&str]) -> Quer
 
 /// Sets the stock of each item in `stock`, in one statement. The caller holds the rows' locks and worked the
 /// levels out from what it read under them.
-pub async fn set_stock(conn: &mut AsyncPgConnection, stock: &BTreeMap<String, i64>) -> QueryResult<()> {
+pub async fn set_stock(mut conn: &AsyncPgConnection, stock: &BTreeMap<String, i64>) -> QueryResult<()> {
     if stock.is_empty() {
         return Ok(());
     }
@@ -135,7 +135,7 @@ pub async fn set_stock(conn: &mut AsyncPgConnection, stock: &BTreeMap<String, i6
         .bind::<Array<Text>, _>(ids)
         .bind::<Array<BigInt>, _>(levels),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
 }

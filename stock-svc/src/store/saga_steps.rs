@@ -53,7 +53,7 @@ pub async fn lock_all(conn: &mut AsyncPgConnection, saga_ids: &[SagaId]) -> Quer
 
 /// Records the first decision of each saga in `steps`, in one statement. Fails if any of them has a record: a
 /// concurrent batch recorded it since this one looked, and this batch must be retried.
-pub async fn insert_all(conn: &mut AsyncPgConnection, steps: &BTreeMap<SagaId, RecordedStep>) -> QueryResult<()> {
+pub async fn insert_all(conn: &AsyncPgConnection, steps: &BTreeMap<SagaId, RecordedStep>) -> QueryResult<()> {
     write_all(
         conn,
         "INSERT INTO saga_steps (saga_id, state, items, reason) \
@@ -64,7 +64,7 @@ pub async fn insert_all(conn: &mut AsyncPgConnection, steps: &BTreeMap<SagaId, R
 }
 
 /// Overwrites the records of the sagas in `steps`, which exist and are locked by this transaction.
-pub async fn update_all(conn: &mut AsyncPgConnection, steps: &BTreeMap<SagaId, RecordedStep>) -> QueryResult<()> {
+pub async fn update_all(conn: &AsyncPgConnection, steps: &BTreeMap<SagaId, RecordedStep>) -> QueryResult<()> {
     write_all(
         conn,
         "UPDATE saga_steps SET state = t.st, items = t.i::jsonb, reason = t.r::jsonb, updated_at = now() \
@@ -76,7 +76,7 @@ pub async fn update_all(conn: &mut AsyncPgConnection, steps: &BTreeMap<SagaId, R
 }
 
 /// Runs `sql` with the columns of `steps` bound as four arrays: saga IDs, states, items and reasons.
-async fn write_all(conn: &mut AsyncPgConnection, sql: &str, steps: &BTreeMap<SagaId, RecordedStep>) -> QueryResult<()> {
+async fn write_all(mut conn: &AsyncPgConnection, sql: &str, steps: &BTreeMap<SagaId, RecordedStep>) -> QueryResult<()> {
     if steps.is_empty() {
         return Ok(());
     }
@@ -93,7 +93,7 @@ async fn write_all(conn: &mut AsyncPgConnection, sql: &str, steps: &BTreeMap<Sag
         .bind::<Array<Text>, _>(columns.1)
         .bind::<Array<Text>, _>(columns.2)
         .bind::<Array<Nullable<Text>>, _>(columns.3);
-    prepared(query).execute(conn).await.map(drop)
+    prepared(query).execute(&mut conn).await.map(drop)
 }
 
 fn into_columns(step: &RecordedStep) -> QueryResult<(&'static str, Value, Option<Value>)> {
