@@ -5,6 +5,10 @@
 //! failed publish left behind. Receivers are idempotent, so a message published twice (crash between confirm and
 //! delete, or a slow publish overtaken by a sweep) is harmless.
 //!
+//! Handed-over messages do not queue behind each other: several publishes wait for their confirms
+//! at once, and the deletes of confirmed rows run beside them, several publishes' rows per statement. So a message
+//! committed while an earlier one waits for its confirm goes out at once.
+//!
 //! Each service that uses the outbox creates the table in its own migrations with [`OUTBOX_TABLE_SQL`].
 //! Several replicas may relay at once: rows are claimed with `FOR UPDATE SKIP LOCKED`.
 
@@ -19,7 +23,7 @@ use diesel::{
     QueryableByName,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use tokio::sync::Notify;
+use tokio::{sync::Notify, task::JoinSet};
 
 use crate::{
     amqp::{Outgoing, Publisher},
@@ -44,6 +48,8 @@ const BATCH: i64 = 1000;
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// How old a row must be before a sweep takes it: younger ones are still on their way through [`Relay::send`].
 const SWEEP_AFTER_SECS: f64 = 2.0;
+/// Handed-over batches published at once, each waiting for its own confirms.
+const MAX_PUBLISHING: usize = 4;
 
 /// Messages that a transaction wrote into the outbox with [`enqueue`]. Once that transaction has committed, hand
 /// them to [`Relay::send`], which publishes them at once instead of waiting for a sweep to read them back.
@@ -126,6 +132,9 @@ pub struct Relay {
     publisher: Arc<Publisher>,
     sent: Arc<StdMutex<Queued>>,
     wake: Arc<Notify>,
+    /// Rows whose messages the broker confirmed, to delete.
+    published: Arc<StdMutex<Vec<i64>>>,
+    published_wake: Arc<Notify>,
     backlog_metric: &'static str,
 }
 
@@ -133,8 +142,15 @@ impl Relay {
     /// A relay for `service` publishing the outbox of `pool` through `publisher`.
     pub fn new(service: &'static str, pool: Pool, publisher: Arc<Publisher>) -> Self {
         let backlog_metric = Box::leak(format!("{service}_outbox_backlog_messages").into_boxed_str());
-        let sent = Arc::new(StdMutex::new(Queued::default()));
-        Self { pool, publisher, sent, wake: Arc::new(Notify::new()), backlog_metric }
+        Self {
+            pool,
+            publisher,
+            sent: Arc::default(),
+            wake: Arc::default(),
+            published: Arc::default(),
+            published_wake: Arc::default(),
+            backlog_metric,
+        }
     }
 
     /// Publishes `queued`, whose transaction has committed, as soon as possible. If that fails, the rows stay
@@ -147,18 +163,25 @@ impl Relay {
         self.wake.notify_one();
     }
 
-    /// Runs for ever: publishes what [`Relay::send`] hands it as it comes, and sweeps the table every
-    /// [`SWEEP_INTERVAL`] (back to back while there is a backlog), pausing after an error (database or broker
-    /// down).
+    /// Runs for ever: publishes what [`Relay::send`] hands it as it comes, deletes what was confirmed, and sweeps
+    /// the table every [`SWEEP_INTERVAL`] (back to back while there is a backlog), pausing after an error
+    /// (database or broker down).
     pub async fn run(self) {
+        tokio::join!(self.publish_handed_over(), self.delete_published());
+    }
+
+    async fn publish_handed_over(&self) {
+        let mut publishing = JoinSet::new();
         let mut next_sweep = tokio::time::Instant::now();
         loop {
-            let sent = std::mem::take(&mut *self.sent.lock().expect("relay queue poisoned"));
-            if !sent.is_empty() {
-                if let Err(e) = self.forward(sent).await {
-                    tracing::warn!(error = %format!("{e:#}"), "publishing committed outbox messages failed; a sweep will retry");
+            while publishing.try_join_next().is_some() {}
+            if publishing.len() < MAX_PUBLISHING {
+                let sent = std::mem::take(&mut *self.sent.lock().expect("relay queue poisoned"));
+                if !sent.is_empty() {
+                    let relay = self.clone();
+                    publishing.spawn(async move { relay.forward(sent).await });
+                    continue;
                 }
-                continue;
             }
             if tokio::time::Instant::now() >= next_sweep {
                 match self.pass().await {
@@ -170,15 +193,43 @@ impl Relay {
                     }
                 }
             }
-            let _ = tokio::time::timeout_at(next_sweep, self.wake.notified()).await;
+            // Woken by a hand-over, a publish that finished (freeing a place), or the next sweep.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                Some(_) = publishing.join_next(), if publishing.len() >= MAX_PUBLISHING => {}
+                _ = tokio::time::sleep_until(next_sweep) => {}
+            }
         }
     }
 
-    /// Publishes rows handed over by [`Relay::send`], then deletes them. The delete does not wait for its commit
-    /// to reach the disk: if a crash loses it, the rows are published once more, which receivers shrug off.
-    async fn forward(&self, sent: Queued) -> Result<()> {
-        self.publisher.publish(&sent.messages).await?;
-        let ids: Vec<String> = sent.ids.iter().map(i64::to_string).collect();
+    /// Publishes rows handed over by [`Relay::send`] and passes them on to be deleted.
+    async fn forward(&self, sent: Queued) {
+        if let Err(e) = self.publisher.publish(&sent.messages).await {
+            tracing::warn!(error = %format!("{e:#}"), "publishing committed outbox messages failed; a sweep will retry");
+            return;
+        }
+        self.published.lock().expect("relay queue poisoned").extend(sent.ids);
+        self.published_wake.notify_one();
+    }
+
+    /// Deletes the rows of confirmed messages as they come, all that are waiting in one statement. The delete does
+    /// not wait for its commit to reach the disk: if a crash or an error loses it, a sweep publishes the rows once
+    /// more, which receivers shrug off.
+    async fn delete_published(&self) {
+        loop {
+            self.published_wake.notified().await;
+            let ids = std::mem::take(&mut *self.published.lock().expect("relay queue poisoned"));
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.delete(&ids).await {
+                tracing::warn!(error = %format!("{e:#}"), "deleting published outbox rows failed; a sweep re-sends them");
+            }
+        }
+    }
+
+    async fn delete(&self, ids: &[i64]) -> Result<()> {
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
         let mut conn = self.pool.get().await?;
         conn.batch_execute(&format!(
             "SET LOCAL synchronous_commit = off; DELETE FROM outbox WHERE id = ANY('{{{}}}'::bigint[])",
