@@ -5,9 +5,9 @@
 //! failed publish left behind. Receivers are idempotent, so a message published twice (crash between confirm and
 //! delete, or a slow publish overtaken by a sweep) is harmless.
 //!
-//! Handed-over messages do not queue behind each other: several publishes wait for their confirms
-//! at once, and the deletes of confirmed rows run beside them, several publishes' rows per statement. So a message
-//! committed while an earlier one waits for its confirm goes out at once.
+//! Handed-over messages do not queue behind each other: several publishes wait for their confirms at once, and the
+//! deletes of confirmed rows run beside them, several publishes' rows per statement. So a message committed while
+//! an earlier one waits for its confirm goes out at once.
 //!
 //! Each service that uses the outbox creates the table in its own migrations with [`OUTBOX_TABLE_SQL`].
 //! Several replicas may relay at once: rows are claimed with `FOR UPDATE SKIP LOCKED`.
