@@ -4,7 +4,7 @@
 //! is refused the saga compensates every step that was not itself refused (a step still pending may have run or
 //! may run later, so it is compensated too: participants treat a compensation that arrives first as a tombstone
 //! that blocks the action for good) and fails once every compensation is confirmed. Late or duplicated replies
-//! change nothing. Terminal states ignore everything.
+//! change nothing. Terminal states ignore everything but a repeated start, which they answer with their outcome.
 //!
 //! ```text
 //!             Reserved + Charged
@@ -136,6 +136,9 @@ pub enum Event {
     RetryDue,
     /// An operator asked to give up: compensate and fail.
     Abort,
+    /// order-svc sent the saga's `StartCheckout` again: it has not heard the outcome. A finished saga reports it
+    /// once more; a running one will report it when it ends.
+    StartRepeated,
 }
 
 /// What the saga asks the outside world to do. The I/O layer turns these into messages.
@@ -222,6 +225,13 @@ pub fn start() -> Transition {
 pub fn transition(state: &SagaState, event: &Event) -> Transition {
     match (state, event) {
         (_, Event::RetryDue) => Transition { state: state.clone(), commands: state.pending_commands() },
+        (SagaState::Completed, Event::StartRepeated) => {
+            Transition { state: state.clone(), commands: vec![Command::ReportPaid] }
+        }
+        (SagaState::Failed { reason }, Event::StartRepeated) => {
+            Transition { state: state.clone(), commands: vec![Command::ReportFailed { reason: reason.clone() }] }
+        }
+        (_, Event::StartRepeated) => unchanged(state),
         (SagaState::Executing { stock, payment }, Event::Abort) => compensate(stock, payment, FailureReason::Aborted),
         (SagaState::Executing { stock, payment }, Event::Stock { reply }) => {
             let stock = match (stock, reply) {

@@ -1,12 +1,13 @@
 //! The small loop around the pure state machine: apply events to locked sagas in memory, then persist every new
-//! state, its history and the commands it emits (into the outbox) in the caller's transaction. Both the message
-//! consumer and the retry timer go through here, so a transition is recorded the same way whatever caused it.
+//! state and its history in the caller's transaction, and return the messages its commands become, for the caller
+//! to hand to a [`platform::dispatch::Dispatcher`] once it has committed. The message consumer, the retry timer and
+//! operator actions all go through here, so a transition is recorded the same way whatever caused it.
 
 use std::{collections::HashMap, time::Duration};
 
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
-use platform::{amqp::Outgoing, outbox::Queued};
+use platform::amqp::Outgoing;
 use shared_contracts::{CheckoutRequest, SagaId};
 
 use crate::{
@@ -82,17 +83,14 @@ impl Effects {
             .insert(saga.id, SagaUpdate { id: saga.id, state: saga.state.clone(), retries: saga.retries, retry_in_ms });
     }
 
-    /// Writes the new states, the history and the outbox rows, the three statements pipelined (they touch
-    /// different tables); returns the queued messages, for [`platform::outbox::Relay::send`] once the
-    /// transaction has committed.
-    pub async fn persist(self, conn: &AsyncPgConnection) -> QueryResult<Queued> {
+    /// Writes the new states and the history, the two statements pipelined (they touch different tables), and
+    /// returns the messages to send once the transaction has committed. Nothing records the messages themselves:
+    /// if they are lost, the saga's retry time (for commands) or order-svc asking again (for outcomes) brings
+    /// them back from the state written here.
+    pub async fn persist(self, conn: &AsyncPgConnection) -> QueryResult<Vec<Outgoing>> {
         let updates: Vec<SagaUpdate> = self.updates.into_values().collect();
-        let (_, _, queued) = futures::try_join!(
-            store::update(conn, &updates),
-            store::record_transitions(conn, &self.history),
-            platform::outbox::enqueue(conn, self.outgoing),
-        )?;
-        Ok(queued)
+        futures::try_join!(store::update(conn, &updates), store::record_transitions(conn, &self.history))?;
+        Ok(self.outgoing)
     }
 }
 

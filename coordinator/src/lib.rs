@@ -2,14 +2,14 @@
 //!
 //! order-svc records a checkout intent and sends `StartCheckout`; the coordinator creates the saga, and from then
 //! on every message it consumes (participant replies) and every retry timer that fires is an event applied by the
-//! pure [`domain::transition`]. Each transition is committed, with its history row and the commands it emits
-//! written to the outbox, in one transaction; the outbox relay publishes afterwards. On restart nothing needs
-//! replaying: unacked messages are redelivered, the outbox is re-read, and [`recovery`] re-sends commands that
-//! went unanswered.
+//! pure [`domain::transition`]. Each transition is committed with its history row in one transaction, and the
+//! commands it emits are published after the commit (see [`platform::dispatch`]). On restart nothing needs
+//! replaying: unacked messages are redelivered, [`recovery`] re-sends the commands a saga still waits on, and
+//! order-svc asks again for an outcome it has not heard, which a finished saga then reports once more.
 //!
 //! - [`config`]: settings from the environment.
 //! - [`domain`]: the state machine.
-//! - [`store`]: sagas, their history and the outbox in PostgreSQL.
+//! - [`store`]: sagas and their history in PostgreSQL.
 //! - [`messaging`]: the consumer of the coordinator queue and the encoding of commands.
 //! - [`recovery`]: the retry timer.
 //! - [`dead_letters`]: the dead-letter queue for operators: look, and replay.

@@ -1,12 +1,12 @@
 //! The coordinator's side of the wire: the consumer of [`queues::COORDINATOR`] (checkout requests and participant
 //! replies) and the encoding of the saga's commands as messages.
 //!
-//! A batch of deliveries is handled in one transaction: new sagas are inserted (a redelivered request inserts
-//! nothing), the sagas that replies belong to are locked, every event is applied in delivery order, and the
-//! results are persisted with their outgoing commands in the outbox. Only after the commit are the deliveries
-//! acked and the relay woken.
+//! A batch of deliveries is handled in one transaction: new sagas are inserted, the sagas that replies belong to
+//! are locked, every event is applied in delivery order, and the new states are persisted. Only after the commit
+//! are the commands handed to the dispatcher and the deliveries acked. A start whose saga exists already is
+//! order-svc asking again for an outcome it has not heard: a finished saga reports it once more.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use diesel_async::AsyncConnection;
 use platform::{
     amqp::{BatchHandler, Delivery, Outgoing, Verdict},
     db::Pool,
-    outbox::{Queued, Relay},
+    dispatch::Dispatcher,
 };
 use shared_contracts::{
     queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, PaymentCommand, SagaId, StockCommand,
@@ -66,14 +66,14 @@ pub fn encode(saga_id: SagaId, request: &CheckoutRequest, command: &Command) -> 
 /// Handles the coordinator queue.
 pub struct CoordinatorHandler {
     pool: Pool,
-    relay: Relay,
+    dispatcher: Dispatcher,
     policy: RetryPolicy,
 }
 
 impl CoordinatorHandler {
-    /// A handler writing to `pool` and waking `relay` after each commit.
-    pub fn new(pool: Pool, relay: Relay, policy: RetryPolicy) -> Self {
-        Self { pool, relay, policy }
+    /// A handler writing to `pool` and sending what each commit calls for through `dispatcher`.
+    pub fn new(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) -> Self {
+        Self { pool, dispatcher, policy }
     }
 }
 
@@ -118,8 +118,8 @@ impl BatchHandler for CoordinatorHandler {
         }
         let policy = self.policy;
         let mut conn = self.pool.get().await?;
-        let queued = conn
-            .transaction::<Queued, anyhow::Error, _>(async |conn| {
+        let outgoing = conn
+            .transaction::<Vec<Outgoing>, anyhow::Error, _>(async |conn| {
                 let mut effects = Effects::default();
                 let start = domain::start();
                 let mut ids: Vec<SagaId> = events.iter().map(|(id, _, _)| *id).collect();
@@ -131,15 +131,25 @@ impl BatchHandler for CoordinatorHandler {
                     store::lock(conn, &ids),
                 )?;
                 let inserted: HashSet<SagaId> = inserted.into_iter().collect();
+                let mut repeated: Vec<(SagaId, Event, Option<String>)> = Vec::new();
                 for ((id, request), traceparent) in starts.iter().zip(&start_traces) {
                     if inserted.contains(id) {
                         effects.started(*id, request, traceparent.clone());
+                    } else {
+                        repeated.push((*id, Event::StartRepeated, traceparent.clone()));
                     }
                 }
 
-                let mut sagas: std::collections::HashMap<SagaId, store::SagaRecord> =
-                    locked.into_iter().map(|s| (s.id, s)).collect();
-                for (id, event, traceparent) in &events {
+                let mut sagas: HashMap<SagaId, store::SagaRecord> = locked.into_iter().map(|s| (s.id, s)).collect();
+                // order-svc repeats a start only when it has not heard the outcome for a while, so the sagas of
+                // repeated starts are locked in a statement of their own rather than on every batch's way.
+                let mut unlocked: Vec<SagaId> =
+                    repeated.iter().map(|(id, _, _)| *id).filter(|id| !sagas.contains_key(id)).collect();
+                unlocked.sort();
+                unlocked.dedup();
+                sagas.extend(store::lock(conn, &unlocked).await?.into_iter().map(|s| (s.id, s)));
+
+                for (id, event, traceparent) in events.iter().chain(&repeated) {
                     match sagas.get_mut(id) {
                         Some(saga) => effects.apply(saga, event, policy, traceparent.clone()),
                         None => tracing::warn!(saga_id = %id, ?event, "reply for an unknown saga, ignored"),
@@ -148,7 +158,7 @@ impl BatchHandler for CoordinatorHandler {
                 Ok(effects.persist(conn).await?)
             })
             .await?;
-        self.relay.send(queued);
+        self.dispatcher.send(outgoing).await;
         Ok(verdicts)
     }
 }

@@ -3,11 +3,7 @@
 //! row locked, so they are safe against a reply arriving at the same moment and safe to repeat.
 
 use diesel_async::AsyncConnection;
-use platform::{
-    db::Pool,
-    http::ApiError,
-    outbox::{Queued, Relay},
-};
+use platform::{amqp::Outgoing, db::Pool, dispatch::Dispatcher, http::ApiError};
 use shared_contracts::SagaId;
 
 use crate::{
@@ -39,14 +35,14 @@ impl Action {
 #[derive(Clone)]
 pub struct Operations {
     pool: Pool,
-    relay: Relay,
+    dispatcher: Dispatcher,
     policy: RetryPolicy,
 }
 
 impl Operations {
     /// Operations on the sagas in `pool`.
-    pub fn new(pool: Pool, relay: Relay, policy: RetryPolicy) -> Self {
-        Self { pool, relay, policy }
+    pub fn new(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) -> Self {
+        Self { pool, dispatcher, policy }
     }
 
     /// Applies `action` to saga `id` and returns its state afterwards. A terminal saga is a conflict: there is
@@ -58,8 +54,8 @@ impl Operations {
             Action::Abort => Event::Abort,
         };
         let mut conn = self.pool.get().await?;
-        let (state, queued) = conn
-            .transaction::<(SagaState, Queued), ApiError, _>(async |conn| {
+        let (state, outgoing) = conn
+            .transaction::<(SagaState, Vec<Outgoing>), ApiError, _>(async |conn| {
                 let mut saga = store::lock(conn, &[id])
                     .await?
                     .pop()
@@ -71,12 +67,12 @@ impl Operations {
                 let mut effects = Effects::default();
                 let traceparent = saga.traceparent.clone();
                 effects.apply(&mut saga, &event, policy, traceparent);
-                let queued = effects.persist(conn).await?;
-                Ok((saga.state, queued))
+                let outgoing = effects.persist(conn).await?;
+                Ok((saga.state, outgoing))
             })
             .await?;
         tracing::info!(saga_id = %id, ?action, ?state, "operator action");
-        self.relay.send(queued);
+        self.dispatcher.send(outgoing).await;
         Ok(state)
     }
 }

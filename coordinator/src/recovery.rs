@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use diesel_async::AsyncConnection;
-use platform::{
-    db::Pool,
-    outbox::{Queued, Relay},
-};
+use platform::{amqp::Outgoing, db::Pool, dispatch::Dispatcher};
 
 use crate::{
     domain::Event,
@@ -24,9 +21,9 @@ const TICK: Duration = Duration::from_millis(250);
 const BATCH: i64 = 500;
 
 /// Runs the retry timer for ever.
-pub async fn run(pool: Pool, relay: Relay, policy: RetryPolicy) {
+pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) {
     loop {
-        match retry_due(&pool, &relay, policy).await {
+        match retry_due(&pool, &dispatcher, policy).await {
             Ok(n) if n as i64 == BATCH => continue,
             Ok(_) => tokio::time::sleep(TICK).await,
             Err(e) => {
@@ -38,10 +35,10 @@ pub async fn run(pool: Pool, relay: Relay, policy: RetryPolicy) {
 }
 
 /// One pass: retries every due saga (up to [`BATCH`]) and returns how many.
-pub async fn retry_due(pool: &Pool, relay: &Relay, policy: RetryPolicy) -> Result<usize> {
+pub async fn retry_due(pool: &Pool, dispatcher: &Dispatcher, policy: RetryPolicy) -> Result<usize> {
     let mut conn = pool.get().await?;
-    let (retried, queued) = conn
-        .transaction::<(usize, Queued), anyhow::Error, _>(async |conn| {
+    let (retried, outgoing) = conn
+        .transaction::<(usize, Vec<Outgoing>), anyhow::Error, _>(async |conn| {
             let mut sagas = store::lock_retry_due(conn, BATCH).await?;
             let mut effects = Effects::default();
             for saga in &mut sagas {
@@ -52,6 +49,6 @@ pub async fn retry_due(pool: &Pool, relay: &Relay, policy: RetryPolicy) -> Resul
             Ok((sagas.len(), effects.persist(conn).await?))
         })
         .await?;
-    relay.send(queued);
+    dispatcher.send(outgoing).await;
     Ok(retried)
 }

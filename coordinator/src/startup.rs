@@ -1,4 +1,4 @@
-//! Wiring: database, broker, the consumer, the outbox relay, the retry timer and the admin HTTP server.
+//! Wiring: database, broker, the consumer, the dispatcher, the retry timer and the admin HTTP server.
 
 use std::{net::TcpListener, sync::Arc};
 
@@ -6,7 +6,7 @@ use actix_web::{dev::Server, web, App, HttpServer};
 use anyhow::{Context, Result};
 use platform::{
     amqp::{consume, Broker, ConsumerSettings, Publisher},
-    outbox::Relay,
+    dispatch::Dispatcher,
 };
 use shared_contracts::queues;
 use tokio::task::JoinHandle;
@@ -31,21 +31,20 @@ impl Application {
 
         let broker = Broker::new(&config.amqp_url, "coordinator", &queues::WORK_QUEUES)?;
         let publisher = Arc::new(Publisher::new(broker.clone()));
-        let relay = Relay::new("coordinator", pool.clone(), publisher.clone());
+        let dispatcher = Dispatcher::new(publisher.clone());
         let dead_letters = web::Data::new(DeadLetters::new(broker.clone(), publisher));
         let policy = RetryPolicy { first: config.retry_after, max: config.retry_max };
-        let handler = Arc::new(CoordinatorHandler::new(pool.clone(), relay.clone(), policy));
+        let handler = Arc::new(CoordinatorHandler::new(pool.clone(), dispatcher.clone(), policy));
         let settings = ConsumerSettings {
             prefetch: config.worker_prefetch,
             max_batch: config.worker_batch,
             parallel: config.worker_parallel,
         };
-        let operations = web::Data::new(Operations::new(pool.clone(), relay.clone(), policy));
+        let operations = web::Data::new(Operations::new(pool.clone(), dispatcher.clone(), policy));
         let access = web::Data::new(AdminAccess::new(config.admin_token.clone()));
         let background = vec![
-            tokio::spawn(relay.clone().run()),
             tokio::spawn(consume(broker, queues::COORDINATOR, settings, handler)),
-            tokio::spawn(recovery::run(pool.clone(), relay, policy)),
+            tokio::spawn(recovery::run(pool.clone(), dispatcher, policy)),
         ];
 
         let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;

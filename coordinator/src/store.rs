@@ -1,5 +1,5 @@
-//! The coordinator's tables: `sagas` (one row per checkout: its request, state and retry schedule),
-//! `saga_transitions` (the history operators read) and `outbox`. Everything here runs on a connection the caller
+//! The coordinator's tables: `sagas` (one row per checkout: its request, state and retry schedule) and
+//! `saga_transitions` (the history operators read). Everything here runs on a connection the caller
 //! holds inside a transaction; several rows are written per statement so that a batch of messages costs a
 //! handful of round trips. The statements of one batch take a shared reference to the connection, so that the
 //! caller can pipeline the ones that do not depend on each other.

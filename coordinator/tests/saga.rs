@@ -119,12 +119,53 @@ async fn a_checkout_reserves_and_charges_then_reports_paid_once() {
     assert_eq!(events, ["start", "stock", "payment"]);
     // A redelivered reply after the end changes nothing and sends nothing.
     h.send(saga, CoordinatorMessage::Payment(PaymentReply::Charged)).await;
-    h.send(saga, CoordinatorMessage::StartCheckout(request())).await;
     let marker = SagaId::new();
     h.send(marker, CoordinatorMessage::StartCheckout(request())).await;
-    assert_eq!(h.stock_command().await.saga_id, marker, "the restart of a finished saga sent a command");
+    assert_eq!(h.stock_command().await.saga_id, marker, "the late reply sent a command");
     assert!(h.broker.get(queues::ORDER_OUTCOMES).await.unwrap().is_none());
     assert_eq!(h.saga(saga).await["history"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_repeated_start_of_a_finished_saga_reports_its_outcome_again() {
+    let h = start(Duration::from_secs(30)).await;
+    let (paid, failed) = (SagaId::new(), SagaId::new());
+    let reason = FailureReason::InsufficientCredit { user_id: "user-1".into() };
+    for saga in [paid, failed] {
+        h.send(saga, CoordinatorMessage::StartCheckout(request())).await;
+        h.stock_command().await;
+        h.payment_command().await;
+    }
+    h.send(paid, CoordinatorMessage::Stock(StockReply::Reserved)).await;
+    h.send(paid, CoordinatorMessage::Payment(PaymentReply::Charged)).await;
+    h.send(failed, CoordinatorMessage::Payment(PaymentReply::Rejected { reason: reason.clone() })).await;
+    assert_eq!(h.stock_command().await.body, StockCommand::Release);
+    h.send(failed, CoordinatorMessage::Stock(StockReply::Released)).await;
+    h.saga_in(paid, "completed").await;
+    h.saga_in(failed, "failed").await;
+    while h.broker.get(queues::ORDER_OUTCOMES).await.unwrap().is_some() {}
+
+    // order-svc did not hear the outcomes and asks again: each saga reports its own once more, and sends no
+    // command.
+    h.send(paid, CoordinatorMessage::StartCheckout(request())).await;
+    h.send(failed, CoordinatorMessage::StartCheckout(request())).await;
+    let mut outcomes = [h.outcome().await, h.outcome().await];
+    outcomes.sort_by_key(|outcome| outcome.saga_id != paid);
+    assert_eq!((outcomes[0].saga_id, &outcomes[0].body), (paid, &CheckoutOutcome::Paid { order_id: "order-1".into() }));
+    assert_eq!(
+        (outcomes[1].saga_id, &outcomes[1].body),
+        (failed, &CheckoutOutcome::Failed { order_id: "order-1".into(), reason })
+    );
+    let marker = SagaId::new();
+    h.send(marker, CoordinatorMessage::StartCheckout(request())).await;
+    assert_eq!(h.stock_command().await.saga_id, marker, "a repeated start of a finished saga sent a command");
+    assert!(h.broker.get(queues::ORDER_OUTCOMES).await.unwrap().is_none(), "an outcome was reported twice more");
+
+    let shown = h.saga(paid).await;
+    assert_eq!(shown["saga"]["status"], "completed");
+    let last = shown["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"]["event"], "start_repeated");
+    assert_eq!(last["commands"], serde_json::json!([{ "command": "report_paid" }]));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! A checkout request from start to answer. The request records the checkout intent (or joins the saga already
-//! in flight for the order) together with the requests that arrive meanwhile, the outbox relay hands it to the
-//! coordinator, and the request waits for the saga's outcome, up to a deadline.
+//! in flight for the order) together with the requests that arrive meanwhile, the dispatcher hands it to the
+//! coordinator after the commit (and [`crate::resend`] again if no outcome comes back), and the request waits for
+//! the saga's outcome, up to a deadline.
 //!
 //! The outcome reaches the database through the outcome consumer of whichever replica took it from the queue.
 //! When that is this process, the consumer hands the committed outcome to the waiting requests through
@@ -8,7 +9,8 @@
 //! still sees the outcome by re-reading the checkout's row every half second (`RECHECK_INTERVAL`). A waiter
 //! registers before it reads the row, so an outcome recorded in between still reaches it. A request that has just
 //! started a saga registers as soon as the intake answers it, which the intake does before it hands the start to
-//! the relay; were the whole saga ever faster than that, the request would see the outcome at its first re-read.
+//! the dispatcher; were the whole saga ever faster than that, the request would see the outcome at its first
+//! re-read.
 
 use std::{
     collections::HashMap,
@@ -16,16 +18,19 @@ use std::{
     time::Duration,
 };
 
-use platform::{db::Pool, outbox::Relay};
+use platform::{db::Pool, dispatch::Dispatcher};
 use shared_contracts::{FailureReason, SagaId};
 use tokio::{
     sync::{mpsc, oneshot, Mutex as AsyncMutex},
     time::Instant,
 };
 
-use crate::store::{
-    checkouts::{self, Begun},
-    StoreError,
+use crate::{
+    resend::ResendPolicy,
+    store::{
+        checkouts::{self, Begun},
+        StoreError,
+    },
 };
 
 pub use crate::store::checkouts::CheckoutState;
@@ -67,13 +72,19 @@ struct Start {
 }
 
 impl Checkouts {
-    /// Checkouts on `pool` whose messages `relay` publishes, woken by `waiters`, each waiting at most `timeout`.
-    /// Starts the intake tasks, so it must be called within the runtime.
-    pub fn new(pool: Pool, relay: Relay, waiters: Arc<OutcomeWaiters>, timeout: Duration) -> Self {
+    /// Checkouts on `pool` whose messages `dispatcher` publishes, due to be sent again as `resend` says, woken by
+    /// `waiters`, each waiting at most `timeout`. Starts the intake tasks, so it must be called within the runtime.
+    pub fn new(
+        pool: Pool,
+        dispatcher: Dispatcher,
+        resend: ResendPolicy,
+        waiters: Arc<OutcomeWaiters>,
+        timeout: Duration,
+    ) -> Self {
         let (intake, starts) = mpsc::channel(4 * MAX_INTAKE_BATCH);
         let starts = Arc::new(AsyncMutex::new(starts));
         for _ in 0..INTAKE_WORKERS {
-            tokio::spawn(run_intake(pool.clone(), relay.clone(), starts.clone()));
+            tokio::spawn(run_intake(pool.clone(), dispatcher.clone(), resend, starts.clone()));
         }
         Self { pool, waiters, timeout, intake }
     }
@@ -95,8 +106,8 @@ impl Checkouts {
         let answer = match begun {
             Begun::AlreadyPaid => CheckoutAnswer::Paid,
             Begun::Started(saga_id) => {
-                // Nobody can have reported on this saga yet: the intake hands its start to the relay only after
-                // answering this request.
+                // Nobody can have reported on this saga yet: the intake hands its start to the dispatcher only
+                // after answering this request.
                 let registration = self.waiters.register(saga_id);
                 self.await_outcome(saga_id, Some(registration)).await?
             }
@@ -159,7 +170,12 @@ fn answer(settled: CheckoutState) -> CheckoutAnswer {
 /// Takes the checkout starts waiting in `starts` in batches and begins each batch in one transaction, so that
 /// concurrent checkouts share the locks, inserts and commit instead of paying for them one by one. Under low
 /// load a batch is a single request and costs what it would alone.
-async fn run_intake(pool: Pool, relay: Relay, starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>) {
+async fn run_intake(
+    pool: Pool,
+    dispatcher: Dispatcher,
+    resend: ResendPolicy,
+    starts: Arc<AsyncMutex<mpsc::Receiver<Start>>>,
+) {
     loop {
         let batch = {
             let mut starts = starts.lock().await;
@@ -176,15 +192,15 @@ async fn run_intake(pool: Pool, relay: Relay, starts: Arc<AsyncMutex<mpsc::Recei
         let order_ids: Vec<String> = batch.iter().map(|start| start.order_id.clone()).collect();
         let traceparents: Vec<Option<String>> = batch.iter().map(|start| start.traceparent.clone()).collect();
         let results = match pool.get().await {
-            Ok(mut conn) => checkouts::begin_many(&mut conn, &order_ids, &traceparents).await,
+            Ok(mut conn) => checkouts::begin_many(&mut conn, &order_ids, &traceparents, resend.first_ms()).await,
             Err(e) => Err(e.into()),
         };
         match results {
-            Ok((results, queued)) => {
+            Ok((results, messages)) => {
                 for (start, result) in batch.into_iter().zip(results) {
                     let _ = start.answer.send(result);
                 }
-                relay.send(queued);
+                dispatcher.send(messages).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, size = batch.len(), "beginning a batch of checkouts failed");

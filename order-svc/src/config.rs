@@ -1,6 +1,6 @@
 //! The settings of order-svc, read once from the environment at start.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use anyhow::Result;
 use platform::config::{parse, redact_url, string};
@@ -22,6 +22,11 @@ pub struct Config {
     pub stock_url: String,
     /// How long a checkout request waits for the saga's outcome before answering 504 (`CHECKOUT_TIMEOUT_MS`).
     pub checkout_timeout_ms: u64,
+    /// How long a checkout may go without an outcome before its `StartCheckout` is sent again
+    /// (`RESEND_AFTER_MS`); doubles per send.
+    pub resend_after: Duration,
+    /// The longest pause between two sends of one checkout's `StartCheckout` (`RESEND_MAX_MS`).
+    pub resend_max: Duration,
 }
 
 impl Config {
@@ -35,6 +40,8 @@ impl Config {
             http_workers: parse("HTTP_WORKERS", 2)?,
             stock_url: string("STOCK_URL", "http://127.0.0.1:8003"),
             checkout_timeout_ms: parse("CHECKOUT_TIMEOUT_MS", 30_000)?,
+            resend_after: Duration::from_millis(parse("RESEND_AFTER_MS", 5000)?),
+            resend_max: Duration::from_millis(parse("RESEND_MAX_MS", 60_000)?),
         })
     }
 }
@@ -45,7 +52,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} stock_url={} \
-             checkout_timeout_ms={}",
+             checkout_timeout_ms={} resend_after={:?} resend_max={:?}",
             self.http_addr,
             redact_url(&self.database_url),
             redact_url(&self.amqp_url),
@@ -53,6 +60,8 @@ impl fmt::Display for Config {
             self.http_workers,
             redact_url(&self.stock_url),
             self.checkout_timeout_ms,
+            self.resend_after,
+            self.resend_max,
         )
     }
 }

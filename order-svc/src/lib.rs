@@ -2,9 +2,10 @@
 //!
 //! Over REST (`/orders/...`, see [`startup`]) it creates orders, adds and removes items at the price stock-svc
 //! quotes (see [`stock`]), and takes checkout requests. A checkout is not carried out here: order-svc records the
-//! intent in its database and, in the same transaction, puts a `StartCheckout` message for the coordinator in its
-//! outbox (see [`store::checkouts`]); the outbox relay publishes it. The coordinator's verdict comes back on the
-//! outcome queue (see [`messaging`]), is recorded, and wakes the requests waiting for it (see [`checkout`]).
+//! intent in its database (see [`store::checkouts`]) and, once that has committed, sends the coordinator a
+//! `StartCheckout`, again and again with growing pauses (see [`resend`]) until the outcome comes back. The
+//! coordinator's verdict comes back on the outcome queue (see [`messaging`]), is recorded, and wakes the requests
+//! waiting for it (see [`checkout`]).
 //! Which changes an order still allows, and how totals add up, is decided free of I/O in [`domain`].
 
 pub mod checkout;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod domain;
 mod http;
 pub mod messaging;
+pub mod resend;
 pub mod startup;
 pub mod stock;
 pub mod store;

@@ -3,8 +3,8 @@
 //! requests of this process waiting for those sagas. Recording is idempotent, so redelivered outcomes are
 //! harmless; a message that does not decode is dead-lettered.
 //!
-//! The other direction, `StartCheckout` to the coordinator, goes through the outbox and its relay (see
-//! [`crate::startup`]).
+//! The other direction, `StartCheckout` to the coordinator, is published after the intake's commit and sent
+//! again until an outcome comes back (see [`crate::resend`]).
 //!
 //! [`queues::ORDER_OUTCOMES`]: shared_contracts::queues::ORDER_OUTCOMES
 //! [`store::checkouts::settle`]: crate::store::checkouts::settle

@@ -1,5 +1,5 @@
-//! Putting order-svc together: database (created and migrated if needed), RabbitMQ (the outbox relay and the
-//! outcome consumer as background tasks), the stock-svc client, and the HTTP server.
+//! Putting order-svc together: database (created and migrated if needed), RabbitMQ (the outcome consumer and the
+//! resending of checkouts without an outcome as background tasks), the stock-svc client, and the HTTP server.
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -8,7 +8,7 @@ use anyhow::Context;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use platform::{
     amqp::{consume, Broker, ConsumerSettings, Publisher},
-    outbox::Relay,
+    dispatch::Dispatcher,
 };
 use shared_contracts::queues;
 
@@ -17,6 +17,7 @@ use crate::{
     config::Config,
     http,
     messaging::OutcomeHandler,
+    resend::{self, ResendPolicy},
     stock::StockClient,
 };
 
@@ -32,20 +33,21 @@ pub struct Application {
 }
 
 impl Application {
-    /// Prepares the database, starts the outbox relay and the outcome consumer, and binds the HTTP listener.
+    /// Prepares the database, starts the outcome consumer and the resending, and binds the HTTP listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = platform::db::prepare("order", &config.database_url, MIGRATIONS, config.db_pool_size).await?;
 
         let broker = Broker::new(&config.amqp_url, "order", &QUEUES)?;
-        let relay = Relay::new("order", pool.clone(), Arc::new(Publisher::new(broker.clone())));
-        tokio::spawn(relay.clone().run());
+        let dispatcher = Dispatcher::new(Arc::new(Publisher::new(broker.clone())));
+        let resend_policy = ResendPolicy { first: config.resend_after, max: config.resend_max };
+        tokio::spawn(resend::run(pool.clone(), dispatcher.clone(), resend_policy));
         let waiters = Arc::new(OutcomeWaiters::default());
         let outcomes = Arc::new(OutcomeHandler::new(pool.clone(), waiters.clone()));
         tokio::spawn(consume(broker, queues::ORDER_OUTCOMES, ConsumerSettings::default(), outcomes));
 
         let stock = web::Data::new(StockClient::new(&config.stock_url)?);
         let timeout = Duration::from_millis(config.checkout_timeout_ms);
-        let checkouts = web::Data::new(Checkouts::new(pool.clone(), relay, waiters, timeout));
+        let checkouts = web::Data::new(Checkouts::new(pool.clone(), dispatcher, resend_policy, waiters, timeout));
         let pool = web::Data::new(pool);
 
         let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;

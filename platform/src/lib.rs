@@ -7,14 +7,14 @@
 //!   `/health` and `/metrics`.
 //! - [`amqp`]: RabbitMQ connections that come back after a broker restart, a publisher with confirms, and a
 //!   batching consumer with manual acks and dead-lettering.
-//! - [`outbox`]: the transactional outbox and its relay.
+//! - [`dispatch`]: publishing the messages a committed change calls for, in the background.
 //! - [`trace`]: the W3C trace context across HTTP and AMQP.
 
 pub mod amqp;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod http;
-pub mod outbox;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,7 +1,7 @@
 //! The W3C trace context between services. A checkout is one trace: order-svc's HTTP request span starts it (or
 //! continues a client's `traceparent` header), every message carries the `traceparent` of the span that sent it
-//! in its AMQP headers (and in the outbox row until it is published), and every consumer handles a message in a
-//! span that continues that context. Spans record the trace ID in their `trace_id` field for the logs.
+//! in its AMQP headers, and every consumer handles a message in a span that continues that context. Spans record
+//! the trace ID in their `trace_id` field for the logs.
 
 use std::collections::HashMap;
 

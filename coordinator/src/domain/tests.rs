@@ -115,6 +115,26 @@ fn abort_compensates_everything_not_refused_and_terminal_states_ignore_it() {
 }
 
 #[test]
+fn a_repeated_start_is_answered_with_the_outcome_once_there_is_one() {
+    let running = run(&[stock(StockReply::Reserved)]).0;
+    assert_eq!(transition(&running, &Event::StartRepeated), Transition { state: running.clone(), commands: vec![] });
+
+    let completed = SagaState::Completed;
+    let again = transition(&completed, &Event::StartRepeated);
+    assert_eq!(again, Transition { state: completed, commands: vec![Command::ReportPaid] });
+
+    let failed = run(&[
+        stock(StockReply::Rejected { reason: out_of_stock() }),
+        payment(PaymentReply::Rejected { reason: no_credit() }),
+    ])
+    .0;
+    assert_eq!(failed, SagaState::Failed { reason: out_of_stock() });
+    let again = transition(&failed, &Event::StartRepeated);
+    assert_eq!(again.state, failed);
+    assert_eq!(again.commands, vec![Command::ReportFailed { reason: out_of_stock() }]);
+}
+
+#[test]
 fn status_names_round_trip() {
     for status in Status::ALL {
         assert_eq!(status.as_str().parse::<Status>(), Ok(status));

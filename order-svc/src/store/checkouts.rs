@@ -1,19 +1,18 @@
-//! Checkout attempts: starting one (recording the intent and its `StartCheckout` message in one transaction),
-//! reading how one stands, and recording the outcomes the coordinator sends back.
+//! Checkout attempts: starting one (recording the intent, whose `StartCheckout` message is sent after the commit),
+//! finding the pending ones whose message is due to be sent again, reading how one stands, and recording the
+//! outcomes the coordinator sends back.
 
 use diesel::{
-    sql_types::{Array, Nullable, Text},
+    sql_types::{Array, BigInt, Double, Nullable, Text},
     OptionalExtension, QueryableByName,
 };
 use std::collections::HashMap;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use platform::db::prepared;
-use platform::{
-    amqp::Outgoing,
-    outbox::{self, Queued},
+use platform::{amqp::Outgoing, db::prepared};
+use shared_contracts::{
+    queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId,
 };
-use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, SagaId};
 
 use super::{orders, StoreError};
 use crate::domain::{self, CheckoutStep};
@@ -23,7 +22,7 @@ use crate::domain::{self, CheckoutStep};
 pub enum Begun {
     /// The order is paid; nothing was started.
     AlreadyPaid,
-    /// A new saga was recorded and its `StartCheckout` message put in the outbox.
+    /// A new saga was recorded; its `StartCheckout` message goes out once the transaction has committed.
     Started(SagaId),
     /// A saga of the order was already in flight; the request waits for it.
     Joined(SagaId),
@@ -62,12 +61,14 @@ struct StateRow {
 /// deadlock; a second checkout of an order within the batch joins the saga the first one started. The outer
 /// error is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items). A
 /// started saga's `StartCheckout` carries the trace context of the request that started it (`traceparents`, in
-/// the order of `order_ids`). Also returns the messages it queued in the outbox, for the relay once committed.
+/// the order of `order_ids`). Also returns those messages, to send once the transaction has committed; each
+/// checkout is due to send its message again `resend_after_ms` from now, unless its outcome has come back by then.
 pub async fn begin_many(
     conn: &mut AsyncPgConnection,
     order_ids: &[String],
     traceparents: &[Option<String>],
-) -> Result<(Vec<Result<Begun, StoreError>>, Queued), StoreError> {
+    resend_after_ms: i64,
+) -> Result<(Vec<Result<Begun, StoreError>>, Vec<Outgoing>), StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         // Pipelined: one round trip for the three reads, which PostgreSQL still runs in the order sent.
         let (orders, mut lines) =
@@ -75,7 +76,6 @@ pub async fn begin_many(
         let mut started: HashMap<&str, SagaId> = HashMap::new();
         let mut new_checkouts: Vec<(SagaId, &str)> = Vec::new();
         let mut messages = Vec::new();
-        let mut queued = Queued::default();
         let mut results = Vec::with_capacity(order_ids.len());
         for (order_id, traceparent) in order_ids.iter().zip(traceparents) {
             let Some(order) = orders.get(order_id.as_str()) else {
@@ -93,14 +93,8 @@ pub async fn begin_many(
                 Ok(CheckoutStep::Join(saga_id)) => results.push(Ok(Begun::Joined(saga_id))),
                 Ok(CheckoutStep::Start) => {
                     let saga_id = SagaId::new();
-                    let request = CheckoutRequest {
-                        order_id: order_id.clone(),
-                        user_id: order.user_id.clone(),
-                        items: domain::aggregate_lines(items),
-                        total: order.total,
-                    };
-                    let envelope = Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request));
-                    messages.push(Outgoing::envelope(queues::COORDINATOR, &envelope).in_trace(traceparent.clone()));
+                    let request = request_of(order_id, &order.user_id, order.total, items);
+                    messages.push(start_message(saga_id, request).in_trace(traceparent.clone()));
                     started.insert(order_id, saga_id);
                     new_checkouts.push((saga_id, order_id));
                     results.push(Ok(Begun::Started(saga_id)));
@@ -110,22 +104,94 @@ pub async fn begin_many(
         if !new_checkouts.is_empty() {
             let saga_ids: Vec<String> = new_checkouts.iter().map(|(saga_id, _)| saga_id.to_string()).collect();
             let checkout_orders: Vec<&str> = new_checkouts.iter().map(|(_, order_id)| *order_id).collect();
-            // Pipelined: the two inserts share one round trip.
-            let mut shared: &AsyncPgConnection = conn;
-            let insert = prepared(
+            prepared(
                 diesel::sql_query(
-                    "INSERT INTO checkouts (saga_id, order_id, state)
-                 SELECT s::uuid, o, 'pending' FROM unnest($1::text[], $2::text[]) AS t(s, o)",
+                    "INSERT INTO checkouts (saga_id, order_id, state, resend_at)
+                 SELECT s::uuid, o, 'pending', now() + make_interval(secs => $3::double precision / 1000)
+                 FROM unnest($1::text[], $2::text[]) AS t(s, o)",
                 )
                 .bind::<Array<Text>, _>(saga_ids)
-                .bind::<Array<Text>, _>(checkout_orders),
+                .bind::<Array<Text>, _>(checkout_orders)
+                .bind::<BigInt, _>(resend_after_ms),
             )
-            .execute(&mut shared);
-            (_, queued) = futures::try_join!(insert, outbox::enqueue(shared, messages))?;
+            .execute(conn)
+            .await?;
         }
-        Ok((results, queued))
+        Ok((results, messages))
     })
     .await
+}
+
+/// What the coordinator is asked to carry out for `order_id`: its lines, merged per item, and its total.
+fn request_of(order_id: &str, user_id: &str, total: u64, lines: Vec<LineItem>) -> CheckoutRequest {
+    CheckoutRequest {
+        order_id: order_id.to_owned(),
+        user_id: user_id.to_owned(),
+        items: domain::aggregate_lines(lines),
+        total,
+    }
+}
+
+/// The message that starts (or asks again about) saga `saga_id`.
+fn start_message(saga_id: SagaId, request: CheckoutRequest) -> Outgoing {
+    Outgoing::envelope(queues::COORDINATOR, &Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request)))
+}
+
+/// Takes up to `limit` pending checkouts whose `StartCheckout` is due to be sent again, pushes each one's next
+/// time back (`first_ms` after the first send, doubling per send, at most `max_ms` apart), and returns their
+/// messages, rebuilt from the orders: an order's lines cannot change while its checkout is pending. Checkouts
+/// another replica is taking at the same moment are skipped. The new times are committed before the messages
+/// go out, so a failed send waits for the next time rather than being retried at once.
+pub async fn take_due_resends(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+    first_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<Outgoing>, StoreError> {
+    #[derive(QueryableByName)]
+    struct Due {
+        #[diesel(sql_type = Text)]
+        saga_id: String,
+        #[diesel(sql_type = Text)]
+        order_id: String,
+        #[diesel(sql_type = Text)]
+        user_id: String,
+        #[diesel(sql_type = BigInt)]
+        total: i64,
+    }
+    let due: Vec<Due> = prepared(
+        diesel::sql_query(
+            "WITH due AS (
+             UPDATE checkouts c SET resends = c.resends + 1,
+                 resend_at = now() + make_interval(
+                     secs => least($2 * power(2, least(c.resends + 1, 16)), $3) / 1000)
+             FROM (SELECT saga_id FROM checkouts WHERE state = 'pending' AND resend_at <= now()
+                   ORDER BY resend_at LIMIT $1 FOR UPDATE SKIP LOCKED) d
+             WHERE c.saga_id = d.saga_id
+             RETURNING c.saga_id, c.order_id
+         )
+         SELECT due.saga_id::text AS saga_id, due.order_id, o.user_id, o.total
+         FROM due JOIN orders o ON o.id = due.order_id",
+        )
+        .bind::<BigInt, _>(limit)
+        .bind::<Double, _>(first_ms as f64)
+        .bind::<Double, _>(max_ms as f64),
+    )
+    .load(conn)
+    .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let order_ids: Vec<String> = due.iter().map(|row| row.order_id.clone()).collect();
+    let mut lines = orders::lines_of_many(&*conn, &order_ids).await?;
+    due.into_iter()
+        .map(|row| {
+            let saga_id = orders::parse_saga_id(&row.saga_id)?;
+            let total = super::stored_amount(row.total, "an order total")?;
+            let items = lines.remove(&row.order_id).unwrap_or_default();
+            Ok(start_message(saga_id, request_of(&row.order_id, &row.user_id, total, items)))
+        })
+        .collect()
 }
 
 /// How the checkout `saga_id` stands; `None` when its row is gone (a `batch_init` replaced the order).

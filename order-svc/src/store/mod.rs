@@ -1,5 +1,5 @@
-//! The database of order-svc: orders and their lines ([`orders`]), and the checkout attempts of each order with
-//! the outbox message that hands a new one to the coordinator ([`checkouts`]). Queries are plain SQL through
+//! The database of order-svc: orders and their lines ([`orders`]), and the checkout attempts of each order, which
+//! also say which `StartCheckout` messages are due to be sent again ([`checkouts`]). Queries are plain SQL through
 //! diesel-async; the schema is in `migrations/`.
 //!
 //! Every change to an order, and the start of its checkout, happens in a transaction that first locks the order's
@@ -69,15 +69,4 @@ fn stored_amount(value: i64, what: &str) -> Result<u64, StoreError> {
 /// bug upstream, which is refused rather than wrapped around.
 fn bigint(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::Refused(Refusal::TooLarge))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_outbox_migration_creates_the_table_the_relay_expects() {
-        let up = include_str!("../../migrations/2025-01-01-000002_create_outbox/up.sql");
-        assert_eq!(up.trim().trim_end_matches(';'), platform::outbox::OUTBOX_TABLE_SQL);
-        let traced = include_str!("../../migrations/2026-11-26-000003_trace_outbox/up.sql");
-        assert_eq!(traced.trim().trim_end_matches(';'), platform::outbox::OUTBOX_TRACE_COLUMN_SQL);
-    }
 }

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use shared_contracts::{CheckoutOutcome, CheckoutRequest, FailureReason, LineItem};
 
-use crate::helpers::{eventually, spawn_app, spawn_app_with_checkout_timeout};
+use crate::helpers::{eventually, spawn_app, spawn_app_configured, spawn_app_with_checkout_timeout};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_or_unknown_order_cannot_be_checked_out() {
@@ -19,7 +19,7 @@ async fn an_empty_or_unknown_order_cannot_be_checked_out() {
     assert_eq!(unknown, (StatusCode::NOT_FOUND, json!({ "error": "order nope does not exist" })));
 
     assert_eq!(app.count("SELECT count(*) AS n FROM checkouts").await, 0);
-    assert_eq!(app.count("SELECT count(*) AS n FROM outbox").await, 0);
+    app.let_stray_messages_arrive().await;
     assert!(app.coordinator().await.try_next().await.is_none());
 }
 
@@ -45,7 +45,7 @@ async fn concurrent_checkouts_of_one_order_run_one_saga_and_both_see_it_paid() {
 
     assert_eq!(app.find(&order_id).await["paid"], json!(true));
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
-    app.outbox_drained().await;
+    app.let_stray_messages_arrive().await;
     assert!(coordinator.try_next().await.is_none(), "a second StartCheckout was sent");
 }
 
@@ -62,7 +62,7 @@ async fn a_paid_order_is_final_and_checking_it_out_again_sends_nothing() {
 
     let again = app.post(&format!("/orders/checkout/{order_id}")).await;
     assert_eq!(again, (StatusCode::OK, json!({ "order_id": order_id, "paid": true })));
-    app.outbox_drained().await;
+    app.let_stray_messages_arrive().await;
     assert!(coordinator.try_next().await.is_none(), "checking out a paid order sent a message");
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
 
@@ -208,30 +208,60 @@ async fn a_burst_of_checkouts_mixing_good_unknown_empty_and_repeated_orders_answ
         let expected = if order_id == empty { StatusCode::BAD_REQUEST } else { StatusCode::NOT_FOUND };
         assert_eq!(status, expected, "{order_id}");
     }
-    app.outbox_drained().await;
+    app.let_stray_messages_arrive().await;
     assert!(coordinator.try_next().await.is_none(), "more StartCheckouts than orders");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_message_left_in_the_outbox_by_a_crash_is_published_by_the_sweep() {
-    use diesel::sql_types::{Bytea, Text};
-    use diesel_async::RunQueryDsl;
-    use shared_contracts::{queues, CoordinatorMessage, Envelope, SagaId};
-
-    let app = spawn_app().await;
+async fn a_checkout_without_an_outcome_sends_its_start_again_until_one_comes() {
+    let app = spawn_app_configured(|config| {
+        config.resend_after = Duration::from_millis(300);
+        config.resend_max = Duration::from_millis(600);
+    })
+    .await;
+    let item = app.create_item(2, 5).await;
+    let order_id = app.order_with("buyer", &[(&item, 3)]).await;
     let coordinator = app.coordinator().await;
-    let request = CheckoutRequest { order_id: "o-1".into(), user_id: "u-1".into(), items: Vec::new(), total: 0 };
-    let envelope = Envelope::new(SagaId::new(), CoordinatorMessage::StartCheckout(request.clone()));
-    // What a process that committed a checkout and died before handing it to its relay leaves behind.
-    let mut conn = app.db.get().await.expect("a connection");
-    diesel::sql_query("INSERT INTO outbox (queue, message_id, body) VALUES ($1, $2, $3)")
-        .bind::<Text, _>(queues::COORDINATOR)
-        .bind::<Text, _>(envelope.message_id.to_string())
-        .bind::<Bytea, _>(envelope.to_bytes())
-        .execute(&mut conn)
-        .await
-        .expect("the row is written");
+    let checkout = tokio::spawn(app.checkout(&order_id));
 
-    assert_eq!(coordinator.next_checkout().await, (envelope.saga_id, request));
-    app.outbox_drained().await;
+    // The first start, then the same start again (lost, as far as order-svc can tell), and again.
+    let first = coordinator.next_checkout().await;
+    let second = coordinator.next_checkout().await;
+    let third = coordinator.next_checkout().await;
+    assert_eq!(second, first);
+    assert_eq!(third, first);
+    let (saga_id, request) = first;
+    assert_eq!(request.items, vec![LineItem { item_id: item.clone(), quantity: 3 }]);
+    assert_eq!((request.user_id.as_str(), request.total), ("buyer", 6));
+    let resends = app.count("SELECT resends::bigint AS n FROM checkouts").await;
+    assert!(resends >= 2, "{resends} resends recorded");
+
+    // Once the outcome is in, nothing more is sent.
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    assert_eq!(checkout.await.expect("the request task finishes").0, StatusCode::OK);
+    while coordinator.try_next().await.is_some() {}
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(coordinator.try_next().await.is_none(), "a settled checkout was sent again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_checkout_whose_start_never_left_is_sent_after_a_restart() {
+    let app = spawn_app_configured(|config| config.resend_after = Duration::from_millis(300)).await;
+    let item = app.create_item(2, 5).await;
+    let order_id = app.order_with("buyer", &[(&item, 1)]).await;
+    // What an order-svc killed between its commit and its publish leaves behind: a pending checkout, due.
+    let saga_id = shared_contracts::SagaId::new();
+    app.execute(&format!(
+        "INSERT INTO checkouts (saga_id, order_id, state, resend_at) VALUES ('{saga_id}', '{order_id}', 'pending', now())"
+    ))
+    .await;
+    let coordinator = app.coordinator().await;
+    let (sent_for, request) = coordinator.next_checkout().await;
+    assert_eq!(sent_for, saga_id);
+    assert_eq!(request.items, vec![LineItem { item_id: item, quantity: 1 }]);
+
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    eventually("the outcome to be recorded", async || (app.find(&order_id).await["paid"] == json!(true)).then_some(()))
+        .await;
+    assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
 }

@@ -109,6 +109,10 @@ pub struct ClusterSettings {
     pub retry_max_ms: u64,
     /// order-svc's `CHECKOUT_TIMEOUT_MS`.
     pub checkout_timeout_ms: u64,
+    /// order-svc's `RESEND_AFTER_MS`.
+    pub resend_after_ms: u64,
+    /// order-svc's `RESEND_MAX_MS`.
+    pub resend_max_ms: u64,
 }
 
 /// The whole system, running as processes. Dropping it stops everything it started.
@@ -153,6 +157,8 @@ impl Cluster {
                     Service::Orders => {
                         env.push(("STOCK_URL", stock_url.clone()));
                         env.push(("CHECKOUT_TIMEOUT_MS", settings.checkout_timeout_ms.to_string()));
+                        env.push(("RESEND_AFTER_MS", settings.resend_after_ms.to_string()));
+                        env.push(("RESEND_MAX_MS", settings.resend_max_ms.to_string()));
                     }
                     Service::Coordinator => {
                         env.push(("RETRY_AFTER_MS", settings.retry_after_ms.to_string()));

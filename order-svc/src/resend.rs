@@ -1,0 +1,65 @@
+//! Sending `StartCheckout` again for checkouts that have not heard their outcome. The first message goes out
+//! after the intake's commit (see [`crate::checkout`]) and nothing else records it, so this is what finishes a
+//! checkout whose message was lost: order-svc killed before publishing, a publish that failed, a broker restart
+//! that dropped it, or an outcome from the coordinator lost the same ways. The coordinator creates the saga if it
+//! never heard of it, ignores the message while the saga runs, and reports the outcome again once it has ended.
+//! The pauses between sends double, so a checkout that is merely slow costs little. Several replicas may run
+//! this at once: due checkouts are claimed with `SKIP LOCKED`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use platform::{db::Pool, dispatch::Dispatcher};
+
+use crate::store::checkouts;
+
+/// How often due checkouts are looked for.
+const TICK: Duration = Duration::from_millis(500);
+/// The most checkouts sent again in one pass.
+const BATCH: i64 = 500;
+
+/// When a pending checkout's `StartCheckout` is sent again: `first` after the previous send, doubling per send,
+/// at most `max` apart.
+#[derive(Debug, Clone, Copy)]
+pub struct ResendPolicy {
+    /// The wait after the first send.
+    pub first: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl ResendPolicy {
+    /// The wait after the first send, in milliseconds.
+    pub fn first_ms(&self) -> i64 {
+        self.first.as_millis() as i64
+    }
+}
+
+/// Sends due checkouts again, for ever.
+pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: ResendPolicy) {
+    loop {
+        match resend_due(&pool, &dispatcher, policy).await {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => tokio::time::sleep(TICK).await,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "resending due checkouts failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One pass: sends every due checkout (up to [`BATCH`]) again and returns how many.
+pub async fn resend_due(pool: &Pool, dispatcher: &Dispatcher, policy: ResendPolicy) -> Result<usize> {
+    let mut conn = pool.get().await?;
+    let messages =
+        checkouts::take_due_resends(&mut conn, BATCH, policy.first_ms(), policy.max.as_millis() as i64).await?;
+    drop(conn);
+    let sent = messages.len();
+    if sent > 0 {
+        tracing::info!(checkouts = sent, "sending StartCheckout again for checkouts without an outcome");
+        metrics::counter!("order_checkout_resends_total").increment(sent as u64);
+    }
+    dispatcher.send(messages).await;
+    Ok(sent)
+}

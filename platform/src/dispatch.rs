@@ -1,0 +1,55 @@
+//! Messages derived from committed state. A service that must send messages because of a database change commits
+//! the change first, then hands the messages to a [`Dispatcher`], which publishes them with confirms in the
+//! background while the caller goes on with its next batch.
+//!
+//! Nothing about the message itself is written down: the committed state it was derived from is the record, and
+//! the service that owns that state sends the message again whenever it may have been lost (a failed publish, a
+//! process killed before the publish, a broker restart): the coordinator's retry timer re-sends the commands a saga
+//! still waits on, stock-svc and payment-svc repeat their recorded reply to a re-sent command, and order-svc
+//! re-sends the start of a checkout that has not heard its outcome, which a finished saga answers by reporting it
+//! again. Receivers are idempotent, so a message that arrives twice is harmless. This is what a transactional
+//! outbox would give, without a row per message to insert, read back and delete.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::amqp::{Outgoing, Publisher};
+
+/// Handed-over batches published at once, each waiting for its own confirms.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// Publishes messages whose state has committed, without making the caller wait for the broker.
+#[derive(Clone)]
+pub struct Dispatcher {
+    publisher: Arc<Publisher>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Dispatcher {
+    /// A dispatcher publishing through `publisher`.
+    pub fn new(publisher: Arc<Publisher>) -> Self {
+        Self { publisher, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+    }
+
+    /// Publishes `messages`, whose state has committed, in the background. Waits only while [`MAX_IN_FLIGHT`]
+    /// earlier batches still wait for their confirms, so a slow broker slows the caller down instead of piling up
+    /// messages. A failure is logged and left to the owner of the state, which sends the messages again.
+    pub async fn send(&self, messages: Vec<Outgoing>) {
+        if messages.is_empty() {
+            return;
+        }
+        let permit = self.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publisher.publish(&messages).await {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    messages = messages.len(),
+                    "publishing after a commit failed; they will be sent again from the committed state"
+                );
+            }
+            drop(permit);
+        });
+    }
+}
