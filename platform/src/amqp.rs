@@ -2,11 +2,17 @@
 //! publisher that only reports success once the broker has confirmed every message, and a batching consumer with
 //! manual acks.
 //!
-//! Delivery guarantees rest on three rules. Queues are durable and messages persistent. A publish counts only
-//! when confirmed. A delivery is acked only after its handler has committed its effect, so a crash between the
-//! two redelivers it and the handler's idempotency makes the repeat harmless. A message that can never be
-//! processed (it does not parse) is rejected without requeue and lands on the dead-letter queue instead of
-//! blocking its queue.
+//! Delivery guarantees rest on three rules. A publish counts only when confirmed. A delivery is acked only after
+//! its handler has committed its effect, so a crash between the two redelivers it and the handler's idempotency
+//! makes the repeat harmless. A message that can never be processed (it does not parse) is rejected without
+//! requeue and lands on the dead-letter queue instead of blocking its queue.
+//!
+//! Queues are durable, but the services' messages are transient by default: every one of them is derived from
+//! committed database state and sent again from that state when it is lost (see [`crate::dispatch`]), so a
+//! broker restart that drops them loses nothing, and a persistent message would only make every publish wait for
+//! the broker's disk. `AMQP_PERSISTENT_MESSAGES=true` makes them persistent, so that a broker restart delays
+//! nothing that was queued. Messages put on the dead-letter queue by a consumer are always persistent: they are
+//! kept for operators and nothing sends them again.
 
 use std::{
     collections::BTreeSet,
@@ -61,6 +67,8 @@ pub struct Broker {
     metrics: Arc<MetricNames>,
     /// Declare the queues as quorum queues (`AMQP_QUORUM_QUEUES=true`), replicated over a RabbitMQ cluster.
     quorum: bool,
+    /// Publish persistent messages (`AMQP_PERSISTENT_MESSAGES=true`) instead of transient ones.
+    persistent: bool,
 }
 
 struct MetricNames {
@@ -95,7 +103,8 @@ impl Broker {
             publish_seconds: leak(format!("{service}_amqp_publish_duration_seconds")),
         });
         let quorum = crate::config::parse("AMQP_QUORUM_QUEUES", false)?;
-        Ok(Self { args, service, queues, metrics, quorum })
+        let persistent = crate::config::parse("AMQP_PERSISTENT_MESSAGES", false)?;
+        Ok(Self { args, service, queues, metrics, quorum, persistent })
     }
 
     /// One attempt to connect, open a channel and declare the topology.
@@ -352,7 +361,8 @@ impl Publisher {
         Self { broker, link: Mutex::new(None) }
     }
 
-    /// Publishes `messages` as persistent messages and returns once the broker has confirmed all of them. The
+    /// Publishes `messages` (transient unless the broker was configured otherwise) and returns once the broker has
+    /// confirmed all of them. The
     /// messages for one queue go as one bundle (see [`bundle`]), a lone message as it is. On error some may have
     /// been delivered anyway: callers re-send, and receivers are idempotent.
     pub async fn publish(&self, messages: &[Outgoing]) -> Result<()> {
@@ -364,10 +374,12 @@ impl Publisher {
         for (queue, messages) in by_queue(messages) {
             for chunk in messages.chunks(MAX_BUNDLE) {
                 match chunk {
-                    [single] => wire.push((queue, plain_properties(single), single.body.clone())),
+                    [single] => {
+                        wire.push((queue, plain_properties(single, self.broker.persistent), single.body.clone()))
+                    }
                     several => {
                         let mut properties = BasicProperties::default();
-                        properties.with_persistence(true).with_content_type(BUNDLE_CONTENT_TYPE);
+                        properties.with_persistence(self.broker.persistent).with_content_type(BUNDLE_CONTENT_TYPE);
                         wire.push((queue, properties, bundle(several)));
                     }
                 }
@@ -471,9 +483,9 @@ fn by_queue(messages: &[Outgoing]) -> Vec<(&str, Vec<&Outgoing>)> {
     groups
 }
 
-fn plain_properties(message: &Outgoing) -> BasicProperties {
+fn plain_properties(message: &Outgoing, persistent: bool) -> BasicProperties {
     let mut properties = BasicProperties::default();
-    properties.with_persistence(true).with_content_type("application/json").with_message_id(&message.message_id);
+    properties.with_persistence(persistent).with_content_type("application/json").with_message_id(&message.message_id);
     if let Some(traceparent) = &message.traceparent {
         let mut headers = FieldTable::new();
         headers.insert(TRACEPARENT.try_into().expect("short name"), traceparent.as_str().into());
@@ -549,9 +561,8 @@ pub struct Delivery {
     pub redelivered: bool,
     /// The sender's W3C trace context, from the `traceparent` header.
     pub traceparent: Option<String>,
+    /// Its AMQP message's delivery tag, which the other messages of a bundle share.
     tag: u64,
-    /// Whether it came in a bundle, whose other messages share its `tag`.
-    bundled: bool,
 }
 
 /// What became of one delivery.
@@ -679,13 +690,7 @@ fn into_deliveries(message: amqprs::channel::ConsumerMessage) -> Vec<Delivery> {
         if let Some(parts) = unbundle(&body) {
             return parts
                 .into_iter()
-                .map(|part| Delivery {
-                    body: part.body,
-                    redelivered,
-                    traceparent: part.traceparent,
-                    tag,
-                    bundled: true,
-                })
+                .map(|part| Delivery { body: part.body, redelivered, traceparent: part.traceparent, tag })
                 .collect();
         }
     }
@@ -694,12 +699,12 @@ fn into_deliveries(message: amqprs::channel::ConsumerMessage) -> Vec<Delivery> {
         .and_then(|headers| headers.get(&TRACEPARENT.try_into().ok()?).cloned())
         .and_then(|value| amqprs::LongStr::try_from(value).ok())
         .map(String::from);
-    vec![Delivery { body, redelivered, traceparent, tag, bundled: false }]
+    vec![Delivery { body, redelivered, traceparent, tag }]
 }
 
-/// Acks what was done and dead-letters the rest. A plain message is rejected to the broker's dead-lettering; a
-/// message of a bundle cannot be rejected alone, so it is put on the dead-letter queue by `dead_letters` before its
-/// bundle is acked.
+/// Acks what was done and dead-letters the rest: `dead_letters` puts each such message on the dead-letter queue,
+/// persistent whatever it came as, and only then is the batch acked. (A message of a bundle could not be rejected
+/// alone anyway, and a rejected transient message would stay transient on the dead-letter queue.)
 async fn settle(
     channel: &Channel,
     dead_letters: &Publisher,
@@ -716,32 +721,17 @@ async fn settle(
         channel.basic_ack(BasicAckArguments::new(last, true)).await?;
         return Ok(());
     }
-    let mut dead_parts = Vec::new();
+    let mut dead = Vec::new();
     for (delivery, verdict) in batch.iter().zip(verdicts) {
         if let Verdict::DeadLetter(reason) = verdict {
             tracing::error!(queue, %reason, "dead-lettering a message");
             metrics::counter!(metrics.dead_lettered, "queue" => queue.to_owned()).increment(1);
-            if delivery.bundled {
-                dead_parts.push(delivery);
-            }
+            dead.push(delivery);
         }
     }
-    if !dead_parts.is_empty() {
-        dead_letters.publish_dead_letters(queue, &dead_parts).await?;
-    }
-    let mut settled = None;
-    for (delivery, verdict) in batch.iter().zip(verdicts) {
-        if settled == Some(delivery.tag) {
-            continue;
-        }
-        settled = Some(delivery.tag);
-        match verdict {
-            Verdict::DeadLetter(_) if !delivery.bundled => {
-                channel.basic_nack(BasicNackArguments::new(delivery.tag, false, false)).await?
-            }
-            _ => channel.basic_ack(BasicAckArguments::new(delivery.tag, false)).await?,
-        }
-    }
+    dead_letters.publish_dead_letters(queue, &dead).await?;
+    let last = batch.last().expect("batch is not empty").tag;
+    channel.basic_ack(BasicAckArguments::new(last, true)).await?;
     Ok(())
 }
 
