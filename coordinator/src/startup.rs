@@ -1,9 +1,9 @@
 //! Wiring: database, broker, the consumer, the dispatcher, the retry timer and the admin HTTP server.
 
-use std::{net::TcpListener, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{dev::Server, web, App, HttpServer};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use platform::{
     amqp::{consume, Broker, ConsumerSettings, Publisher},
     dispatch::Dispatcher,
@@ -47,7 +47,7 @@ impl Application {
             tokio::spawn(recovery::run(pool.clone(), dispatcher, policy)),
         ];
 
-        let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+        let listener = platform::http::listen(&config.http_addr)?;
         let port = listener.local_addr()?.port();
         let pool = web::Data::new(pool);
         let server = HttpServer::new(move || {

@@ -1,10 +1,9 @@
 //! Putting order-svc together: database (created and migrated if needed), RabbitMQ (the outcome consumer and the
 //! resending of checkouts without an outcome as background tasks), the stock-svc client, and the HTTP server.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use actix_web::{dev::Server, middleware, web, App, HttpServer};
-use anyhow::Context;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use platform::{
     amqp::{consume, Broker, ConsumerSettings, Publisher},
@@ -50,7 +49,7 @@ impl Application {
         let checkouts = web::Data::new(Checkouts::new(pool.clone(), dispatcher, resend_policy, waiters, timeout));
         let pool = web::Data::new(pool);
 
-        let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+        let listener = platform::http::listen(&config.http_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()

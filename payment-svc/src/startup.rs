@@ -1,9 +1,8 @@
 //! Building and running the service: database and migrations, the saga worker, and the HTTP server.
 
-use std::{net::TcpListener, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{dev::Server, web, App, HttpServer};
-use anyhow::Context;
 use platform::amqp::{consume, Broker, Publisher};
 use shared_contracts::queues;
 use tokio::task::JoinHandle;
@@ -26,7 +25,7 @@ impl Application {
         let handler = Arc::new(PaymentWorker::new(pool.clone(), Arc::new(Publisher::new(broker.clone()))));
         let worker = tokio::spawn(consume(broker, queues::PAYMENT_COMMANDS, config.consumer_settings(), handler));
 
-        let listener = TcpListener::bind(&config.http_addr).with_context(|| format!("binding {}", config.http_addr))?;
+        let listener = platform::http::listen(&config.http_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()

@@ -1,8 +1,12 @@
 //! What every REST service shares: the error type handlers return and its one mapping to a status and a JSON
 //! body, strict parsing of numbers taken from the path, JSON answers for unknown routes and wrong methods,
-//! request metrics, and the `/health` and `/metrics` endpoints.
+//! request metrics, the `/health` and `/metrics` endpoints, and the listening socket.
 
-use std::{future::Future, time::Instant};
+use std::{
+    future::Future,
+    net::{SocketAddr, TcpListener, ToSocketAddrs},
+    time::Instant,
+};
 
 use actix_web::{
     body::MessageBody,
@@ -11,6 +15,7 @@ use actix_web::{
     middleware::Next,
     web, HttpResponse, ResponseError,
 };
+use anyhow::Context;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -119,6 +124,25 @@ pub fn check_id<'a>(what: &str, raw: &'a str) -> Result<&'a str, ApiError> {
         return Err(ApiError::BadRequest(format!("{what} must be 1 to 128 printable characters")));
     }
     Ok(raw)
+}
+
+/// Connections the kernel queues for a listening service before it accepts them. The gateway opens connections in
+/// bursts under load; with the standard library's 128 the kernel drops the SYNs beyond it, and each dropped
+/// connection waits a whole second for its retransmission. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` (`host:port`, port 0 for any free one) with a backlog of [`LISTEN_BACKLOG`].
+pub fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} names no address"))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
+    socket.listen(LISTEN_BACKLOG).with_context(|| format!("listening on {addr}"))?;
+    Ok(socket.into())
 }
 
 /// Adds `/health`, `/metrics`, and JSON answers for unknown paths, wrong methods and unreadable path segments

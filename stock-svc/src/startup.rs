@@ -1,9 +1,8 @@
 //! Wiring: prepares the database, starts the saga worker and builds the HTTP server.
 
-use std::{net::TcpListener, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
-use anyhow::Context;
 use platform::{
     amqp::{consume, Broker, ConsumerSettings, Publisher},
     db,
@@ -38,8 +37,7 @@ impl Application {
         };
         let worker = tokio::spawn(consume(broker, queues::STOCK_COMMANDS, settings, handler));
 
-        let listener =
-            TcpListener::bind(&config.http_addr).with_context(|| format!("binding HTTP to {}", config.http_addr))?;
+        let listener = platform::http::listen(&config.http_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
