@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use diesel_async::AsyncConnection;
-use platform::{amqp::Outgoing, db::Pool, dispatch::Dispatcher};
+use platform::{
+    amqp::Outgoing,
+    db::Pool,
+    dispatch::{repeat_passes, Dispatcher},
+};
 
 use crate::{
     domain::Event,
@@ -22,16 +26,8 @@ const BATCH: i64 = 500;
 
 /// Runs the retry timer for ever.
 pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) {
-    loop {
-        match retry_due(&pool, &dispatcher, policy).await {
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => tokio::time::sleep(TICK).await,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "retry pass failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
+    let (pool, dispatcher) = (&pool, &dispatcher);
+    repeat_passes("a retry pass", TICK, BATCH as usize, || retry_due(pool, dispatcher, policy)).await
 }
 
 /// One pass: retries every due saga (up to [`BATCH`]) and returns how many.

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use platform::{db::Pool, dispatch::Dispatcher};
+use platform::{
+    db::Pool,
+    dispatch::{repeat_passes, Dispatcher},
+};
 
 use crate::store::checkouts;
 
@@ -37,16 +40,8 @@ impl ResendPolicy {
 
 /// Sends due checkouts again, for ever.
 pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: ResendPolicy) {
-    loop {
-        match resend_due(&pool, &dispatcher, policy).await {
-            Ok(n) if n as i64 == BATCH => continue,
-            Ok(_) => tokio::time::sleep(TICK).await,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "resending due checkouts failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
+    let (pool, dispatcher) = (&pool, &dispatcher);
+    repeat_passes("resending due checkouts", TICK, BATCH as usize, || resend_due(pool, dispatcher, policy)).await
 }
 
 /// One pass: sends every due checkout (up to [`BATCH`]) again and returns how many.

@@ -10,7 +10,7 @@
 //! again. Receivers are idempotent, so a message that arrives twice is harmless. This is what a transactional
 //! outbox would give, without a row per message to insert, read back and delete.
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::sync::Semaphore;
 
@@ -51,5 +51,25 @@ impl Dispatcher {
             }
             drop(permit);
         });
+    }
+}
+
+/// Runs `pass` for ever, the way the timers that send lost messages again run: again at once while a pass handled
+/// a full `batch` (a backlog), after `tick` otherwise, and a second after a failure (database or broker down),
+/// which is logged as `what` failing.
+pub async fn repeat_passes<F, Fut>(what: &str, tick: Duration, batch: usize, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<usize>>,
+{
+    loop {
+        match pass().await {
+            Ok(n) if n >= batch => continue,
+            Ok(_) => tokio::time::sleep(tick).await,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "{what} failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
