@@ -4,8 +4,8 @@
 //!
 //! Delivery guarantees rest on three rules. A publish counts only when confirmed. A delivery is acked only after
 //! its handler has committed its effect, so a crash between the two redelivers it and the handler's idempotency
-//! makes the repeat harmless. A message that can never be processed (it does not parse) is rejected without
-//! requeue and lands on the dead-letter queue instead of blocking its queue.
+//! makes the repeat harmless. A message that can never be processed (it does not parse) is moved to the
+//! dead-letter queue instead of blocking its queue.
 //!
 //! Queues are durable, but the services' messages are transient by default: every one of them is derived from
 //! committed database state and sent again from that state when it is lost (see [`crate::dispatch`]), so a
@@ -362,9 +362,8 @@ impl Publisher {
     }
 
     /// Publishes `messages` (transient unless the broker was configured otherwise) and returns once the broker has
-    /// confirmed all of them. The
-    /// messages for one queue go as one bundle (see [`bundle`]), a lone message as it is. On error some may have
-    /// been delivered anyway: callers re-send, and receivers are idempotent.
+    /// confirmed all of them. The messages for one queue go as one bundle (see [`bundle`]), a lone message as it
+    /// is. On error some may have been delivered anyway: callers re-send, and receivers are idempotent.
     pub async fn publish(&self, messages: &[Outgoing]) -> Result<()> {
         if messages.is_empty() {
             return Ok(());
