@@ -139,9 +139,11 @@ fn start_message(saga_id: SagaId, request: CheckoutRequest) -> Outgoing {
 
 /// Takes up to `limit` pending checkouts whose `StartCheckout` is due to be sent again, pushes each one's next
 /// time back (`first_ms` after the first send, doubling per send, at most `max_ms` apart), and returns their
-/// messages, rebuilt from the orders: an order's lines cannot change while its checkout is pending. Checkouts
-/// another replica is taking at the same moment are skipped. The new times are committed before the messages
-/// go out, so a failed send waits for the next time rather than being retried at once.
+/// messages, rebuilt from the orders: an order's lines cannot change while its checkout is pending. One statement
+/// does it all, so the order and its lines are read in the snapshot that found the checkout pending (a
+/// `batch_init` replacing the order meanwhile cannot leave a request with the old total and no lines). Checkouts
+/// another replica is taking at the same moment are skipped. The new times are committed before the messages go
+/// out, so a failed send waits for the next time rather than being retried at once.
 pub async fn take_due_resends(
     conn: &mut AsyncPgConnection,
     limit: i64,
@@ -158,6 +160,10 @@ pub async fn take_due_resends(
         user_id: String,
         #[diesel(sql_type = BigInt)]
         total: i64,
+        #[diesel(sql_type = Array<Text>)]
+        item_ids: Vec<String>,
+        #[diesel(sql_type = Array<BigInt>)]
+        quantities: Vec<i64>,
     }
     let due: Vec<Due> = prepared(
         diesel::sql_query(
@@ -170,8 +176,11 @@ pub async fn take_due_resends(
              WHERE c.saga_id = d.saga_id
              RETURNING c.saga_id, c.order_id
          )
-         SELECT due.saga_id::text AS saga_id, due.order_id, o.user_id, o.total
-         FROM due JOIN orders o ON o.id = due.order_id",
+         SELECT due.saga_id::text AS saga_id, due.order_id, o.user_id, o.total,
+             coalesce(array_agg(i.item_id) FILTER (WHERE i.item_id IS NOT NULL), '{}') AS item_ids,
+             coalesce(array_agg(i.quantity) FILTER (WHERE i.item_id IS NOT NULL), '{}') AS quantities
+         FROM due JOIN orders o ON o.id = due.order_id LEFT JOIN order_items i ON i.order_id = due.order_id
+         GROUP BY due.saga_id, due.order_id, o.user_id, o.total",
         )
         .bind::<BigInt, _>(limit)
         .bind::<Double, _>(first_ms as f64)
@@ -179,16 +188,18 @@ pub async fn take_due_resends(
     )
     .load(conn)
     .await?;
-    if due.is_empty() {
-        return Ok(Vec::new());
-    }
-    let order_ids: Vec<String> = due.iter().map(|row| row.order_id.clone()).collect();
-    let mut lines = orders::lines_of_many(&*conn, &order_ids).await?;
     due.into_iter()
         .map(|row| {
             let saga_id = orders::parse_saga_id(&row.saga_id)?;
             let total = super::stored_amount(row.total, "an order total")?;
-            let items = lines.remove(&row.order_id).unwrap_or_default();
+            let items = row
+                .item_ids
+                .into_iter()
+                .zip(row.quantities)
+                .map(|(item_id, quantity)| {
+                    Ok(LineItem { item_id, quantity: super::stored_amount(quantity, "a quantity")? })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(start_message(saga_id, request_of(&row.order_id, &row.user_id, total, items)))
         })
         .collect()
