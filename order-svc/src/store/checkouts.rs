@@ -160,10 +160,8 @@ pub async fn take_due_resends(
         user_id: String,
         #[diesel(sql_type = BigInt)]
         total: i64,
-        #[diesel(sql_type = Array<Text>)]
-        item_ids: Vec<String>,
-        #[diesel(sql_type = Array<BigInt>)]
-        quantities: Vec<i64>,
+        #[diesel(embed)]
+        lines: orders::LineColumns,
     }
     let due: Vec<Due> = prepared(
         diesel::sql_query(
@@ -192,14 +190,7 @@ pub async fn take_due_resends(
         .map(|row| {
             let saga_id = orders::parse_saga_id(&row.saga_id)?;
             let total = super::stored_amount(row.total, "an order total")?;
-            let items = row
-                .item_ids
-                .into_iter()
-                .zip(row.quantities)
-                .map(|(item_id, quantity)| {
-                    Ok(LineItem { item_id, quantity: super::stored_amount(quantity, "a quantity")? })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let items = row.lines.into_items()?;
             Ok(start_message(saga_id, request_of(&row.order_id, &row.user_id, total, items)))
         })
         .collect()

@@ -61,6 +61,26 @@ struct LineRow {
     unit_total: i64,
 }
 
+/// An order's lines aggregated into two columns of one row (`item_ids` and `quantities`, same order).
+#[derive(QueryableByName)]
+pub(crate) struct LineColumns {
+    #[diesel(sql_type = Array<Text>)]
+    item_ids: Vec<String>,
+    #[diesel(sql_type = Array<BigInt>)]
+    quantities: Vec<i64>,
+}
+
+impl LineColumns {
+    /// The lines, in the order the columns hold them.
+    pub(crate) fn into_items(self) -> Result<Vec<LineItem>, StoreError> {
+        self.item_ids
+            .into_iter()
+            .zip(self.quantities)
+            .map(|(item_id, quantity)| Ok(LineItem { quantity: stored_amount(quantity, "a quantity")?, item_id }))
+            .collect()
+    }
+}
+
 #[derive(QueryableByName)]
 struct ViewRow {
     #[diesel(sql_type = Text)]
@@ -69,10 +89,8 @@ struct ViewRow {
     paid: bool,
     #[diesel(sql_type = BigInt)]
     total: i64,
-    #[diesel(sql_type = Array<Text>)]
-    item_ids: Vec<String>,
-    #[diesel(sql_type = Array<BigInt>)]
-    quantities: Vec<i64>,
+    #[diesel(embed)]
+    lines: LineColumns,
 }
 
 /// Creates an empty, unpaid order of `user_id`.
@@ -152,12 +170,7 @@ pub async fn find(conn: &mut AsyncPgConnection, order_id: &str) -> Result<OrderV
     .await
     .optional()?;
     let row = row.ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
-    let items = row
-        .item_ids
-        .into_iter()
-        .zip(row.quantities)
-        .map(|(item_id, quantity)| Ok(LineItem { quantity: stored_amount(quantity, "a quantity")?, item_id }))
-        .collect::<Result<_, StoreError>>()?;
+    let items = row.lines.into_items()?;
     Ok(OrderView {
         order_id: order_id.to_owned(),
         user_id: row.user_id,
