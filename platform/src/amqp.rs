@@ -4,8 +4,11 @@
 //!
 //! Delivery guarantees rest on three rules. A publish counts only when confirmed. A delivery is acked only after
 //! its handler has committed its effect, so a crash between the two redelivers it and the handler's idempotency
-//! makes the repeat harmless. A message that can never be processed (it does not parse) is moved to the
-//! dead-letter queue instead of blocking its queue.
+//! makes the repeat harmless. A message that can never be processed (it does not parse, or its handler says so)
+//! is moved to the dead-letter queue instead of blocking its queue. A batch that fails is handled again one
+//! message at a time, so one message the database refuses never holds back the others in its batch; a message
+//! that the database refuses alone, again and again, is dead-lettered (see [`crate::poison`]), while one that
+//! fails because the database is out of reach is redelivered for as long as the outage lasts.
 //!
 //! Queues are durable, but the services' messages are transient by default: every one of them is derived from
 //! committed database state and sent again from that state when it is lost (see [`crate::dispatch`]), so a
@@ -38,7 +41,10 @@ use shared_contracts::{
     Envelope,
 };
 
-use crate::trace::TRACEPARENT;
+use crate::{
+    poison::{Suspects, POISON_ATTEMPTS},
+    trace::TRACEPARENT,
+};
 use tokio::sync::{Mutex, Notify};
 
 /// How long a publisher waits for the broker to confirm a batch before it gives up and reports failure.
@@ -647,6 +653,7 @@ async fn consume_until_broken<H: BatchHandler>(
     tracing::info!(queue, "consuming");
     let metrics = broker.metrics.clone();
     let dead_letters = Publisher::new(broker.clone());
+    let mut suspects = Suspects::default();
     while let Some(first) = deliveries.recv().await {
         let mut batch = Vec::with_capacity(settings.max_batch);
         batch.extend(into_deliveries(first));
@@ -663,19 +670,54 @@ async fn consume_until_broken<H: BatchHandler>(
         metrics::counter!(metrics.consumed, "queue" => queue).increment(batch.len() as u64);
         metrics::counter!(metrics.redelivered, "queue" => queue).increment(redelivered);
         let started = std::time::Instant::now();
-        match handler.handle(&batch).await {
+        let verdicts = match handler.handle(&batch).await {
+            Ok(verdicts) => Ok(verdicts),
+            Err(e) if batch.len() == 1 => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), queue, size = batch.len(), "batch failed, retrying its messages one by one");
+                one_by_one(handler, &batch, &mut suspects).await
+            }
+        };
+        match verdicts {
             Ok(verdicts) => settle(&channel, &dead_letters, queue, &metrics, &batch, &verdicts).await?,
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), queue, size = batch.len(), "batch failed, will be redelivered");
-                let last = batch.last().expect("batch is not empty").tag;
-                channel.basic_nack(BasicNackArguments::new(last, true, true)).await?;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let poison = batch.len() == 1 && suspects.failed(&batch[0].body, &e);
+                if poison {
+                    let verdicts =
+                        [Verdict::DeadLetter(format!("refused by the database {POISON_ATTEMPTS} times: {e:#}"))];
+                    settle(&channel, &dead_letters, queue, &metrics, &batch, &verdicts).await?;
+                } else {
+                    tracing::warn!(error = %format!("{e:#}"), queue, size = batch.len(), "batch failed, will be redelivered");
+                    let last = batch.last().expect("batch is not empty").tag;
+                    channel.basic_nack(BasicNackArguments::new(last, true, true)).await?;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
         metrics::histogram!(metrics.batch_seconds, "queue" => queue).record(started.elapsed().as_secs_f64());
     }
     let _ = connection.close().await;
     bail!("the delivery stream of {queue} ended")
+}
+
+/// Handles the messages of a failed batch one at a time. A message that fails alone because the database refused
+/// it [`POISON_ATTEMPTS`] times is given up (dead-lettered); any other failure fails the whole batch again, which
+/// is then redelivered (messages already handled are answered again by their handlers' idempotency).
+async fn one_by_one<H: BatchHandler>(handler: &H, batch: &[Delivery], suspects: &mut Suspects) -> Result<Vec<Verdict>> {
+    let mut verdicts = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        match handler.handle(std::slice::from_ref(delivery)).await {
+            Ok(mut verdict) => {
+                suspects.succeeded(&delivery.body);
+                verdicts.append(&mut verdict);
+            }
+            Err(e) if suspects.failed(&delivery.body, &e) => {
+                verdicts.push(Verdict::DeadLetter(format!("refused by the database {POISON_ATTEMPTS} times: {e:#}")))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(verdicts)
 }
 
 /// The deliveries in one AMQP message: the messages of a bundle, or the message itself (a bundle that does not

@@ -8,6 +8,7 @@
 //! - [`amqp`]: RabbitMQ connections that come back after a broker restart, a publisher with confirms, and a
 //!   batching consumer with manual acks and dead-lettering.
 //! - [`dispatch`]: publishing the messages a committed change calls for, in the background.
+//! - [`poison`]: telling a message the database refuses from a database that is out of reach.
 //! - [`trace`]: the W3C trace context across HTTP and AMQP.
 
 pub mod amqp;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod http;
+pub mod poison;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
