@@ -28,11 +28,26 @@ pub struct Config {
     pub retry_after: Duration,
     /// The longest pause between two retries of one saga (`RETRY_MAX_MS`).
     pub retry_max: Duration,
+    /// How long a checkout may run before it gives up and compensates (`SAGA_DEADLINE_MS`).
+    pub saga_deadline: Duration,
+    /// How long a compensation may go without progress before its saga needs attention
+    /// (`COMPENSATION_DEADLINE_MS`).
+    pub compensation_deadline: Duration,
     /// The bearer token the admin API demands (`ADMIN_TOKEN`); without one, it answers loopback callers only.
     pub admin_token: Option<String>,
 }
 
 impl Config {
+    /// When the sagas' unanswered commands are sent again and when the sagas give up.
+    pub fn retry_policy(&self) -> crate::engine::RetryPolicy {
+        crate::engine::RetryPolicy {
+            first: self.retry_after,
+            max: self.retry_max,
+            deadline: self.saga_deadline,
+            compensation_deadline: self.compensation_deadline,
+        }
+    }
+
     /// Reads the environment, with defaults for a local run.
     pub fn from_env() -> Result<Self> {
         Ok(Self {
@@ -44,8 +59,10 @@ impl Config {
             worker_prefetch: parse("WORKER_PREFETCH", 1024)?,
             worker_batch: parse("WORKER_BATCH", 256)?,
             worker_parallel: parse("WORKER_PARALLEL", 1)?,
-            retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 5000)?),
-            retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 60_000)?),
+            retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 2000)?),
+            retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 5000)?),
+            saga_deadline: Duration::from_millis(parse("SAGA_DEADLINE_MS", 20_000)?),
+            compensation_deadline: Duration::from_millis(parse("COMPENSATION_DEADLINE_MS", 300_000)?),
             admin_token: Some(string("ADMIN_TOKEN", "")).filter(|token| !token.is_empty()),
         })
     }
@@ -64,6 +81,8 @@ impl fmt::Debug for Config {
             .field("worker_parallel", &self.worker_parallel)
             .field("retry_after", &self.retry_after)
             .field("retry_max", &self.retry_max)
+            .field("saga_deadline", &self.saga_deadline)
+            .field("compensation_deadline", &self.compensation_deadline)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .finish()
     }

@@ -1,17 +1,22 @@
 //! The checkout saga as a pure state machine: `(state, event) -> (state, commands)`, no I/O.
 //!
 //! A checkout reserves stock and charges payment in parallel. When both succeed the saga completes; when either
-//! is refused the saga compensates every step that was not itself refused (a step still pending may have run or
-//! may run later, so it is compensated too: participants treat a compensation that arrives first as a tombstone
-//! that blocks the action for good) and fails once every compensation is confirmed. Late or duplicated replies
-//! change nothing. Terminal states ignore everything but a repeated start, which they answer with their outcome.
+//! is refused (or the saga misses its deadline, or an operator aborts it) the saga compensates every step that
+//! was not itself refused (a step still pending may have run or may run later, so it is compensated too:
+//! participants treat a compensation that arrives first as a tombstone that blocks the action for good) and fails
+//! once every compensation is confirmed. A completed saga can be cancelled: it gives the stock back and refunds
+//! the payment the same way, then ends cancelled. A compensation that a participant can never apply, or that
+//! goes unanswered past its deadline, ends the saga in `NeedsAttention`, which an operator can retry; a late
+//! confirmation still settles it. Late or duplicated replies change nothing.
 //!
 //! ```text
-//!             Reserved + Charged
-//! Executing ───────────────────────▶ Completed
-//!     │ Rejected (either) / Abort
-//!     ▼
-//! Compensating ── Released + Refunded (those needed) ──▶ Failed
+//!             Reserved + Charged                 Cancel
+//! Executing ───────────────────────▶ Completed ──────────▶ Cancelling ── Released + Refunded ──▶ Cancelled
+//!     │ Rejected (either) / Abort / deadline                    │
+//!     ▼                                                         │ CannotApply / Abort / deadline
+//! Compensating ── Released + Refunded (those needed) ──▶ Failed │
+//!     │ CannotApply / Abort / deadline                          ▼
+//!     └──────────────────────────────────────────────────▶ NeedsAttention ── operator retry ──▶ back
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +49,19 @@ pub enum Undo {
     Done,
 }
 
+/// What a compensation is for: the end it reaches once every undo is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "goal", rename_all = "snake_case")]
+pub enum Goal {
+    /// A checkout that could not complete: it ends [`SagaState::Failed`] with this reason.
+    Fail {
+        /// Why the checkout fails.
+        reason: FailureReason,
+    },
+    /// A paid checkout being undone: it ends [`SagaState::Cancelled`].
+    Cancel,
+}
+
 /// The state of one checkout saga.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -55,7 +73,7 @@ pub enum SagaState {
         /// The payment.
         payment: Step,
     },
-    /// Something was refused or the saga was aborted; undoing what may have been done.
+    /// Something was refused, the deadline passed or the saga was aborted; undoing what may have been done.
     Compensating {
         /// Undoing the stock reservation.
         stock: Undo,
@@ -64,12 +82,34 @@ pub enum SagaState {
         /// Why the checkout fails.
         reason: FailureReason,
     },
-    /// Stock taken and payment charged, exactly once. Terminal.
+    /// Stock taken and payment charged, exactly once. Terminal, unless the order is cancelled.
     Completed,
     /// Nothing taken, nothing charged. Terminal.
     Failed {
         /// Why.
         reason: FailureReason,
+    },
+    /// The paid checkout is being undone at the order's request: stock given back, payment refunded.
+    Cancelling {
+        /// Giving the stock back.
+        stock: Undo,
+        /// Refunding the payment.
+        payment: Undo,
+    },
+    /// The paid checkout was undone: stock back, payment refunded, exactly once. Terminal.
+    Cancelled,
+    /// A compensation could never be applied, or went unanswered past its deadline, or an operator aborted it:
+    /// what the saga took may not all be back. Terminal for the timer; an operator's retry resumes the
+    /// compensation, and a late confirmation still settles it.
+    NeedsAttention {
+        /// Where the stock's undo stands.
+        stock: Undo,
+        /// Where the payment's undo stands.
+        payment: Undo,
+        /// What the compensation was for.
+        goal: Goal,
+        /// What went wrong, for operators.
+        problem: String,
     },
 }
 
@@ -85,6 +125,12 @@ pub enum Status {
     Completed,
     /// See [`SagaState::Failed`].
     Failed,
+    /// See [`SagaState::Cancelling`].
+    Cancelling,
+    /// See [`SagaState::Cancelled`].
+    Cancelled,
+    /// See [`SagaState::NeedsAttention`].
+    NeedsAttention,
 }
 
 impl Status {
@@ -95,15 +141,30 @@ impl Status {
             Self::Compensating => "compensating",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+            Self::NeedsAttention => "needs_attention",
         }
     }
 
-    /// Every status, in lifecycle order.
-    pub const ALL: [Status; 4] = [Self::Executing, Self::Compensating, Self::Completed, Self::Failed];
+    /// Every status: the one that needs a human first, then in lifecycle order.
+    pub const ALL: [Status; 7] = [
+        Self::NeedsAttention,
+        Self::Executing,
+        Self::Compensating,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelling,
+        Self::Cancelled,
+    ];
 
-    /// Whether the saga is over.
+    /// The statuses of sagas still under way, which the coordinator drives on its own.
+    pub const UNFINISHED: [Status; 3] = [Self::Executing, Self::Compensating, Self::Cancelling];
+
+    /// Whether the saga is over: nothing more happens to it unless someone (order-svc cancelling, an operator
+    /// retrying) asks.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        !Self::UNFINISHED.contains(&self)
     }
 }
 
@@ -111,10 +172,10 @@ impl std::str::FromStr for Status {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown state {s:?}; expected one of executing, compensating, completed, failed"))
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|status| status.as_str()).collect();
+            format!("unknown state {s:?}; expected one of {}", known.join(", "))
+        })
     }
 }
 
@@ -132,13 +193,18 @@ pub enum Event {
         /// The answer.
         reply: PaymentReply,
     },
-    /// Commands have gone unanswered for too long: send the pending ones again.
+    /// Commands have gone unanswered for too long: send the pending ones again. From an operator, it also
+    /// resumes the compensation of a saga that needs attention.
     RetryDue,
-    /// An operator asked to give up: compensate and fail.
+    /// The saga made no progress within its deadline: give up on what is still unanswered.
+    DeadlinePassed,
+    /// An operator asked to give up: compensate and fail, or stop waiting for a compensation.
     Abort,
     /// order-svc sent the saga's `StartCheckout` again: it has not heard the outcome. A finished saga reports it
     /// once more; a running one will report it when it ends.
     StartRepeated,
+    /// order-svc asks to undo the paid checkout (sent again until it hears the outcome).
+    Cancel,
 }
 
 /// What the saga asks the outside world to do. The I/O layer turns these into messages.
@@ -160,6 +226,13 @@ pub enum Command {
         /// Why.
         reason: FailureReason,
     },
+    /// Tell order-svc the paid checkout was undone.
+    ReportCancelled,
+    /// Tell order-svc the saga needs an operator, and why.
+    ReportNeedsAttention {
+        /// What went wrong.
+        problem: String,
+    },
 }
 
 /// The result of applying an event.
@@ -171,6 +244,16 @@ pub struct Transition {
     pub commands: Vec<Command>,
 }
 
+/// Why an operator's action is refused for a saga in its current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("is already {}, so there is nothing to {action}", status.as_str())]
+pub struct NotAllowed {
+    /// The saga's status.
+    pub status: Status,
+    /// The refused action's name.
+    pub action: &'static str,
+}
+
 impl SagaState {
     /// The coarse status of this state.
     pub fn status(&self) -> Status {
@@ -179,6 +262,9 @@ impl SagaState {
             Self::Compensating { .. } => Status::Compensating,
             Self::Completed => Status::Completed,
             Self::Failed { .. } => Status::Failed,
+            Self::Cancelling { .. } => Status::Cancelling,
+            Self::Cancelled => Status::Cancelled,
+            Self::NeedsAttention { .. } => Status::NeedsAttention,
         }
     }
 
@@ -187,30 +273,55 @@ impl SagaState {
         !self.pending_commands().is_empty()
     }
 
-    /// The commands whose answers this state is waiting for: what a retry sends again.
+    /// The commands whose answers this state is waiting for: what a retry sends again. A saga that needs
+    /// attention waits for an operator, not for replies.
     pub fn pending_commands(&self) -> Vec<Command> {
-        let mut commands = Vec::new();
         match self {
             Self::Executing { stock, payment } => {
+                let mut commands = Vec::new();
                 if *stock == Step::Pending {
                     commands.push(Command::ReserveStock);
                 }
                 if *payment == Step::Pending {
                     commands.push(Command::ChargePayment);
                 }
+                commands
             }
-            Self::Compensating { stock, payment, .. } => {
-                if *stock == Undo::Pending {
-                    commands.push(Command::ReleaseStock);
-                }
-                if *payment == Undo::Pending {
-                    commands.push(Command::RefundPayment);
-                }
+            Self::Compensating { stock, payment, .. } | Self::Cancelling { stock, payment } => {
+                undo_commands(*stock, *payment)
             }
-            Self::Completed | Self::Failed { .. } => {}
+            Self::Completed | Self::Failed { .. } | Self::Cancelled | Self::NeedsAttention { .. } => Vec::new(),
         }
-        commands
     }
+
+    /// Whether an operator may retry the saga now: while it runs, and to resume a compensation that needs
+    /// attention.
+    pub fn check_retry(&self) -> Result<(), NotAllowed> {
+        match self.status() {
+            Status::NeedsAttention => Ok(()),
+            status if status.is_terminal() => Err(NotAllowed { status, action: "retry" }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether an operator may abort the saga now: in every state that is not terminal.
+    pub fn check_abort(&self) -> Result<(), NotAllowed> {
+        match self.status() {
+            status if status.is_terminal() => Err(NotAllowed { status, action: "abort" }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn undo_commands(stock: Undo, payment: Undo) -> Vec<Command> {
+    let mut commands = Vec::new();
+    if stock == Undo::Pending {
+        commands.push(Command::ReleaseStock);
+    }
+    if payment == Undo::Pending {
+        commands.push(Command::RefundPayment);
+    }
+    commands
 }
 
 /// A new saga: both forward steps start at once.
@@ -223,59 +334,178 @@ pub fn start() -> Transition {
 
 /// Applies `event` to `state`.
 pub fn transition(state: &SagaState, event: &Event) -> Transition {
-    match (state, event) {
-        (_, Event::RetryDue) => Transition { state: state.clone(), commands: state.pending_commands() },
-        (SagaState::Completed, Event::StartRepeated) => {
-            Transition { state: state.clone(), commands: vec![Command::ReportPaid] }
+    match state {
+        SagaState::Executing { stock, payment } => executing(state, stock, payment, event),
+        SagaState::Compensating { stock, payment, reason } => {
+            undoing(state, *stock, *payment, Goal::Fail { reason: reason.clone() }, event)
         }
-        (SagaState::Failed { reason }, Event::StartRepeated) => {
-            Transition { state: state.clone(), commands: vec![Command::ReportFailed { reason: reason.clone() }] }
+        SagaState::Cancelling { stock, payment } => undoing(state, *stock, *payment, Goal::Cancel, event),
+        SagaState::NeedsAttention { stock, payment, goal, problem } => {
+            needing_attention(state, *stock, *payment, goal, problem, event)
         }
-        (_, Event::StartRepeated) => unchanged(state),
-        (SagaState::Executing { stock, payment }, Event::Abort) => compensate(stock, payment, FailureReason::Aborted),
-        (SagaState::Executing { stock, payment }, Event::Stock { reply }) => {
+        SagaState::Completed => match event {
+            Event::StartRepeated => again(state, Command::ReportPaid),
+            Event::Cancel => Transition {
+                state: SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Pending },
+                commands: vec![Command::ReleaseStock, Command::RefundPayment],
+            },
+            Event::Stock { .. } | Event::Payment { .. } | Event::RetryDue | Event::DeadlinePassed | Event::Abort => {
+                unchanged(state)
+            }
+        },
+        SagaState::Failed { reason } => match event {
+            Event::StartRepeated => again(state, Command::ReportFailed { reason: reason.clone() }),
+            // Nothing of a failed checkout is held, so undoing it is done already.
+            Event::Cancel => again(state, Command::ReportCancelled),
+            Event::Stock { .. } | Event::Payment { .. } | Event::RetryDue | Event::DeadlinePassed | Event::Abort => {
+                unchanged(state)
+            }
+        },
+        SagaState::Cancelled => match event {
+            Event::Cancel => again(state, Command::ReportCancelled),
+            Event::Stock { .. }
+            | Event::Payment { .. }
+            | Event::RetryDue
+            | Event::DeadlinePassed
+            | Event::Abort
+            | Event::StartRepeated => unchanged(state),
+        },
+    }
+}
+
+fn executing(state: &SagaState, stock: &Step, payment: &Step, event: &Event) -> Transition {
+    match event {
+        Event::RetryDue => Transition { state: state.clone(), commands: state.pending_commands() },
+        Event::Abort => compensate(stock, payment, FailureReason::Aborted),
+        Event::DeadlinePassed => compensate(stock, payment, FailureReason::TimedOut),
+        // Running: it reports when it ends. A cancel cannot come before the checkout was paid.
+        Event::StartRepeated | Event::Cancel => unchanged(state),
+        Event::Stock { reply } => {
             let stock = match (stock, reply) {
                 (Step::Pending, StockReply::Reserved) => Step::Done,
                 (Step::Pending, StockReply::Rejected { reason }) => Step::Rejected { reason: reason.clone() },
-                // A duplicate, or a compensation answer that cannot belong here: nothing changes.
-                _ => return unchanged(state),
+                // A duplicate, or an answer to a compensation that cannot belong here: nothing changes.
+                (_, StockReply::Reserved | StockReply::Rejected { .. } | StockReply::Released)
+                | (_, StockReply::CannotApply { .. }) => return unchanged(state),
             };
             after_forward_reply(stock, payment.clone())
         }
-        (SagaState::Executing { stock, payment }, Event::Payment { reply }) => {
+        Event::Payment { reply } => {
             let payment = match (payment, reply) {
                 (Step::Pending, PaymentReply::Charged) => Step::Done,
                 (Step::Pending, PaymentReply::Rejected { reason }) => Step::Rejected { reason: reason.clone() },
-                _ => return unchanged(state),
+                (_, PaymentReply::Charged | PaymentReply::Rejected { .. } | PaymentReply::Refunded)
+                | (_, PaymentReply::CannotApply { .. }) => return unchanged(state),
             };
             after_forward_reply(stock.clone(), payment)
         }
-        (SagaState::Compensating { stock, payment, reason }, Event::Stock { reply: StockReply::Released }) => {
-            after_undo(if *stock == Undo::Pending { Undo::Done } else { *stock }, *payment, reason)
+    }
+}
+
+/// A compensation under way (of a failing checkout, or a cancellation), towards `goal`.
+fn undoing(state: &SagaState, stock: Undo, payment: Undo, goal: Goal, event: &Event) -> Transition {
+    let stuck = |problem: &str| Transition {
+        state: SagaState::NeedsAttention { stock, payment, goal: goal.clone(), problem: problem.to_owned() },
+        commands: vec![Command::ReportNeedsAttention { problem: problem.to_owned() }],
+    };
+    match event {
+        Event::RetryDue => Transition { state: state.clone(), commands: state.pending_commands() },
+        Event::DeadlinePassed => stuck("the compensation went unanswered past its deadline"),
+        Event::Abort => stuck("an operator aborted the saga while it was compensating"),
+        Event::Stock { reply: StockReply::CannotApply { problem } } if stock == Undo::Pending => {
+            stuck(&format!("stock cannot be given back: {problem}"))
         }
-        (SagaState::Compensating { stock, payment, reason }, Event::Payment { reply: PaymentReply::Refunded }) => {
-            after_undo(*stock, if *payment == Undo::Pending { Undo::Done } else { *payment }, reason)
+        Event::Payment { reply: PaymentReply::CannotApply { problem } } if payment == Undo::Pending => {
+            stuck(&format!("the payment cannot be refunded: {problem}"))
         }
-        // A refusal means the participant recorded that it did nothing and never will: that side needs no
-        // undoing after all.
-        (
-            SagaState::Compensating { stock: Undo::Pending, payment, reason },
-            Event::Stock { reply: StockReply::Rejected { .. } },
-        ) => after_undo(Undo::Done, *payment, reason),
-        (
-            SagaState::Compensating { stock, payment: Undo::Pending, reason },
-            Event::Payment { reply: PaymentReply::Rejected { .. } },
-        ) => after_undo(*stock, Undo::Done, reason),
-        // Late answers to forward commands while compensating, a second abort, anything after the end: the
-        // compensation already covers them, or there is nothing left to do.
-        (SagaState::Compensating { .. }, _) | (SagaState::Completed, _) | (SagaState::Failed { .. }, _) => {
-            unchanged(state)
+        Event::Stock { reply } => match reply {
+            StockReply::Released => after_undo(settle(stock), payment, &goal),
+            // A refusal means the participant recorded that it did nothing and never will: that side needs no
+            // undoing after all.
+            StockReply::Rejected { .. } if stock == Undo::Pending => after_undo(Undo::Done, payment, &goal),
+            // Late answers to forward commands: the compensation already covers them.
+            StockReply::Reserved | StockReply::Rejected { .. } | StockReply::CannotApply { .. } => unchanged(state),
+        },
+        Event::Payment { reply } => match reply {
+            PaymentReply::Refunded => after_undo(stock, settle(payment), &goal),
+            PaymentReply::Rejected { .. } if payment == Undo::Pending => after_undo(stock, Undo::Done, &goal),
+            PaymentReply::Charged | PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } => {
+                unchanged(state)
+            }
+        },
+        // Running: it reports when it ends.
+        Event::StartRepeated | Event::Cancel => unchanged(state),
+    }
+}
+
+/// A saga that needs an operator: an operator's retry resumes the compensation, late confirmations settle it,
+/// and order-svc asking again hears the problem again.
+fn needing_attention(
+    state: &SagaState,
+    stock: Undo,
+    payment: Undo,
+    goal: &Goal,
+    problem: &str,
+    event: &Event,
+) -> Transition {
+    let report = || again(state, Command::ReportNeedsAttention { problem: problem.to_owned() });
+    match (event, goal) {
+        (Event::RetryDue, _) => {
+            let resumed = undoing_state(stock, payment, goal.clone());
+            let commands = resumed.pending_commands();
+            Transition { state: resumed, commands }
         }
+        (Event::Stock { reply: StockReply::Released }, _) => settle_late(settle(stock), payment, goal, problem),
+        (Event::Payment { reply: PaymentReply::Refunded }, _) => settle_late(stock, settle(payment), goal, problem),
+        (Event::StartRepeated, Goal::Fail { .. }) | (Event::Cancel, Goal::Cancel) => report(),
+        (Event::StartRepeated, Goal::Cancel)
+        | (Event::Cancel, Goal::Fail { .. })
+        | (Event::Stock { .. } | Event::Payment { .. } | Event::DeadlinePassed | Event::Abort, _) => unchanged(state),
+    }
+}
+
+/// A confirmation that reached a saga needing attention: once nothing is left to undo, it reaches its goal after
+/// all.
+fn settle_late(stock: Undo, payment: Undo, goal: &Goal, problem: &str) -> Transition {
+    if stock == Undo::Pending || payment == Undo::Pending {
+        let state = SagaState::NeedsAttention { stock, payment, goal: goal.clone(), problem: problem.to_owned() };
+        return Transition { state, commands: Vec::new() };
+    }
+    finish(goal)
+}
+
+fn settle(undo: Undo) -> Undo {
+    if undo == Undo::Pending {
+        Undo::Done
+    } else {
+        undo
+    }
+}
+
+fn undoing_state(stock: Undo, payment: Undo, goal: Goal) -> SagaState {
+    match goal {
+        Goal::Fail { reason } => SagaState::Compensating { stock, payment, reason },
+        Goal::Cancel => SagaState::Cancelling { stock, payment },
+    }
+}
+
+fn finish(goal: &Goal) -> Transition {
+    match goal {
+        Goal::Fail { reason } => Transition {
+            state: SagaState::Failed { reason: reason.clone() },
+            commands: vec![Command::ReportFailed { reason: reason.clone() }],
+        },
+        Goal::Cancel => Transition { state: SagaState::Cancelled, commands: vec![Command::ReportCancelled] },
     }
 }
 
 fn unchanged(state: &SagaState) -> Transition {
     Transition { state: state.clone(), commands: Vec::new() }
+}
+
+/// The state stays; `command` is sent again (an outcome order-svc has not heard).
+fn again(state: &SagaState, command: Command) -> Transition {
+    Transition { state: state.clone(), commands: vec![command] }
 }
 
 fn after_forward_reply(stock: Step, payment: Step) -> Transition {
@@ -292,25 +522,24 @@ fn after_forward_reply(stock: Step, payment: Step) -> Transition {
 /// Undo every step that was not refused; fail at once when there is nothing to undo.
 fn compensate(stock: &Step, payment: &Step, reason: FailureReason) -> Transition {
     let undo = |step: &Step| if matches!(step, Step::Rejected { .. }) { Undo::NotNeeded } else { Undo::Pending };
-    let state = SagaState::Compensating { stock: undo(stock), payment: undo(payment), reason: reason.clone() };
-    let commands = state.pending_commands();
-    if commands.is_empty() {
-        return Transition {
-            state: SagaState::Failed { reason: reason.clone() },
-            commands: vec![Command::ReportFailed { reason }],
-        };
-    }
-    Transition { state, commands }
+    after_undo(undo(stock), undo(payment), &Goal::Fail { reason }).with_sent_undos()
 }
 
-fn after_undo(stock: Undo, payment: Undo, reason: &FailureReason) -> Transition {
+fn after_undo(stock: Undo, payment: Undo, goal: &Goal) -> Transition {
     if stock != Undo::Pending && payment != Undo::Pending {
-        return Transition {
-            state: SagaState::Failed { reason: reason.clone() },
-            commands: vec![Command::ReportFailed { reason: reason.clone() }],
-        };
+        return finish(goal);
     }
-    Transition { state: SagaState::Compensating { stock, payment, reason: reason.clone() }, commands: Vec::new() }
+    Transition { state: undoing_state(stock, payment, goal.clone()), commands: Vec::new() }
+}
+
+impl Transition {
+    /// A compensation that has just begun sends every undo it waits for.
+    fn with_sent_undos(mut self) -> Self {
+        if self.commands.is_empty() {
+            self.commands = self.state.pending_commands();
+        }
+        self
+    }
 }
 
 #[cfg(test)]

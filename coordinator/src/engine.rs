@@ -16,13 +16,19 @@ use crate::{
     store::{self, SagaRecord, SagaUpdate, TransitionRecord},
 };
 
-/// When unanswered commands are sent again: after `first`, doubling per retry, at most `max` apart.
+/// When unanswered commands are sent again (after `first`, doubling per retry, at most `max` apart) and when a
+/// saga stops waiting: a checkout still executing `deadline` after it began compensates, and a compensation
+/// without progress for `compensation_deadline` needs attention.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// The wait before the first retry.
     pub first: Duration,
     /// The longest wait.
     pub max: Duration,
+    /// How long a checkout may execute.
+    pub deadline: Duration,
+    /// How long a compensation may go without progress.
+    pub compensation_deadline: Duration,
 }
 
 impl RetryPolicy {
@@ -30,6 +36,22 @@ impl RetryPolicy {
     pub fn delay_ms(&self, retries: i32) -> i64 {
         let factor = 1u32 << retries.clamp(0, 16);
         self.first.saturating_mul(factor).min(self.max).as_millis() as i64
+    }
+
+    /// What the timer does to `saga`, whose retry time has come, at `now`: give up if its deadline has passed,
+    /// else send the unanswered commands again.
+    pub fn due_event(&self, saga: &SagaRecord, now: chrono::DateTime<chrono::Utc>) -> Event {
+        let (since, allowed) = match saga.state.status() {
+            Status::Executing => (saga.created_at, self.deadline),
+            Status::Compensating | Status::Cancelling => (saga.updated_at, self.compensation_deadline),
+            Status::Completed | Status::Failed | Status::Cancelled | Status::NeedsAttention => return Event::RetryDue,
+        };
+        let allowed = chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
+        if now - since >= allowed {
+            Event::DeadlinePassed
+        } else {
+            Event::RetryDue
+        }
     }
 }
 
@@ -114,9 +136,52 @@ fn record_transition_metrics(saga: &mut SagaRecord, from: Status, to: Status) {
 mod tests {
     use super::*;
 
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            first: Duration::from_millis(500),
+            max: Duration::from_secs(4),
+            deadline: Duration::from_secs(20),
+            compensation_deadline: Duration::from_secs(300),
+        }
+    }
+
+    fn saga(state: domain::SagaState, age_secs: i64, unchanged_secs: i64) -> SagaRecord {
+        let now = chrono::Utc::now();
+        SagaRecord {
+            id: SagaId::new(),
+            request: CheckoutRequest { order_id: "1".into(), user_id: "2".into(), items: Vec::new(), total: 3 },
+            state,
+            version: 1,
+            retries: 0,
+            created_at: now - chrono::Duration::seconds(age_secs),
+            updated_at: now - chrono::Duration::seconds(unchanged_secs),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn a_checkout_past_its_deadline_gives_up_and_one_within_it_is_retried() {
+        let executing = domain::start().state;
+        let now = chrono::Utc::now();
+        assert_eq!(policy().due_event(&saga(executing.clone(), 21, 1), now), Event::DeadlinePassed);
+        assert_eq!(policy().due_event(&saga(executing, 19, 19), now), Event::RetryDue);
+    }
+
+    #[test]
+    fn a_compensation_is_given_its_own_deadline_from_its_last_progress() {
+        let compensating = domain::SagaState::Compensating {
+            stock: domain::Undo::Pending,
+            payment: domain::Undo::Done,
+            reason: shared_contracts::FailureReason::TimedOut,
+        };
+        let now = chrono::Utc::now();
+        assert_eq!(policy().due_event(&saga(compensating.clone(), 1000, 299), now), Event::RetryDue);
+        assert_eq!(policy().due_event(&saga(compensating, 1000, 301), now), Event::DeadlinePassed);
+    }
+
     #[test]
     fn retry_delay_doubles_up_to_the_cap() {
-        let policy = RetryPolicy { first: Duration::from_millis(500), max: Duration::from_secs(4) };
+        let policy = policy();
         let delays: Vec<i64> = (0..6).map(|r| policy.delay_ms(r)).collect();
         assert_eq!(delays, vec![500, 1000, 2000, 4000, 4000, 4000]);
         assert_eq!(policy.delay_ms(i32::MAX), 4000);

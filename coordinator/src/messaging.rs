@@ -4,7 +4,9 @@
 //! A batch of deliveries is handled in one transaction: new sagas are inserted, the sagas that replies belong to
 //! are locked, every event is applied in delivery order, and the new states are persisted. Only after the commit
 //! are the commands handed to the dispatcher and the deliveries acked. A start whose saga exists already is
-//! order-svc asking again for an outcome it has not heard: a finished saga reports it once more.
+//! order-svc asking again for an outcome it has not heard: a finished saga reports it once more. A cancel is
+//! order-svc asking to undo a paid checkout; like a repeated start, it is rare, so its saga is locked in a
+//! statement of its own.
 
 use std::collections::{HashMap, HashSet};
 
@@ -60,6 +62,17 @@ pub fn encode(saga_id: SagaId, request: &CheckoutRequest, command: &Command) -> 
                 CheckoutOutcome::Failed { order_id: request.order_id.clone(), reason: reason.clone() },
             ),
         ),
+        Command::ReportCancelled => outgoing(
+            queues::ORDER_OUTCOMES,
+            Envelope::new(saga_id, CheckoutOutcome::Cancelled { order_id: request.order_id.clone() }),
+        ),
+        Command::ReportNeedsAttention { problem } => outgoing(
+            queues::ORDER_OUTCOMES,
+            Envelope::new(
+                saga_id,
+                CheckoutOutcome::NeedsAttention { order_id: request.order_id.clone(), problem: problem.clone() },
+            ),
+        ),
     }
 }
 
@@ -84,6 +97,8 @@ impl BatchHandler for CoordinatorHandler {
         let mut starts: Vec<(SagaId, CheckoutRequest)> = Vec::new();
         let mut start_traces: Vec<Option<String>> = Vec::new();
         let mut events: Vec<(SagaId, Event, Option<String>)> = Vec::new();
+        // Cancels, and below repeated starts: events whose sagas are locked in a statement of their own.
+        let mut rare: Vec<(SagaId, Event, Option<String>)> = Vec::new();
         let mut seen_starts = HashSet::new();
         for delivery in batch {
             match Envelope::<CoordinatorMessage>::from_bytes(&delivery.body) {
@@ -111,6 +126,9 @@ impl BatchHandler for CoordinatorHandler {
                         CoordinatorMessage::Payment(reply) => {
                             events.push((envelope.saga_id, Event::Payment { reply }, traceparent))
                         }
+                        CoordinatorMessage::CancelCheckout { .. } => {
+                            rare.push((envelope.saga_id, Event::Cancel, traceparent))
+                        }
                     }
                 }
                 Err(e) => verdicts.push(Verdict::DeadLetter(e.to_string())),
@@ -131,7 +149,7 @@ impl BatchHandler for CoordinatorHandler {
                     store::lock(conn, &ids),
                 )?;
                 let inserted: HashSet<SagaId> = inserted.into_iter().collect();
-                let mut repeated: Vec<(SagaId, Event, Option<String>)> = Vec::new();
+                let mut repeated = std::mem::take(&mut rare);
                 for ((id, request), traceparent) in starts.iter().zip(&start_traces) {
                     if inserted.contains(id) {
                         effects.started(*id, request, traceparent.clone());
@@ -141,8 +159,8 @@ impl BatchHandler for CoordinatorHandler {
                 }
 
                 let mut sagas: HashMap<SagaId, store::SagaRecord> = locked.into_iter().map(|s| (s.id, s)).collect();
-                // order-svc repeats a start only when it has not heard the outcome for a while, so the sagas of
-                // repeated starts are locked in a statement of their own rather than on every batch's way.
+                // order-svc repeats a start only when it has not heard the outcome for a while, and cancels are
+                // rare, so their sagas are locked in a statement of their own rather than on every batch's way.
                 let mut unlocked: Vec<SagaId> =
                     repeated.iter().map(|(id, _, _)| *id).filter(|id| !sagas.contains_key(id)).collect();
                 unlocked.sort();

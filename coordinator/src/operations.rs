@@ -45,8 +45,8 @@ impl Operations {
         Self { pool, dispatcher, policy }
     }
 
-    /// Applies `action` to saga `id` and returns its state afterwards. A terminal saga is a conflict: there is
-    /// nothing left to retry or abort.
+    /// Applies `action` to saga `id` and returns its state afterwards. An action the saga's state does not allow
+    /// (see [`SagaState::check_retry`] and [`SagaState::check_abort`]) is a conflict.
     pub async fn perform(&self, id: SagaId, action: Action) -> Result<SagaState, ApiError> {
         let policy = self.policy;
         let event = match action {
@@ -60,10 +60,11 @@ impl Operations {
                     .await?
                     .pop()
                     .ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
-                let status = saga.state.status();
-                if status.is_terminal() {
-                    return Err(ApiError::Conflict(format!("saga {id} is already {}", status.as_str())));
-                }
+                let allowed = match action {
+                    Action::Retry => saga.state.check_retry(),
+                    Action::Abort => saga.state.check_abort(),
+                };
+                allowed.map_err(|refusal| ApiError::Conflict(format!("saga {id} {refusal}")))?;
                 let mut effects = Effects::default();
                 let traceparent = saga.traceparent.clone();
                 effects.apply(&mut saga, &event, policy, traceparent);

@@ -1,7 +1,9 @@
 //! The retry timer: sagas whose commands went unanswered past their `next_retry_at` get a
 //! [`Event::RetryDue`](crate::domain::Event::RetryDue), which re-sends exactly the unanswered commands, with the
-//! wait doubling each time. This is what finishes sagas after a crash lost a message somewhere, without a human.
-//! Several coordinators may run it at once: due sagas are claimed with `SKIP LOCKED`.
+//! wait doubling each time, or, once past their deadline, an [`Event::DeadlinePassed`](crate::domain::Event),
+//! which gives up on them (see [`RetryPolicy::due_event`]). This is what finishes sagas after a crash lost a
+//! message somewhere, or a participant stopped answering, without a human. Several coordinators may run it at
+//! once: due sagas are claimed with `SKIP LOCKED`.
 
 use std::time::Duration;
 
@@ -14,7 +16,6 @@ use platform::{
 };
 
 use crate::{
-    domain::Event,
     engine::{Effects, RetryPolicy},
     store,
 };
@@ -37,10 +38,12 @@ pub async fn retry_due(pool: &Pool, dispatcher: &Dispatcher, policy: RetryPolicy
         .transaction::<(usize, Vec<Outgoing>), anyhow::Error, _>(async |conn| {
             let mut sagas = store::lock_retry_due(conn, BATCH).await?;
             let mut effects = Effects::default();
+            let now = chrono::Utc::now();
             for saga in &mut sagas {
-                tracing::info!(saga_id = %saga.id, retries = saga.retries, state = ?saga.state, "re-sending unanswered commands");
+                let event = policy.due_event(saga, now);
+                tracing::info!(saga_id = %saga.id, retries = saga.retries, state = ?saga.state, ?event, "saga due");
                 let traceparent = saga.traceparent.clone();
-                effects.apply(saga, &Event::RetryDue, policy, traceparent);
+                effects.apply(saga, &event, policy, traceparent);
             }
             Ok((sagas.len(), effects.persist(conn).await?))
         })

@@ -12,7 +12,7 @@ use shared_contracts::queues;
 use tokio::task::JoinHandle;
 
 use crate::{
-    config::Config, dead_letters::DeadLetters, engine::RetryPolicy, http::AdminAccess, messaging::CoordinatorHandler,
+    config::Config, dead_letters::DeadLetters, http::AdminAccess, messaging::CoordinatorHandler,
     operations::Operations, recovery, store,
 };
 
@@ -33,7 +33,7 @@ impl Application {
         let publisher = Arc::new(Publisher::new(broker.clone()));
         let dispatcher = Dispatcher::new(publisher.clone());
         let dead_letters = web::Data::new(DeadLetters::new(broker.clone(), publisher));
-        let policy = RetryPolicy { first: config.retry_after, max: config.retry_max };
+        let policy = config.retry_policy();
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), dispatcher.clone(), policy));
         let settings = ConsumerSettings {
             prefetch: config.worker_prefetch,

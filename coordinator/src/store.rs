@@ -270,7 +270,7 @@ pub struct SagaSummary {
     /// Who pays.
     #[diesel(sql_type = Text)]
     pub user_id: String,
-    /// executing, compensating, completed or failed.
+    /// One of [`Status::ALL`], by name.
     #[diesel(sql_type = Text)]
     pub status: String,
     /// The full state.
@@ -308,7 +308,7 @@ pub struct SagaFilter {
     pub order_id: Option<String>,
     /// Only this user.
     pub user_id: Option<String>,
-    /// Only non-terminal sagas unchanged for at least this many seconds.
+    /// Only unfinished sagas unchanged for at least this many seconds.
     pub stuck_for_secs: Option<i64>,
     /// Page size.
     pub limit: i64,
@@ -327,7 +327,7 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryRes
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::text IS NULL OR order_id = $2)
            AND ($3::text IS NULL OR user_id = $3)
-           AND ($4::bigint IS NULL OR (status IN ('executing', 'compensating')
+           AND ($4::bigint IS NULL OR (status = ANY($7::text[])
                                        AND updated_at <= now() - make_interval(secs => $4::double precision)))
          ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
     ))
@@ -337,8 +337,27 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryRes
     .bind::<Nullable<BigInt>, _>(filter.stuck_for_secs)
     .bind::<BigInt, _>(filter.limit)
     .bind::<BigInt, _>(filter.offset)
+    .bind::<Array<Text>, _>(unfinished_statuses())
     .load(conn)
     .await
+}
+
+fn unfinished_statuses() -> Vec<&'static str> {
+    Status::UNFINISHED.iter().map(|status| status.as_str()).collect()
+}
+
+/// How many sagas are still under way (not in a terminal status).
+pub async fn count_unfinished(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel::sql_query("SELECT count(*) AS n FROM sagas WHERE status = ANY($1::text[])")
+        .bind::<Array<Text>, _>(unfinished_statuses())
+        .get_result(conn)
+        .await?;
+    Ok(count.n)
 }
 
 /// One saga, if it exists.

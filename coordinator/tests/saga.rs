@@ -279,8 +279,12 @@ async fn abort_compensates_then_fails_and_is_refused_once_terminal() {
     assert_eq!(body["state"]["state"], "compensating");
     assert_eq!(h.stock_command().await.body, StockCommand::Release);
     assert_eq!(h.payment_command().await.body, PaymentCommand::Refund);
-    // A second abort changes nothing and sends nothing.
-    assert_eq!(h.act(saga, "abort").await.0, 200);
+    // A second abort stops waiting for the compensation: the saga needs attention, order-svc hears so, and
+    // nothing is sent again.
+    let (status, body) = h.act(saga, "abort").await;
+    assert_eq!((status, &body["state"]["state"]), (200, &Value::from("needs_attention")), "{body}");
+    assert!(matches!(h.outcome().await.body, CheckoutOutcome::NeedsAttention { .. }));
+    // The late confirmations still settle it.
     h.send(saga, CoordinatorMessage::Stock(StockReply::Released)).await;
     h.send(saga, CoordinatorMessage::Payment(PaymentReply::Refunded)).await;
     assert_eq!(

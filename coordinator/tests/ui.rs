@@ -211,7 +211,9 @@ async fn operator_aborts_a_saga_from_its_page(h: &Harness, browser: &Browser) {
     h.send(saga, CoordinatorMessage::Payment(PaymentReply::Refunded)).await;
     h.get_until(&format!("/admin/sagas/{saga}"), |body| body["saga"]["status"] == "failed").await;
     browser.click("#abort").await;
-    browser.text_is("#flash", &format!("Abort refused: saga {saga} is already failed")).await;
+    browser
+        .text_is("#flash", &format!("Abort refused: saga {saga} is already failed, so there is nothing to abort"))
+        .await;
     browser.text_is("#status", "failed").await;
     let buttons = browser
         .session_call(reqwest::Method::POST, "/elements", json!({"using": "css selector", "value": "#abort"}))

@@ -6,7 +6,8 @@ usage: sagactl [--url URL] [--token TOKEN] COMMAND
 
 commands:
   list [--status S] [--stuck SECS] [--order ID] [--user ID] [--limit N] [--offset N]
-                          sagas, newest first (S: executing, compensating, completed, failed;
+                          sagas, newest first (S: needs_attention, executing, compensating,
+                          completed, failed, cancelling, cancelled;
                           --stuck: unfinished and unchanged for at least SECS seconds)
   show SAGA_ID            one saga: request, state and timeline
   retry SAGA_ID           re-send the saga's unanswered commands now

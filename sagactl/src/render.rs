@@ -110,10 +110,12 @@ pub fn action(body: &Value) -> String {
     )
 }
 
-/// The statuses in the order a saga goes through them.
-const LIFECYCLE: [&str; 4] = ["executing", "compensating", "completed", "failed"];
+/// The statuses as operators read them: the one that needs a human first, then in the order a saga goes
+/// through them.
+const LIFECYCLE: [&str; 7] =
+    ["needs_attention", "executing", "compensating", "completed", "failed", "cancelling", "cancelled"];
 
-/// `GET /admin/stats`, in lifecycle order (statuses this tool does not know go last).
+/// `GET /admin/stats`, in [`LIFECYCLE`] order (statuses this tool does not know go last).
 pub fn stats(body: &Value) -> String {
     let mut counts: Vec<(&String, &Value)> = body["sagas"].as_object().into_iter().flatten().collect();
     counts.sort_by_key(|(status, _)| LIFECYCLE.iter().position(|s| s == status).unwrap_or(LIFECYCLE.len()));

@@ -107,7 +107,11 @@ async fn an_operator_lists_inspects_and_aborts_a_saga() {
 
     let (code, out, _) = sagactl(&c.url, &["stats"]).await;
     assert_eq!(code, 0);
-    assert_eq!(out, "STATUS        SAGAS\nexecuting     0\ncompensating  1\ncompleted     0\nfailed        0\n");
+    assert_eq!(
+        out,
+        "STATUS           SAGAS\nneeds_attention  0\nexecuting        0\ncompensating     1\ncompleted        0\n\
+         failed           0\ncancelling       0\ncancelled        0\n"
+    );
 
     let (code, out, _) = sagactl(&c.url, &["list", "--stuck", "3600"]).await;
     assert_eq!((code, out.as_str()), (0, "no sagas match\n"));

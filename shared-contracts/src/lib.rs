@@ -9,6 +9,13 @@
 //! order-svc --[`CoordinatorMessage::StartCheckout`]--> coordinator --[`StockCommand`], [`PaymentCommand`]-->
 //! stock-svc, payment-svc --[`CoordinatorMessage::Stock`], [`CoordinatorMessage::Payment`]--> coordinator
 //! --[`CheckoutOutcome`]--> order-svc.
+//!
+//! The cancellation of a paid order runs as the same saga, compensated: order-svc
+//! --[`CoordinatorMessage::CancelCheckout`]--> coordinator --[`StockCommand::Release`], [`PaymentCommand::Refund`]-->
+//! stock-svc, payment-svc --> coordinator --[`CheckoutOutcome::Cancelled`]--> order-svc.
+//!
+//! New variants are added without bumping [`CONTRACT_VERSION`]: an older reader fails to decode them (and
+//! dead-letters the message) rather than misreading them.
 
 use std::fmt;
 
@@ -130,6 +137,12 @@ pub enum CoordinatorMessage {
     Stock(StockReply),
     /// payment-svc answered a [`PaymentCommand`].
     Payment(PaymentReply),
+    /// order-svc asks to undo the paid checkout of the envelope's saga: give the stock back, refund the payment,
+    /// then report [`CheckoutOutcome::Cancelled`]. Sent again until the outcome comes back; harmless to repeat.
+    CancelCheckout {
+        /// The order whose checkout is undone.
+        order_id: String,
+    },
 }
 
 /// Commands to stock-svc, on [`queues::STOCK_COMMANDS`].
@@ -158,6 +171,12 @@ pub enum StockReply {
     },
     /// Whatever was taken for the saga is back, and nothing will be taken for it any more.
     Released,
+    /// The command can never be applied (giving the stock back would break a rule of stock, or the item it
+    /// belongs to is gone). Nothing changed; the command was dead-lettered, and the saga needs an operator.
+    CannotApply {
+        /// Why, for operators.
+        problem: String,
+    },
 }
 
 /// Commands to payment-svc, on [`queues::PAYMENT_COMMANDS`].
@@ -190,6 +209,12 @@ pub enum PaymentReply {
     },
     /// Whatever was charged for the saga is back, and nothing will be charged for it any more.
     Refunded,
+    /// The command can never be applied (the refund would break a rule of credit, or the payer is gone).
+    /// Nothing changed; the command was dead-lettered, and the saga needs an operator.
+    CannotApply {
+        /// Why, for operators.
+        problem: String,
+    },
 }
 
 /// How a checkout ended, sent by the coordinator to order-svc on [`queues::ORDER_OUTCOMES`].
@@ -207,6 +232,19 @@ pub enum CheckoutOutcome {
         order_id: String,
         /// Why.
         reason: FailureReason,
+    },
+    /// The paid checkout was undone: the stock is back, the payment refunded; the order is no longer paid.
+    Cancelled {
+        /// The order.
+        order_id: String,
+    },
+    /// A compensation could never be applied, or went unanswered past its deadline: what the saga took may not
+    /// all be back. An operator must look at the saga; the coordinator lists it as `needs_attention`.
+    NeedsAttention {
+        /// The order.
+        order_id: String,
+        /// What went wrong, for operators.
+        problem: String,
     },
 }
 
@@ -238,6 +276,8 @@ pub enum FailureReason {
     Cancelled,
     /// An operator aborted the saga.
     Aborted,
+    /// The saga did not finish within its deadline (a participant did not answer), so it was compensated.
+    TimedOut,
 }
 
 impl fmt::Display for FailureReason {
@@ -249,6 +289,7 @@ impl fmt::Display for FailureReason {
             Self::UnknownUser { user_id } => write!(f, "user {user_id} does not exist"),
             Self::Cancelled => f.write_str("the step was cancelled before it ran"),
             Self::Aborted => f.write_str("the checkout was aborted by an operator"),
+            Self::TimedOut => f.write_str("the checkout did not finish in time and was undone"),
         }
     }
 }
@@ -297,6 +338,9 @@ mod tests {
             CoordinatorMessage::Payment(PaymentReply::Charged),
             CoordinatorMessage::Payment(PaymentReply::Rejected { reason: reason.clone() }),
             CoordinatorMessage::Payment(PaymentReply::Refunded),
+            CoordinatorMessage::Stock(StockReply::CannotApply { problem: "overflow".into() }),
+            CoordinatorMessage::Payment(PaymentReply::CannotApply { problem: "payer gone".into() }),
+            CoordinatorMessage::CancelCheckout { order_id: "4".into() },
         ] {
             let sent = Envelope::new(SagaId::new(), message);
             assert_eq!(Envelope::<CoordinatorMessage>::from_bytes(&sent.to_bytes()).unwrap(), sent);

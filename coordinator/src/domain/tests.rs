@@ -142,6 +142,80 @@ fn status_names_round_trip() {
     assert!("paid".parse::<Status>().is_err());
 }
 
+#[test]
+fn a_cancel_of_a_completed_saga_gives_everything_back_then_reports_cancelled() {
+    let cancelled = transition(&SagaState::Completed, &Event::Cancel);
+    assert_eq!(cancelled.state, SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Pending });
+    assert_eq!(cancelled.commands, vec![Command::ReleaseStock, Command::RefundPayment]);
+    let half = transition(&cancelled.state, &payment(PaymentReply::Refunded));
+    assert_eq!(half.state, SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Done });
+    assert!(half.commands.is_empty());
+    let done = transition(&half.state, &stock(StockReply::Released));
+    assert_eq!(done.state, SagaState::Cancelled);
+    assert_eq!(done.commands, vec![Command::ReportCancelled]);
+    // order-svc asking again hears the outcome again; nothing else moves a cancelled saga.
+    assert_eq!(transition(&done.state, &Event::Cancel).commands, vec![Command::ReportCancelled]);
+    for event in [Event::RetryDue, Event::Abort, Event::DeadlinePassed, stock(StockReply::Reserved)] {
+        assert_eq!(transition(&done.state, &event), Transition { state: SagaState::Cancelled, commands: vec![] });
+    }
+}
+
+#[test]
+fn a_cancel_while_cancelling_or_executing_changes_nothing() {
+    let cancelling = SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Done };
+    assert_eq!(transition(&cancelling, &Event::Cancel).state, cancelling);
+    assert!(transition(&cancelling, &Event::Cancel).commands.is_empty());
+    let executing = start().state;
+    assert_eq!(transition(&executing, &Event::Cancel).state, executing);
+}
+
+#[test]
+fn a_compensation_that_cannot_apply_needs_attention_and_an_operator_retry_resumes_it() {
+    let (state, _) = run(&[payment(PaymentReply::Charged), stock(StockReply::Rejected { reason: out_of_stock() })]);
+    let stuck = transition(&state, &payment(PaymentReply::CannotApply { problem: "credit at its maximum".into() }));
+    let SagaState::NeedsAttention { stock: Undo::NotNeeded, payment: Undo::Pending, goal, problem } = &stuck.state
+    else {
+        panic!("not needing attention: {:?}", stuck.state)
+    };
+    assert_eq!(*goal, Goal::Fail { reason: out_of_stock() });
+    assert!(problem.contains("credit at its maximum"));
+    assert!(matches!(stuck.commands[..], [Command::ReportNeedsAttention { .. }]));
+    assert!(stuck.state.status().is_terminal() && !stuck.state.awaits_replies());
+    // The operator's retry sends the refund again; its confirmation then fails the saga properly.
+    let resumed = transition(&stuck.state, &Event::RetryDue);
+    assert_eq!(resumed.state, state);
+    assert_eq!(resumed.commands, vec![Command::RefundPayment]);
+    let failed = transition(&resumed.state, &payment(PaymentReply::Refunded));
+    assert_eq!(failed.state, SagaState::Failed { reason: out_of_stock() });
+}
+
+#[test]
+fn a_late_confirmation_settles_a_saga_that_needs_attention() {
+    let cancelling = SagaState::Cancelling { stock: Undo::Done, payment: Undo::Pending };
+    let stuck = transition(&cancelling, &Event::DeadlinePassed);
+    assert_eq!(stuck.state.status(), Status::NeedsAttention);
+    let late = transition(&stuck.state, &payment(PaymentReply::Refunded));
+    assert_eq!(late.state, SagaState::Cancelled);
+    assert_eq!(late.commands, vec![Command::ReportCancelled]);
+}
+
+#[test]
+fn the_deadline_compensates_an_executing_saga_and_abort_ends_a_compensating_one() {
+    let (state, _) = run(&[stock(StockReply::Reserved)]);
+    let timed_out = transition(&state, &Event::DeadlinePassed);
+    assert_eq!(
+        timed_out.state,
+        SagaState::Compensating { stock: Undo::Pending, payment: Undo::Pending, reason: FailureReason::TimedOut }
+    );
+    assert_eq!(timed_out.commands, vec![Command::ReleaseStock, Command::RefundPayment]);
+    assert!(timed_out.state.check_abort().is_ok());
+    let aborted = transition(&timed_out.state, &Event::Abort);
+    assert_eq!(aborted.state.status(), Status::NeedsAttention);
+    assert!(aborted.state.check_abort().is_err());
+    assert!(aborted.state.check_retry().is_ok());
+    assert!(SagaState::Completed.check_retry().is_err());
+}
+
 /// A participant as the real ones behave: an inbox record per saga, compensation before action leaves a
 /// tombstone. `able` says whether the forward action can succeed (enough stock or credit).
 #[derive(Debug, Default)]
@@ -227,7 +301,10 @@ impl World {
             match command {
                 Command::ReserveStock | Command::ReleaseStock => self.network.push(Message::Stock(command)),
                 Command::ChargePayment | Command::RefundPayment => self.network.push(Message::Payment(command)),
-                Command::ReportPaid | Command::ReportFailed { .. } => self.outcomes.push(command),
+                Command::ReportPaid
+                | Command::ReportFailed { .. }
+                | Command::ReportCancelled
+                | Command::ReportNeedsAttention { .. } => self.outcomes.push(command),
             }
         }
     }
@@ -267,12 +344,15 @@ impl World {
 }
 
 /// One disturbance: which in-flight message to take, and whether to deliver it, deliver it and keep a duplicate
-/// in flight, or lose it; or a retry timer firing; or an operator abort.
+/// in flight, or lose it; or a retry timer firing; or the deadline passing; or an operator abort; or order-svc
+/// asking to cancel the order.
 #[derive(Debug, Clone)]
 enum Disturbance {
     Deliver { pick: usize, duplicate: bool, lose: bool },
     Retry,
+    Deadline,
     Abort,
+    Cancel,
 }
 
 fn steps() -> impl Strategy<Value = Vec<Disturbance>> {
@@ -280,7 +360,9 @@ fn steps() -> impl Strategy<Value = Vec<Disturbance>> {
         8 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2))
             .prop_map(|(pick, duplicate, lose)| Disturbance::Deliver { pick, duplicate, lose }),
         2 => Just(Disturbance::Retry),
+        1 => Just(Disturbance::Deadline),
         1 => Just(Disturbance::Abort),
+        1 => Just(Disturbance::Cancel),
     ];
     prop::collection::vec(step, 0..60)
 }
@@ -288,9 +370,10 @@ fn steps() -> impl Strategy<Value = Vec<Disturbance>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
-    /// Whatever the network does, once it calms down (messages flow, timers fire) the saga ends, and either
-    /// both steps took effect exactly once and order-svc hears "paid", or nothing remains taken and it hears
-    /// "failed".
+    /// Whatever the network, the deadlines, operators and cancels do, once it calms down (messages flow, timers
+    /// fire, an operator retries a saga that needs attention) the saga ends, and either both steps took effect
+    /// exactly once and order-svc hears "paid", or nothing remains taken and it hears "failed", or both took
+    /// effect once and were undone once and it heard "paid", then "cancelled".
     #[test]
     fn every_saga_ends_with_stock_and_credit_conserved(
         stock_able in any::<bool>(),
@@ -309,12 +392,23 @@ proptest! {
                 }
                 Disturbance::Deliver { .. } => {}
                 Disturbance::Retry => world.apply(&Event::RetryDue),
-                Disturbance::Abort => world.apply(&Event::Abort),
+                Disturbance::Deadline => world.apply(&Event::DeadlinePassed),
+                Disturbance::Abort if !world.state.status().is_terminal() => world.apply(&Event::Abort),
+                Disturbance::Abort => {}
+                // order-svc asks to cancel only an order it recorded as paid.
+                Disturbance::Cancel if world.outcomes.contains(&Command::ReportPaid) => {
+                    world.apply(&Event::Cancel)
+                }
+                Disturbance::Cancel => {}
             }
         }
-        // Calm: deliver everything in order; when nothing is in flight, the retry timer fires.
+        // Calm: deliver everything in order; when nothing is in flight, the retry timer fires (for a saga that
+        // needs attention, an operator's retry).
         let mut rounds = 0;
-        while !world.state.status().is_terminal() {
+        let settled = |state: &SagaState| {
+            matches!(state, SagaState::Completed | SagaState::Failed { .. } | SagaState::Cancelled)
+        };
+        while !settled(&world.state) {
             rounds += 1;
             prop_assert!(rounds < 1000, "saga never ended: {:?}", world.state);
             if world.network.is_empty() {
@@ -328,15 +422,28 @@ proptest! {
         while let Some(message) = world.network.pop() {
             world.deliver(message);
         }
+        prop_assert!(settled(&world.state), "a stale message moved the saga to {:?}", world.state);
         prop_assert!(world.stock.times_taken <= 1 && world.payment.times_taken <= 1);
+        let reported: Vec<&Command> =
+            world.outcomes.iter().filter(|c| !matches!(c, Command::ReportNeedsAttention { .. })).collect();
         match &world.state {
             SagaState::Completed => {
                 prop_assert_eq!((world.stock.taken, world.payment.taken), (1, 1));
-                prop_assert_eq!(&world.outcomes, &vec![Command::ReportPaid]);
+                prop_assert!(reported.iter().all(|c| **c == Command::ReportPaid), "{:?}", reported);
             }
             SagaState::Failed { reason } => {
                 prop_assert_eq!((world.stock.taken, world.payment.taken), (0, 0));
-                prop_assert_eq!(&world.outcomes, &vec![Command::ReportFailed { reason: reason.clone() }]);
+                let failed = Command::ReportFailed { reason: reason.clone() };
+                prop_assert!(!reported.is_empty() && reported.iter().all(|c| **c == failed), "{:?}", reported);
+            }
+            SagaState::Cancelled => {
+                prop_assert_eq!((world.stock.taken, world.payment.taken), (0, 0));
+                prop_assert_eq!((world.stock.times_taken, world.payment.times_taken), (1, 1));
+                let first_cancel = reported.iter().position(|c| **c == Command::ReportCancelled);
+                prop_assert!(first_cancel.is_some_and(|i| i > 0), "{:?}", reported);
+                let (paid, cancelled) = reported.split_at(first_cancel.unwrap_or(0));
+                prop_assert!(paid.iter().all(|c| **c == Command::ReportPaid), "{:?}", reported);
+                prop_assert!(cancelled.iter().all(|c| **c == Command::ReportCancelled), "{:?}", reported);
             }
             other => prop_assert!(false, "not terminal: {:?}", other),
         }

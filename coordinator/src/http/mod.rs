@@ -1,8 +1,10 @@
 //! The coordinator's HTTP surface: the admin API under `/admin/` for operators (JSON, plus the dead-letter
-//! queue), the operator pages under `/admin/ui`, the OpenAPI document, and who may call them.
+//! queue), the operator pages under `/admin/ui`, the count of unfinished sagas other services ask for under
+//! `/internal/`, the OpenAPI document, and who may call them.
 
 mod admin;
 mod dead_letters;
+mod internal;
 mod ui;
 
 use actix_web::{http::header, HttpRequest};
@@ -12,6 +14,7 @@ use platform::http::ApiError;
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     admin::configure(cfg);
     dead_letters::configure(cfg);
+    internal::configure(cfg);
     ui::configure(cfg);
     cfg.service(platform::http::openapi(include_str!("../../../docs/openapi/coordinator.json")));
 }

@@ -94,7 +94,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;\
 vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.9em}pre{background:#f7f7f7;padding:.6em}\
 .flash{padding:.5em 1em;border-radius:4px}.ok{background:#e6f4e6}.error{background:#fbe3e3}\
-.status-executing,.status-compensating{color:#a15c00}.status-completed{color:#1b7a1b}.status-failed{color:#b00}\
+.status-executing,.status-compensating,.status-cancelling{color:#a15c00}.status-completed{color:#1b7a1b}\
+.status-failed,.status-cancelled{color:#b00}.status-needs_attention{color:#fff;background:#b00;padding:0 .3em}\
 form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}";
 
 fn page(title: &str, body: &str) -> HttpResponse {

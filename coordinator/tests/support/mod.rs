@@ -23,13 +23,20 @@ pub struct Harness {
 
 /// Starts a coordinator whose admin API demands `admin_token`, or answers loopback callers without one.
 pub async fn start(admin_token: Option<&str>) -> Harness {
+    start_with(|config| config.admin_token = admin_token.map(str::to_owned)).await
+}
+
+/// Starts a coordinator with the test's settings, then whatever `adjust` changes (retries come after a minute
+/// unless it says otherwise).
+pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
     platform::telemetry::init();
     let mut config = Config::from_env().expect("the default configuration");
-    config.admin_token = admin_token.map(str::to_owned);
     config.http_addr = "127.0.0.1:0".into();
     config.database_url = fresh_database("coordinator").await.expect("a test database");
     config.amqp_url = fresh_vhost().await.expect("a test vhost");
     config.retry_after = Duration::from_secs(60);
+    config.retry_max = Duration::from_secs(60);
+    adjust(&mut config);
     let broker = TestBroker::connect(&config.amqp_url).await.expect("connecting to the test vhost");
     let amqp_url = config.amqp_url.clone();
     let app = Application::build(config).await.expect("building the coordinator");

@@ -1,0 +1,3 @@
+ALTER TABLE sagas DROP CONSTRAINT sagas_status_check;
+ALTER TABLE sagas ADD CONSTRAINT sagas_status_check
+    CHECK (status IN ('executing', 'compensating', 'completed', 'failed'));
