@@ -20,12 +20,16 @@ pub struct Config {
     pub http_workers: usize,
     /// Where stock-svc answers, for the price of an item added to an order (`STOCK_URL`).
     pub stock_url: String,
-    /// How long a checkout request waits for the saga's outcome before answering 504 (`CHECKOUT_TIMEOUT_MS`).
+    /// Where payment-svc answers, to check that the user of a new order exists (`PAYMENT_URL`).
+    pub payment_url: String,
+    /// How long a checkout or cancellation request waits for the saga's outcome before answering 504
+    /// (`CHECKOUT_TIMEOUT_MS`).
     pub checkout_timeout_ms: u64,
-    /// How long a checkout may go without an outcome before its `StartCheckout` is sent again
-    /// (`RESEND_AFTER_MS`); doubles per send.
+    /// How long a checkout (or cancellation) may go without an outcome before its `StartCheckout` (or
+    /// `CancelCheckout`) is sent again (`RESEND_AFTER_MS`, default 2 s); doubles per send.
     pub resend_after: Duration,
-    /// The longest pause between two sends of one checkout's `StartCheckout` (`RESEND_MAX_MS`).
+    /// The longest pause between two sends of one checkout's message (`RESEND_MAX_MS`, default 5 s): after an
+    /// outage, a start or cancel that was lost goes out again within this long.
     pub resend_max: Duration,
 }
 
@@ -39,9 +43,10 @@ impl Config {
             db_pool_size: parse("DB_POOL_SIZE", 16)?,
             http_workers: parse("HTTP_WORKERS", 2)?,
             stock_url: string("STOCK_URL", "http://127.0.0.1:8003"),
+            payment_url: string("PAYMENT_URL", "http://127.0.0.1:8002"),
             checkout_timeout_ms: parse("CHECKOUT_TIMEOUT_MS", 30_000)?,
-            resend_after: Duration::from_millis(parse("RESEND_AFTER_MS", 5000)?),
-            resend_max: Duration::from_millis(parse("RESEND_MAX_MS", 60_000)?),
+            resend_after: Duration::from_millis(parse("RESEND_AFTER_MS", 2000)?),
+            resend_max: Duration::from_millis(parse("RESEND_MAX_MS", 5000)?),
         })
     }
 }
@@ -51,7 +56,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} stock_url={} \
+            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} stock_url={} payment_url={} \
              checkout_timeout_ms={} resend_after={:?} resend_max={:?}",
             self.http_addr,
             redact_url(&self.database_url),
@@ -59,6 +64,7 @@ impl fmt::Display for Config {
             self.db_pool_size,
             self.http_workers,
             redact_url(&self.stock_url),
+            redact_url(&self.payment_url),
             self.checkout_timeout_ms,
             self.resend_after,
             self.resend_max,

@@ -1,9 +1,30 @@
-//! The rules of order-svc, free of I/O: when an order may still change, what a checkout request does given the
-//! order's state, how lines and totals add up without overflowing, and what a `batch_init` may ask for.
+//! The rules of order-svc, free of I/O: when an order may still change, what a checkout or a cancellation request
+//! does given the order's state, how a checkout moves when its saga reports, how lines and totals add up without
+//! overflowing, and what a `batch_init` may ask for.
 //!
 //! An order is open until it is paid. While a checkout saga is in flight the order is frozen: the coordinator is
 //! taking stock and credit for the snapshot it was sent, so changing the order under it would make the books
-//! disagree. A paid order is the record of a sale and never changes again.
+//! disagree. A paid order is the record of a sale and does not change, except that it may be cancelled: the
+//! coordinator undoes its checkout's saga (stock back, payment refunded), and while it does the order stays paid
+//! and frozen. Once the saga reports it undone the order is unpaid and open again, to be changed or checked out
+//! anew.
+//!
+//! The checkouts of one order, and how each moves ([`CheckoutPhase::after`]; the request that starts a
+//! cancellation is [`OrderStatus::cancel_step`]):
+//!
+//! ```text
+//! pending    --Paid-->            paid             the order is paid
+//! pending    --Failed-->          failed
+//! pending    --NeedsAttention-->  needs_attention  the order stays unpaid; an operator repairs the saga
+//! paid       --cancel request-->  cancelling       the order is still paid, and frozen
+//! cancelling --Cancelled-->       cancelled        the order is unpaid and open again
+//! cancelling --NeedsAttention-->  paid             the order stays paid; an operator repairs the saga
+//! paid       --Cancelled-->       cancelled        a cancellation started elsewhere
+//! ```
+//!
+//! At most one checkout of an order is `pending` or `cancelling` at a time; that one is "in flight". A checkout
+//! that needs attention no longer holds its order, which is unpaid and open as after a failure: what the saga
+//! still holds is the operator's to give back through the coordinator.
 
 use std::collections::BTreeMap;
 
@@ -16,12 +37,26 @@ pub const MAX_BATCH: u64 = 10_000_000;
 /// Why a change to an order, or its checkout, is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// The order is paid and so final.
+    /// The order is paid, and so final until it is cancelled.
     #[error("order is already paid")]
     AlreadyPaid,
     /// A checkout saga of the order is in flight.
     #[error("a checkout of this order is in progress")]
     CheckoutInProgress,
+    /// A cancellation of the order is in flight; the order stays as it is until it has ended.
+    #[error("a cancellation of this order is in progress")]
+    CancellationInProgress,
+    /// A cancellation was asked for while a checkout saga of the order is in flight. Refused rather than waited
+    /// for: the checkout may take long, and may well fail, which leaves nothing to cancel.
+    #[error("a checkout of this order is in progress; cancel it once it has finished")]
+    CancelDuringCheckout,
+    /// Only a paid order can be cancelled.
+    #[error("order is not paid")]
+    NotPaid,
+    /// The order is marked paid but no checkout of it is, so there is no saga to undo. The schema's rules keep
+    /// this from happening; it is refused rather than guessed at.
+    #[error("order is paid but not by a checkout, so there is nothing to cancel")]
+    PaidWithoutCheckout,
     /// There is nothing to check out.
     #[error("order has no items")]
     NoItems,
@@ -30,13 +65,42 @@ pub enum Refusal {
     TooLarge,
 }
 
-/// What is known about an order when a change or a checkout of it is asked for.
+/// What is known about an order when a change, a checkout or a cancellation of it is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderStatus {
     /// Whether the order is paid.
     pub paid: bool,
-    /// The saga of the checkout in flight, if one is.
-    pub pending_checkout: Option<SagaId>,
+    /// The checkout of the order in flight, if one is.
+    pub in_flight: Option<InFlight>,
+}
+
+/// The saga of an order that is in flight, and which way it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlight {
+    /// A checkout is taking stock and credit (its row is `pending`).
+    Checkout(SagaId),
+    /// A paid checkout is being undone (its row is `cancelling`).
+    Cancel(SagaId),
+}
+
+/// What is known, besides its [`OrderStatus`], about an order whose cancellation is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelFacts {
+    /// The saga of the checkout that paid the order, if one did (its row is `paid`).
+    pub paid_checkout: Option<SagaId>,
+    /// Whether the order's latest checkout is `cancelled`.
+    pub last_cancelled: bool,
+}
+
+/// What a cancellation request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelStep {
+    /// Nothing: the order's last checkout is cancelled, which is the answer.
+    AlreadyCancelled,
+    /// Wait for the cancellation already in flight instead of starting a second one.
+    Join(SagaId),
+    /// Mark the paid checkout of this saga as being cancelled and ask the coordinator to undo it.
+    Start(SagaId),
 }
 
 /// What a checkout request does.
@@ -51,41 +115,146 @@ pub enum CheckoutStep {
 }
 
 impl OrderStatus {
-    /// Whether items may be added to or removed from the order.
+    /// Whether items may be added to or removed from the order. A cancellation in flight is named before the
+    /// order being paid: it is why the order is still paid, and the client can wait it out.
     pub fn check_items_editable(self) -> Result<(), Refusal> {
+        self.check_not_cancelling()?;
         if self.paid {
             return Err(Refusal::AlreadyPaid);
         }
-        if self.pending_checkout.is_some() {
+        if self.in_flight.is_some() {
             return Err(Refusal::CheckoutInProgress);
         }
         Ok(())
     }
 
-    /// Whether the order may be deleted. A checkout in flight is named first: it is the reason the client can
-    /// wait out, whereas a paid order stays undeletable for good.
+    /// Whether the order may be deleted. Work in flight is named first: it is the reason the client can wait
+    /// out, whereas a paid order stays undeletable until it is cancelled.
     pub fn check_deletable(self) -> Result<(), Refusal> {
-        if self.pending_checkout.is_some() {
-            return Err(Refusal::CheckoutInProgress);
+        match self.in_flight {
+            Some(InFlight::Checkout(_)) => Err(Refusal::CheckoutInProgress),
+            Some(InFlight::Cancel(_)) => Err(Refusal::CancellationInProgress),
+            None if self.paid => Err(Refusal::AlreadyPaid),
+            None => Ok(()),
         }
-        if self.paid {
-            return Err(Refusal::AlreadyPaid);
-        }
-        Ok(())
     }
 
-    /// What a checkout of the order does, given whether it has any lines.
+    /// What a checkout of the order does, given whether it has any lines. While a cancellation runs, the order is
+    /// still paid but about to stop being so, and not open for a new saga either: the checkout is refused.
     pub fn checkout_step(self, has_items: bool) -> Result<CheckoutStep, Refusal> {
+        self.check_not_cancelling()?;
         if self.paid {
             return Ok(CheckoutStep::AlreadyPaid);
         }
-        if let Some(saga_id) = self.pending_checkout {
+        if let Some(InFlight::Checkout(saga_id)) = self.in_flight {
             return Ok(CheckoutStep::Join(saga_id));
         }
         if !has_items {
             return Err(Refusal::NoItems);
         }
         Ok(CheckoutStep::Start)
+    }
+
+    /// What a cancellation of the order does. A paid order's paying checkout is undone; a second request joins
+    /// the cancellation in flight; an order whose last checkout was cancelled is answered at once, so that a
+    /// repeated cancel is harmless. A checkout in flight is refused, not waited for.
+    pub fn cancel_step(self, facts: CancelFacts) -> Result<CancelStep, Refusal> {
+        match self.in_flight {
+            Some(InFlight::Checkout(_)) => return Err(Refusal::CancelDuringCheckout),
+            Some(InFlight::Cancel(saga_id)) => return Ok(CancelStep::Join(saga_id)),
+            None => {}
+        }
+        match facts.paid_checkout {
+            Some(saga_id) if self.paid => Ok(CancelStep::Start(saga_id)),
+            _ if self.paid => Err(Refusal::PaidWithoutCheckout),
+            _ if facts.last_cancelled => Ok(CancelStep::AlreadyCancelled),
+            _ => Err(Refusal::NotPaid),
+        }
+    }
+
+    fn check_not_cancelling(self) -> Result<(), Refusal> {
+        match self.in_flight {
+            Some(InFlight::Cancel(_)) => Err(Refusal::CancellationInProgress),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where one checkout of an order stands: the `state` column of its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckoutPhase {
+    /// The saga is taking stock and credit; no outcome yet.
+    Pending,
+    /// Stock taken and credit charged: the order is paid.
+    Paid,
+    /// Nothing taken, nothing charged.
+    Failed,
+    /// The paid checkout is being undone; the order is still paid.
+    Cancelling,
+    /// The paid checkout was undone: stock back, payment refunded, the order unpaid.
+    Cancelled,
+    /// The saga could neither complete nor undo everything it did; an operator must repair it. The order is
+    /// unpaid.
+    NeedsAttention,
+}
+
+/// What the coordinator reported about a checkout's saga, the kinds of `CheckoutOutcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The checkout completed.
+    Paid,
+    /// The checkout failed and everything it did is undone.
+    Failed,
+    /// The paid checkout was undone.
+    Cancelled,
+    /// A compensation can never apply: the checkout, or its cancellation, could not be fully undone.
+    NeedsAttention,
+}
+
+impl CheckoutPhase {
+    /// Every phase.
+    pub const ALL: [Self; 6] =
+        [Self::Pending, Self::Paid, Self::Failed, Self::Cancelling, Self::Cancelled, Self::NeedsAttention];
+
+    /// The phase as the `state` column holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+            Self::NeedsAttention => "needs_attention",
+        }
+    }
+
+    /// The phase a `state` column holds, if it is one.
+    pub fn parse(state: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|phase| phase.as_str() == state)
+    }
+
+    /// Whether the order of a checkout in this phase is paid.
+    pub fn order_paid(self) -> bool {
+        matches!(self, Self::Paid | Self::Cancelling)
+    }
+
+    /// The phase a checkout in this phase moves to when its saga reports `outcome`, or `None` when the outcome
+    /// does not apply (a duplicate, or one for a step the checkout is not in): then nothing changes, which makes
+    /// redelivered outcomes harmless. A cancellation that cannot be carried out leaves the checkout paid, since
+    /// nothing of it was given back for sure; a `Cancelled` is taken for a paid checkout too, for a cancellation
+    /// started elsewhere.
+    pub fn after(self, outcome: Outcome) -> Option<Self> {
+        match (self, outcome) {
+            (Self::Pending, Outcome::Paid) => Some(Self::Paid),
+            (Self::Pending, Outcome::Failed) => Some(Self::Failed),
+            (Self::Pending, Outcome::NeedsAttention) => Some(Self::NeedsAttention),
+            (Self::Paid | Self::Cancelling, Outcome::Cancelled) => Some(Self::Cancelled),
+            (Self::Cancelling, Outcome::NeedsAttention) => Some(Self::Paid),
+            (Self::Pending, Outcome::Cancelled)
+            | (Self::Paid | Self::Cancelling, Outcome::Paid | Outcome::Failed)
+            | (Self::Paid, Outcome::NeedsAttention)
+            | (Self::Failed | Self::Cancelled | Self::NeedsAttention, _) => None,
+        }
     }
 }
 
@@ -191,10 +360,11 @@ mod tests {
 
     use super::*;
 
-    const OPEN: OrderStatus = OrderStatus { paid: false, pending_checkout: None };
+    const OPEN: OrderStatus = OrderStatus { paid: false, in_flight: None };
+    const NEVER_PAID: CancelFacts = CancelFacts { paid_checkout: None, last_cancelled: false };
 
     fn in_flight() -> OrderStatus {
-        OrderStatus { paid: false, pending_checkout: Some(SagaId::new()) }
+        OrderStatus { paid: false, in_flight: Some(InFlight::Checkout(SagaId::new())) }
     }
 
     fn line(item_id: &str, quantity: u64) -> LineItem {
@@ -210,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_paid_order_is_final_and_its_checkout_is_answered_at_once() {
-        let paid = OrderStatus { paid: true, pending_checkout: None };
+        let paid = OrderStatus { paid: true, in_flight: None };
         assert_eq!(paid.check_items_editable(), Err(Refusal::AlreadyPaid));
         assert_eq!(paid.check_deletable(), Err(Refusal::AlreadyPaid));
         assert_eq!(paid.checkout_step(true), Ok(CheckoutStep::AlreadyPaid));
@@ -219,11 +389,81 @@ mod tests {
 
     #[test]
     fn an_order_in_checkout_is_frozen_and_a_second_checkout_joins_the_saga() {
-        let status = in_flight();
-        let saga_id = status.pending_checkout.unwrap();
+        let saga_id = SagaId::new();
+        let status = OrderStatus { paid: false, in_flight: Some(InFlight::Checkout(saga_id)) };
         assert_eq!(status.check_items_editable(), Err(Refusal::CheckoutInProgress));
         assert_eq!(status.check_deletable(), Err(Refusal::CheckoutInProgress));
         assert_eq!(status.checkout_step(true), Ok(CheckoutStep::Join(saga_id)));
+    }
+
+    #[test]
+    fn a_paid_order_is_cancelled_by_undoing_the_checkout_that_paid_it() {
+        let saga_id = SagaId::new();
+        let paid = OrderStatus { paid: true, in_flight: None };
+        let facts = CancelFacts { paid_checkout: Some(saga_id), last_cancelled: false };
+        assert_eq!(paid.cancel_step(facts), Ok(CancelStep::Start(saga_id)));
+        assert_eq!(paid.cancel_step(NEVER_PAID), Err(Refusal::PaidWithoutCheckout));
+    }
+
+    #[test]
+    fn an_order_being_cancelled_is_frozen_and_a_second_cancel_joins_the_cancellation() {
+        let saga_id = SagaId::new();
+        let cancelling = OrderStatus { paid: true, in_flight: Some(InFlight::Cancel(saga_id)) };
+        assert_eq!(cancelling.check_items_editable(), Err(Refusal::CancellationInProgress));
+        assert_eq!(cancelling.check_deletable(), Err(Refusal::CancellationInProgress));
+        assert_eq!(cancelling.checkout_step(true), Err(Refusal::CancellationInProgress));
+        let facts = CancelFacts { paid_checkout: None, last_cancelled: false };
+        assert_eq!(cancelling.cancel_step(facts), Ok(CancelStep::Join(saga_id)));
+    }
+
+    #[test]
+    fn a_cancel_during_a_checkout_is_refused_not_waited_for() {
+        assert_eq!(in_flight().cancel_step(NEVER_PAID), Err(Refusal::CancelDuringCheckout));
+    }
+
+    #[test]
+    fn an_unpaid_order_is_cancelled_only_if_its_last_checkout_was() {
+        assert_eq!(OPEN.cancel_step(NEVER_PAID), Err(Refusal::NotPaid));
+        let cancelled = CancelFacts { paid_checkout: None, last_cancelled: true };
+        assert_eq!(OPEN.cancel_step(cancelled), Ok(CancelStep::AlreadyCancelled));
+    }
+
+    #[test]
+    fn a_pending_checkout_takes_the_outcome_of_its_saga() {
+        use CheckoutPhase::*;
+        assert_eq!(Pending.after(Outcome::Paid), Some(Paid));
+        assert_eq!(Pending.after(Outcome::Failed), Some(Failed));
+        assert_eq!(Pending.after(Outcome::NeedsAttention), Some(NeedsAttention));
+        assert_eq!(Pending.after(Outcome::Cancelled), None);
+    }
+
+    #[test]
+    fn a_cancellation_ends_cancelled_or_back_at_paid() {
+        use CheckoutPhase::*;
+        assert_eq!(Cancelling.after(Outcome::Cancelled), Some(Cancelled));
+        assert_eq!(Cancelling.after(Outcome::NeedsAttention), Some(Paid));
+        assert_eq!(Paid.after(Outcome::Cancelled), Some(Cancelled), "a cancellation started elsewhere");
+        assert_eq!(Cancelling.after(Outcome::Paid), None, "a repeated Paid of the checkout");
+        assert_eq!(Paid.after(Outcome::NeedsAttention), None);
+    }
+
+    #[test]
+    fn a_finished_checkout_ignores_every_outcome() {
+        for phase in [CheckoutPhase::Failed, CheckoutPhase::Cancelled, CheckoutPhase::NeedsAttention] {
+            for outcome in [Outcome::Paid, Outcome::Failed, Outcome::Cancelled, Outcome::NeedsAttention] {
+                assert_eq!(phase.after(outcome), None, "{phase:?} after {outcome:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_order_is_paid_exactly_while_its_checkout_is_paid_or_being_cancelled() {
+        let paid: Vec<_> = CheckoutPhase::ALL.into_iter().filter(|phase| phase.order_paid()).collect();
+        assert_eq!(paid, vec![CheckoutPhase::Paid, CheckoutPhase::Cancelling]);
+        for phase in CheckoutPhase::ALL {
+            assert_eq!(CheckoutPhase::parse(phase.as_str()), Some(phase));
+        }
+        assert_eq!(CheckoutPhase::parse("lost"), None);
     }
 
     #[test]

@@ -1,13 +1,13 @@
-//! The consumer of checkout outcomes, which the coordinator sends on [`queues::ORDER_OUTCOMES`]. Each batch is
-//! recorded in one statement (see [`store::checkouts::settle`]), acked only once committed, and then wakes the
-//! requests of this process waiting for those sagas. Recording is idempotent, so redelivered outcomes are
-//! harmless; a message that does not decode is dead-lettered.
+//! The consumer of checkout outcomes (paid, failed, cancelled, needs attention), which the coordinator sends on
+//! [`queues::ORDER_OUTCOMES`]. Each batch is recorded in one transaction (see [`store::outcomes::settle`]), acked
+//! only once committed, and then wakes the requests of this process waiting for those sagas. Recording is
+//! idempotent, so redelivered outcomes are harmless; a message that does not decode is dead-lettered.
 //!
-//! The other direction, `StartCheckout` to the coordinator, is published after the intake's commit and sent
-//! again until an outcome comes back (see [`crate::resend`]).
+//! The other direction, `StartCheckout` and `CancelCheckout` to the coordinator, is published after the commit
+//! that records the intent and sent again until an outcome comes back (see [`crate::resend`]).
 //!
 //! [`queues::ORDER_OUTCOMES`]: shared_contracts::queues::ORDER_OUTCOMES
-//! [`store::checkouts::settle`]: crate::store::checkouts::settle
+//! [`store::outcomes::settle`]: crate::store::outcomes::settle
 
 use std::sync::Arc;
 
@@ -18,10 +18,7 @@ use platform::{
 };
 use shared_contracts::{CheckoutOutcome, Envelope};
 
-use crate::{
-    checkout::{CheckoutState, OutcomeWaiters},
-    store::checkouts,
-};
+use crate::{checkout::OutcomeWaiters, store::outcomes};
 
 /// Records checkout outcomes and wakes their waiters.
 pub struct OutcomeHandler {
@@ -59,11 +56,11 @@ impl BatchHandler for OutcomeHandler {
             }
         }
         if !outcomes.is_empty() {
-            let settled = checkouts::settle(&mut *self.pool.get().await?, &outcomes).await?;
-            // Only outcomes that settled a checkout just now are handed out: a duplicate, or one for a checkout a
+            let settled = outcomes::settle(&mut *self.pool.get().await?, &outcomes).await?;
+            // Only checkouts that an outcome moved just now are handed out: a duplicate, or one for a checkout a
             // batch_init discarded, leaves its waiters to read the row.
-            for (saga_id, outcome) in outcomes.iter().filter(|(saga_id, _)| settled.contains(saga_id)) {
-                self.waiters.wake(*saga_id, &CheckoutState::from(outcome));
+            for (saga_id, state) in &settled {
+                self.waiters.wake(*saga_id, state);
             }
         }
         Ok(verdicts)

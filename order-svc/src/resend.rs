@@ -1,10 +1,12 @@
-//! Sending `StartCheckout` again for checkouts that have not heard their outcome. The first message goes out
-//! after the intake's commit (see [`crate::checkout`]) and nothing else records it, so this is what finishes a
-//! checkout whose message was lost: order-svc killed before publishing, a publish that failed, a broker restart
-//! that dropped it, or an outcome from the coordinator lost the same ways. The coordinator creates the saga if it
-//! never heard of it, ignores the message while the saga runs, and reports the outcome again once it has ended.
-//! The pauses between sends double, so a checkout that is merely slow costs little. Several replicas may run
-//! this at once: due checkouts are claimed with `SKIP LOCKED`.
+//! Sending `StartCheckout` again for checkouts that have not heard their outcome, and `CancelCheckout` for
+//! cancellations that have not. The first message goes out after the commit that recorded the intent (see
+//! [`crate::checkout`]) and nothing else records it, so this is what finishes a checkout or cancellation whose
+//! message was lost: order-svc killed before publishing, a publish that failed, a broker restart that dropped it,
+//! or an outcome from the coordinator lost the same ways. The coordinator creates the saga if it never heard of
+//! it (undoes it, for a cancel), ignores the message while the saga runs, and reports the outcome again once it
+//! has ended. The pauses between sends double up to a maximum (5 s by default, see [`crate::config`]), so a
+//! checkout that is merely slow costs little and one lost in an outage goes out again soon after. Several
+//! replicas may run this at once: due checkouts are claimed with `SKIP LOCKED`.
 
 use std::time::Duration;
 
@@ -21,8 +23,8 @@ const TICK: Duration = Duration::from_millis(500);
 /// The most checkouts sent again in one pass.
 const BATCH: i64 = 500;
 
-/// When a pending checkout's `StartCheckout` is sent again: `first` after the previous send, doubling per send,
-/// at most `max` apart.
+/// When the message of a checkout in flight is sent again: `first` after the first send, doubling per send, at
+/// most `max` apart.
 #[derive(Debug, Clone, Copy)]
 pub struct ResendPolicy {
     /// The wait after the first send.
@@ -52,7 +54,10 @@ pub async fn resend_due(pool: &Pool, dispatcher: &Dispatcher, policy: ResendPoli
     drop(conn);
     let sent = messages.len();
     if sent > 0 {
-        tracing::info!(checkouts = sent, "sending StartCheckout again for checkouts without an outcome");
+        tracing::info!(
+            checkouts = sent,
+            "sending StartCheckout or CancelCheckout again for checkouts without an outcome"
+        );
         metrics::counter!("order_checkout_resends_total").increment(sent as u64);
     }
     dispatcher.send(messages).await;

@@ -1,5 +1,6 @@
 //! Putting order-svc together: database (created and migrated if needed), RabbitMQ (the outcome consumer and the
-//! resending of checkouts without an outcome as background tasks), the stock-svc client, and the HTTP server.
+//! resending of checkouts and cancellations without an outcome as background tasks), the stock-svc and
+//! payment-svc clients, and the HTTP server.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,13 +17,14 @@ use crate::{
     config::Config,
     http,
     messaging::OutcomeHandler,
+    payment::PaymentClient,
     resend::{self, ResendPolicy},
     stock::StockClient,
 };
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// The queues order-svc uses: it consumes outcomes and publishes checkout requests.
+/// The queues order-svc uses: it consumes outcomes and publishes checkout and cancellation requests.
 const QUEUES: [&str; 2] = [queues::ORDER_OUTCOMES, queues::COORDINATOR];
 
 /// A built order-svc, listening, with its background tasks running.
@@ -45,6 +47,7 @@ impl Application {
         tokio::spawn(consume(broker, queues::ORDER_OUTCOMES, ConsumerSettings::default(), outcomes));
 
         let stock = web::Data::new(StockClient::new(&config.stock_url)?);
+        let payment = web::Data::new(PaymentClient::new(&config.payment_url)?);
         let timeout = Duration::from_millis(config.checkout_timeout_ms);
         let checkouts = web::Data::new(Checkouts::new(pool.clone(), dispatcher, resend_policy, waiters, timeout));
         let pool = web::Data::new(pool);
@@ -55,6 +58,7 @@ impl Application {
             App::new()
                 .app_data(pool.clone())
                 .app_data(stock.clone())
+                .app_data(payment.clone())
                 .app_data(checkouts.clone())
                 .wrap(middleware::from_fn(platform::http::request_metrics("order")))
                 .configure(platform::http::configure_common)

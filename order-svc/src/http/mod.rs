@@ -1,5 +1,7 @@
-//! The REST API of order-svc, mounted under `/orders/`: order management in [`orders`], checkout in
-//! [`checkout`], and the one mapping of this service's errors to `ApiError` (and so to a status and a JSON body).
+//! The REST API of order-svc, mounted under `/orders/`: order management in [`orders`], checkout and
+//! cancellation in [`checkout`], and the one mapping of this service's errors to `ApiError` (and so to a status
+//! and a JSON body). Refusals because of work in flight, or of a cancel of an unpaid order, are 409; other
+//! refusals by the order's rules are 400.
 
 mod checkout;
 mod orders;
@@ -9,6 +11,7 @@ use platform::http::{resource, ApiError};
 
 use crate::{
     domain::{InvalidBatch, Refusal},
+    payment::UserError,
     stock::PriceError,
     store::StoreError,
 };
@@ -18,6 +21,7 @@ use crate::{
 /// two patterns here match the same path, so the order changes nothing else.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/orders/checkout/{order_id}", Method::POST, checkout::check_out))
+        .service(resource("/orders/cancel/{order_id}", Method::POST, checkout::cancel))
         .service(resource("/orders/create/{user_id}", Method::POST, orders::create))
         .service(resource("/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}", Method::POST, orders::batch_init))
         .service(resource("/orders/find/{order_id}", Method::GET, orders::find))
@@ -33,7 +37,11 @@ impl From<Refusal> for ApiError {
         let message = refusal.to_string();
         match refusal {
             Refusal::AlreadyPaid | Refusal::NoItems => Self::Rejected(message),
-            Refusal::CheckoutInProgress => Self::Conflict(message),
+            Refusal::CheckoutInProgress
+            | Refusal::CancellationInProgress
+            | Refusal::CancelDuringCheckout
+            | Refusal::NotPaid
+            | Refusal::PaidWithoutCheckout => Self::Conflict(message),
             Refusal::TooLarge => Self::BadRequest(message),
         }
     }
@@ -44,6 +52,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::UnknownOrder(_) | StoreError::ItemNotInOrder { .. } => Self::NotFound(e.to_string()),
             StoreError::Refused(refusal) => refusal.into(),
+            StoreError::UnfinishedCheckouts(unfinished) => {
+                Self::Unfinished { unfinished, what: "checkouts of these orders", changes: "the orders" }
+            }
             StoreError::Corrupt(_) | StoreError::Shared(_) => {
                 tracing::error!(error = %e, "inconsistent data");
                 Self::Unavailable(e.to_string())
@@ -60,6 +71,18 @@ impl From<PriceError> for ApiError {
             PriceError::UnknownItem(_) => Self::NotFound(e.to_string()),
             PriceError::Unavailable(_) => {
                 tracing::warn!(error = %e, "no price from stock-svc");
+                Self::Unavailable(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::UnknownUser(_) => Self::NotFound(e.to_string()),
+            UserError::Unavailable(_) => {
+                tracing::warn!(error = %e, "no answer about a user from payment-svc");
                 Self::Unavailable(e.to_string())
             }
         }

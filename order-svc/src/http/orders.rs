@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     domain::BatchInit,
+    payment::PaymentClient,
     stock::StockClient,
     store::{orders, OrderView},
 };
@@ -39,15 +40,23 @@ fn lines_body(order: OrderView) -> LinesBody {
     LinesBody { items: pairs(&order), order_id: order.order_id, total_cost: order.total }
 }
 
-/// `POST /orders/create/{user_id}`: a new empty order. The user is checked by the checkout, not here.
-pub(super) async fn create(pool: web::Data<Pool>, user_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// `POST /orders/create/{user_id}`: a new empty order, for a user payment-svc knows (404 otherwise, 503 when it
+/// does not answer). The user may still be gone by the checkout, which then fails with the reason.
+pub(super) async fn create(
+    pool: web::Data<Pool>,
+    payment: web::Data<PaymentClient>,
+    user_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let user_id = check_id("user_id", &user_id)?;
+    payment.check_user(user_id).await?;
     let order_id = uuid::Uuid::new_v4().to_string();
     orders::create(&mut *pool.get().await?, &order_id, user_id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "order_id": order_id })))
 }
 
-/// `POST /orders/batch_init/{n}/{n_items}/{n_users}/{item_price}`: replaces orders `"0"` to `"n - 1"`.
+/// `POST /orders/batch_init/{n}/{n_items}/{n_users}/{item_price}`: replaces orders `"0"` to `"n - 1"`. Refused
+/// with 409, changing nothing, while checkouts or cancellations of those orders are in flight; the answer says
+/// how many, also as `unfinished`.
 pub(super) async fn batch_init(
     pool: web::Data<Pool>,
     path: web::Path<(String, String, String, String)>,

@@ -1,21 +1,21 @@
 //! Checkout attempts: starting one (recording the intent, whose `StartCheckout` message is sent after the commit),
-//! finding the pending ones whose message is due to be sent again, reading how one stands, and recording the
-//! outcomes the coordinator sends back.
+//! finding the checkouts in flight whose message (`StartCheckout`, or `CancelCheckout` for one being cancelled) is
+//! due to be sent again, and reading how one stands. Starting a cancellation is in [`super::cancellations`],
+//! recording the outcomes the coordinator sends back in [`super::outcomes`].
 
 use diesel::{
     sql_types::{Array, BigInt, Double, Nullable, Text},
     OptionalExtension, QueryableByName,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use platform::{amqp::Outgoing, db::prepared};
-use shared_contracts::{
-    queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId,
-};
+use shared_contracts::{queues, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId};
 
 use super::{orders, StoreError};
-use crate::domain::{self, CheckoutStep};
+use crate::domain::{self, CheckoutPhase, CheckoutStep};
 
 /// What a checkout request found, or set going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,32 +28,72 @@ pub enum Begun {
     Joined(SagaId),
 }
 
-/// How a checkout stands.
+/// How a checkout stands: its [`CheckoutPhase`] with what the phase keeps in the row's `reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckoutState {
     /// The saga has not reported back yet.
     Pending,
-    /// The order is paid.
-    Paid,
+    /// The order is paid. `cancel_problem` says why the last cancellation of it could not be carried out, when
+    /// one was tried and ended so.
+    Paid {
+        /// What the coordinator reported when the cancellation ended needing attention.
+        cancel_problem: Option<String>,
+    },
     /// Nothing was taken or charged, for this reason.
     Failed(FailureReason),
+    /// The saga could neither complete nor be fully undone; the order is unpaid and an operator must repair it.
+    NeedsAttention {
+        /// What the coordinator reported.
+        problem: String,
+    },
+    /// The paid checkout is being undone.
+    Cancelling,
+    /// The paid checkout was undone.
+    Cancelled,
 }
 
-impl From<&CheckoutOutcome> for CheckoutState {
-    fn from(outcome: &CheckoutOutcome) -> Self {
-        match outcome {
-            CheckoutOutcome::Paid { .. } => Self::Paid,
-            CheckoutOutcome::Failed { reason, .. } => Self::Failed(reason.clone()),
-        }
-    }
+/// The `reason` of a checkout whose saga, or whose cancellation, needs an operator: what the coordinator said.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Problem {
+    pub(super) problem: String,
 }
 
 #[derive(QueryableByName)]
-struct StateRow {
+pub(super) struct StateRow {
     #[diesel(sql_type = Text)]
-    state: String,
+    pub(super) state: String,
     #[diesel(sql_type = Nullable<Text>)]
-    reason: Option<String>,
+    pub(super) reason: Option<String>,
+}
+
+impl StateRow {
+    /// How checkout `saga_id`, of which this is the row, stands.
+    pub(super) fn checkout_state(self, saga_id: SagaId) -> Result<CheckoutState, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt(format!("checkout {saga_id}: {what}"));
+        let phase = CheckoutPhase::parse(&self.state).ok_or_else(|| corrupt(format!("state {:?}", self.state)))?;
+        let problem = |reason: Option<String>| -> Result<Option<String>, StoreError> {
+            reason
+                .map(|reason| serde_json::from_str::<Problem>(&reason).map(|p| p.problem))
+                .transpose()
+                .map_err(|e| corrupt(format!("problem: {e}")))
+        };
+        Ok(match phase {
+            CheckoutPhase::Pending => CheckoutState::Pending,
+            CheckoutPhase::Paid => CheckoutState::Paid { cancel_problem: problem(self.reason)? },
+            CheckoutPhase::Failed => {
+                let reason = self.reason.ok_or_else(|| corrupt("failed without a reason".into()))?;
+                let reason = serde_json::from_str(&reason).map_err(|e| corrupt(format!("failure reason: {e}")))?;
+                CheckoutState::Failed(reason)
+            }
+            CheckoutPhase::NeedsAttention => {
+                let problem =
+                    problem(self.reason)?.ok_or_else(|| corrupt("needs attention without a problem".into()))?;
+                CheckoutState::NeedsAttention { problem }
+            }
+            CheckoutPhase::Cancelling => CheckoutState::Cancelling,
+            CheckoutPhase::Cancelled => CheckoutState::Cancelled,
+        })
+    }
 }
 
 /// Begins the checkout of each of `order_ids` (duplicates allowed) in one transaction and returns, in the same
@@ -137,13 +177,20 @@ fn start_message(saga_id: SagaId, request: CheckoutRequest) -> Outgoing {
     Outgoing::envelope(queues::COORDINATOR, &Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request)))
 }
 
-/// Takes up to `limit` pending checkouts whose `StartCheckout` is due to be sent again, pushes each one's next
-/// time back (`first_ms` after the first send, doubling per send, at most `max_ms` apart), and returns their
-/// messages, rebuilt from the orders: an order's lines cannot change while its checkout is pending. One statement
-/// does it all, so the order and its lines are read in the snapshot that found the checkout pending (a
-/// `batch_init` replacing the order meanwhile cannot leave a request with the old total and no lines). Checkouts
-/// another replica is taking at the same moment are skipped. The new times are committed before the messages go
-/// out, so a failed send waits for the next time rather than being retried at once.
+/// The message that asks the coordinator (again) to undo the paid checkout `saga_id` of `order_id`.
+pub(super) fn cancel_message(saga_id: SagaId, order_id: &str) -> Outgoing {
+    let cancel = CoordinatorMessage::CancelCheckout { order_id: order_id.to_owned() };
+    Outgoing::envelope(queues::COORDINATOR, &Envelope::new(saga_id, cancel))
+}
+
+/// Takes up to `limit` checkouts in flight whose message is due to be sent again, pushes each one's next time
+/// back (`first_ms` after the first send, doubling per send, at most `max_ms` apart), and returns their messages:
+/// a `StartCheckout` for a pending checkout, rebuilt from the order (an order's lines cannot change while its
+/// checkout is pending), and a `CancelCheckout` for one being cancelled. One statement does it all, so the order
+/// and its lines are read in the snapshot that found the checkout pending (a `batch_init` replacing the order
+/// meanwhile cannot leave a request with the old total and no lines). Checkouts another replica is taking at the
+/// same moment are skipped. The new times are committed before the messages go out, so a failed send waits for
+/// the next time rather than being retried at once.
 pub async fn take_due_resends(
     conn: &mut AsyncPgConnection,
     limit: i64,
@@ -157,6 +204,8 @@ pub async fn take_due_resends(
         #[diesel(sql_type = Text)]
         order_id: String,
         #[diesel(sql_type = Text)]
+        state: String,
+        #[diesel(sql_type = Text)]
         user_id: String,
         #[diesel(sql_type = BigInt)]
         total: i64,
@@ -169,16 +218,18 @@ pub async fn take_due_resends(
              UPDATE checkouts c SET resends = c.resends + 1,
                  resend_at = now() + make_interval(
                      secs => least($2 * power(2, least(c.resends + 1, 16)), $3) / 1000)
-             FROM (SELECT saga_id FROM checkouts WHERE state = 'pending' AND resend_at <= now()
+             FROM (SELECT saga_id FROM checkouts
+                   WHERE state IN ('pending', 'cancelling') AND resend_at <= now()
                    ORDER BY resend_at LIMIT $1 FOR UPDATE SKIP LOCKED) d
              WHERE c.saga_id = d.saga_id
-             RETURNING c.saga_id, c.order_id
+             RETURNING c.saga_id, c.order_id, c.state
          )
-         SELECT due.saga_id::text AS saga_id, due.order_id, o.user_id, o.total,
+         SELECT due.saga_id::text AS saga_id, due.order_id, due.state, o.user_id, o.total,
              coalesce(array_agg(i.item_id) FILTER (WHERE i.item_id IS NOT NULL), '{}') AS item_ids,
              coalesce(array_agg(i.quantity) FILTER (WHERE i.item_id IS NOT NULL), '{}') AS quantities
-         FROM due JOIN orders o ON o.id = due.order_id LEFT JOIN order_items i ON i.order_id = due.order_id
-         GROUP BY due.saga_id, due.order_id, o.user_id, o.total",
+         FROM due JOIN orders o ON o.id = due.order_id
+         LEFT JOIN order_items i ON i.order_id = due.order_id AND due.state = 'pending'
+         GROUP BY due.saga_id, due.order_id, due.state, o.user_id, o.total",
         )
         .bind::<BigInt, _>(limit)
         .bind::<Double, _>(first_ms as f64)
@@ -189,6 +240,9 @@ pub async fn take_due_resends(
     due.into_iter()
         .map(|row| {
             let saga_id = orders::parse_saga_id(&row.saga_id)?;
+            if CheckoutPhase::parse(&row.state) == Some(CheckoutPhase::Cancelling) {
+                return Ok(cancel_message(saga_id, &row.order_id));
+            }
             let total = super::stored_amount(row.total, "an order total")?;
             let items = row.lines.into_items()?;
             Ok(start_message(saga_id, request_of(&row.order_id, &row.user_id, total, items)))
@@ -205,62 +259,5 @@ pub async fn state(conn: &mut AsyncPgConnection, saga_id: SagaId) -> Result<Opti
     .get_result(conn)
     .await
     .optional()?;
-    row.map(|row| match (row.state.as_str(), row.reason) {
-        ("pending", _) => Ok(CheckoutState::Pending),
-        ("paid", _) => Ok(CheckoutState::Paid),
-        ("failed", Some(reason)) => serde_json::from_str(&reason)
-            .map(CheckoutState::Failed)
-            .map_err(|e| StoreError::Corrupt(format!("failure reason of checkout {saga_id}: {e}"))),
-        (state, _) => Err(StoreError::Corrupt(format!("checkout {saga_id} is in state {state:?}"))),
-    })
-    .transpose()
-}
-
-/// Records `outcomes` in one statement: each pending checkout takes its outcome, and the order of each paid one
-/// becomes paid. A checkout that is no longer pending is left alone, so a redelivered or duplicated outcome
-/// changes nothing. Returns the sagas whose checkout it settled.
-pub async fn settle(
-    conn: &mut AsyncPgConnection,
-    outcomes: &[(SagaId, CheckoutOutcome)],
-) -> Result<Vec<SagaId>, StoreError> {
-    if outcomes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut saga_ids = Vec::with_capacity(outcomes.len());
-    let mut states = Vec::with_capacity(outcomes.len());
-    let mut reasons = Vec::with_capacity(outcomes.len());
-    for (saga_id, outcome) in outcomes {
-        saga_ids.push(saga_id.to_string());
-        match outcome {
-            CheckoutOutcome::Paid { .. } => {
-                states.push("paid");
-                reasons.push(None);
-            }
-            CheckoutOutcome::Failed { reason, .. } => {
-                states.push("failed");
-                reasons.push(Some(serde_json::to_string(reason).map_err(|e| StoreError::Corrupt(e.to_string()))?));
-            }
-        }
-    }
-    let settled = prepared(
-        diesel::sql_query(
-            "WITH outcome AS (
-             SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]::jsonb[]) AS o(saga_id, state, reason)
-         ), settled AS (
-             UPDATE checkouts c SET state = o.state, reason = o.reason, finished_at = now()
-             FROM outcome o
-             WHERE c.saga_id = o.saga_id AND c.state = 'pending'
-             RETURNING c.saga_id, c.order_id, c.state
-         ), paid AS (
-             UPDATE orders SET paid = true FROM settled s WHERE orders.id = s.order_id AND s.state = 'paid' RETURNING 1
-         )
-         SELECT saga_id::text AS saga_id FROM settled",
-        )
-        .bind::<Array<Text>, _>(saga_ids)
-        .bind::<Array<Text>, _>(states)
-        .bind::<Array<Nullable<Text>>, _>(reasons),
-    )
-    .load::<super::orders::PendingRow>(conn)
-    .await?;
-    settled.into_iter().map(|row| super::orders::parse_saga_id(&row.saga_id)).collect()
+    row.map(|row| row.checkout_state(saga_id)).transpose()
 }

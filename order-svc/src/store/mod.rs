@@ -1,13 +1,17 @@
-//! The database of order-svc: orders and their lines ([`orders`]), and the checkout attempts of each order, which
-//! also say which `StartCheckout` messages are due to be sent again ([`checkouts`]). Queries are plain SQL through
-//! diesel-async; the schema is in `migrations/`.
+//! The database of order-svc: orders and their lines ([`orders`]), and the checkout attempts of each order with
+//! their cancellations, which also say which `StartCheckout` and `CancelCheckout` messages are due to be sent
+//! again ([`checkouts`]). Queries are plain SQL through diesel-async; the schema is in `migrations/`.
 //!
-//! Every change to an order, and the start of its checkout, happens in a transaction that first locks the order's
-//! row. That one lock is what makes "add an item", "remove the order" and "start a checkout" exclusive with one
-//! another, so a checkout's snapshot of the order is never changed under it.
+//! Every change to an order, the start of its checkout or cancellation, the recording of an outcome and a
+//! `batch_init` happen in a transaction that first locks the order's row (several orders' rows in ID order).
+//! That one lock is what makes "add an item", "remove the order", "start a checkout" and "start a cancellation"
+//! exclusive with one another, so a saga's snapshot of the order is never changed under it; and taking it before
+//! any checkout row is what keeps these transactions from deadlocking with one another.
 
+pub mod cancellations;
 pub mod checkouts;
 pub mod orders;
+pub mod outcomes;
 
 use diesel_async::pooled_connection::deadpool::PoolError;
 use shared_contracts::LineItem;
@@ -31,6 +35,9 @@ pub enum StoreError {
     /// The order's rules refuse the change.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// A `batch_init` would replace orders with this many checkouts or cancellations in flight.
+    #[error("{0} checkouts of these orders are unfinished; try again when they have ended")]
+    UnfinishedCheckouts(u64),
     /// A row holds what the schema's checks should have kept out (a negative amount, an unreadable reason).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),

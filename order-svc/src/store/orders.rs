@@ -1,4 +1,5 @@
-//! Orders and their lines: creation, `batch_init`, lookup, adding and removing items, deletion.
+//! Orders and their lines: creation, `batch_init`, lookup, adding and removing items, deletion; and the locking
+//! of an order's row, with reading its checkout in flight, that every change of an order starts with.
 
 use std::collections::HashMap;
 
@@ -11,9 +12,10 @@ use platform::db::prepared;
 use shared_contracts::{LineItem, SagaId};
 
 use super::{bigint, stored_amount, OrderView, StoreError};
-use crate::domain::{self, BatchInit, Line, OrderStatus};
+use crate::domain::{self, BatchInit, CheckoutPhase, InFlight, Line, OrderStatus};
 
-/// An order's row, locked for the rest of the transaction, and whether a checkout of it is in flight.
+/// An order's row, locked for the rest of the transaction, and whether a checkout or cancellation of it is in
+/// flight.
 pub(crate) struct LockedOrder {
     pub(crate) user_id: String,
     pub(crate) total: u64,
@@ -31,26 +33,52 @@ struct OrderRow {
 }
 
 impl OrderRow {
-    /// The locked order this row is, with the saga of its checkout in flight.
-    fn locked(self, pending_checkout: Option<SagaId>) -> Result<LockedOrder, StoreError> {
+    /// The locked order this row is, with its checkout in flight.
+    fn locked(self, in_flight: Option<InFlight>) -> Result<LockedOrder, StoreError> {
         Ok(LockedOrder {
             user_id: self.user_id,
             total: stored_amount(self.total, "an order total")?,
-            status: OrderStatus { paid: self.paid, pending_checkout },
+            status: OrderStatus { paid: self.paid, in_flight },
         })
     }
 }
+
+/// The checkout of an order in flight (`pending` or `cancelling`; the schema allows one per order), as read.
+#[derive(QueryableByName)]
+struct InFlightRow {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Text)]
+    saga_id: String,
+    #[diesel(sql_type = Text)]
+    state: String,
+}
+
+impl InFlightRow {
+    fn in_flight(&self) -> Result<InFlight, StoreError> {
+        let saga_id = parse_saga_id(&self.saga_id)?;
+        match CheckoutPhase::parse(&self.state) {
+            Some(CheckoutPhase::Pending) => Ok(InFlight::Checkout(saga_id)),
+            Some(CheckoutPhase::Cancelling) => Ok(InFlight::Cancel(saga_id)),
+            _ => Err(StoreError::Corrupt(format!("checkout {saga_id} in flight is in state {:?}", self.state))),
+        }
+    }
+}
+
+/// The checkouts in flight of the orders bound as `$1` (an array), as [`InFlightRow`]s.
+const IN_FLIGHT_OF_ORDERS: &str = "SELECT order_id, saga_id::text AS saga_id, state FROM checkouts
+     WHERE order_id = ANY($1) AND state IN ('pending', 'cancelling')";
 
 /// A saga ID stored as text, read back.
 pub(crate) fn parse_saga_id(text: &str) -> Result<SagaId, StoreError> {
     text.parse().map_err(|e| StoreError::Corrupt(format!("saga ID {text}: {e}")))
 }
 
-/// A saga ID read back as text.
+/// The one number a query selects, as `n`.
 #[derive(QueryableByName)]
-pub(crate) struct PendingRow {
-    #[diesel(sql_type = Text)]
-    pub(crate) saga_id: String,
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 #[derive(QueryableByName)]
@@ -104,7 +132,10 @@ pub async fn create(conn: &mut AsyncPgConnection, order_id: &str, user_id: &str)
 }
 
 /// Replaces orders `"0"` to `"n - 1"` (with their lines and checkouts) by fresh ones as `batch` describes, in
-/// set-based statements so that a hundred thousand orders take seconds.
+/// set-based statements so that a hundred thousand orders take seconds. Refused, changing nothing, while any
+/// checkout of those orders is in flight: its saga is taking or giving back stock and credit for the order as it
+/// is, and its outcome could no longer be recorded. The existing orders are locked first, in the order
+/// [`lock_many`] uses, so that no checkout of them can begin between the count and the replacement.
 pub async fn batch_init(conn: &mut AsyncPgConnection, batch: &BatchInit) -> Result<(), StoreError> {
     let orders = bigint(batch.orders)?;
     let items = bigint(batch.items)?;
@@ -112,6 +143,24 @@ pub async fn batch_init(conn: &mut AsyncPgConnection, batch: &BatchInit) -> Resu
     let price = bigint(batch.item_price)?;
     let total = bigint(batch.order_total())?;
     conn.transaction::<_, StoreError, _>(async |conn| {
+        diesel::sql_query(
+            r#"SELECT id FROM orders WHERE id IN (SELECT i::text FROM generate_series(0, $1 - 1) AS i)
+               ORDER BY id COLLATE "C" FOR UPDATE"#,
+        )
+        .bind::<BigInt, _>(orders)
+        .execute(conn)
+        .await?;
+        // A statement of its own, whose snapshot sees what the previous holders of the locks committed.
+        let unfinished: Count = diesel::sql_query(
+            "SELECT count(*) AS n FROM checkouts WHERE state IN ('pending', 'cancelling')
+             AND order_id IN (SELECT i::text FROM generate_series(0, $1 - 1) AS i)",
+        )
+        .bind::<BigInt, _>(orders)
+        .get_result(conn)
+        .await?;
+        if unfinished.n > 0 {
+            return Err(StoreError::UnfinishedCheckouts(stored_amount(unfinished.n, "a count")?));
+        }
         // Existing orders are overwritten in place rather than deleted, which would cost a cascade per order.
         for table in ["order_items", "checkouts"] {
             diesel::sql_query(format!(
@@ -229,7 +278,7 @@ pub async fn remove_item(conn: &mut AsyncPgConnection, order_id: &str, item_id: 
     .await
 }
 
-/// Deletes the order with its lines and past checkouts, unless it is paid or being checked out.
+/// Deletes the order with its lines and past checkouts, unless it is paid, being checked out or being cancelled.
 pub async fn delete(conn: &mut AsyncPgConnection, order_id: &str) -> Result<(), StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         lock(conn, order_id).await?.status.check_deletable()?;
@@ -241,27 +290,17 @@ pub async fn delete(conn: &mut AsyncPgConnection, order_id: &str) -> Result<(), 
 
 /// Locks the order's row until the end of the transaction and reads it and its checkout in flight.
 pub(crate) async fn lock(conn: &mut AsyncPgConnection, order_id: &str) -> Result<LockedOrder, StoreError> {
-    let row: Option<OrderRow> = diesel::sql_query("SELECT user_id, paid, total FROM orders WHERE id = $1 FOR UPDATE")
-        .bind::<Text, _>(order_id)
-        .get_result(conn)
-        .await
-        .optional()?;
-    let row = row.ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))?;
-    // A separate statement on purpose: its snapshot is taken after the lock was granted, so it sees the checkout
-    // that the previous holder of the lock may just have committed. Within the locking statement it would not.
-    let pending: Option<PendingRow> =
-        diesel::sql_query("SELECT saga_id::text AS saga_id FROM checkouts WHERE order_id = $1 AND state = 'pending'")
-            .bind::<Text, _>(order_id)
-            .get_result(conn)
-            .await
-            .optional()?;
-    let pending_checkout = pending.map(|p| parse_saga_id(&p.saga_id)).transpose()?;
-    row.locked(pending_checkout)
+    lock_many(conn, &[order_id.to_owned()])
+        .await?
+        .remove(order_id)
+        .ok_or_else(|| StoreError::UnknownOrder(order_id.to_owned()))
 }
 
 /// Locks the rows of every order in `order_ids` that exists, in ID order, and reads each with its checkout in
-/// flight (see [`lock`] for why that is a second statement; the two are pipelined, which keeps that order on the
-/// server). Missing orders are simply absent from the map.
+/// flight. Missing orders are simply absent from the map. The checkouts are read by a second statement on
+/// purpose: its snapshot is taken after the locks were granted, so it sees the checkout that the previous holder
+/// of a lock may just have committed; within the locking statement it would not. The two are pipelined, which
+/// keeps that order on the server and costs one round trip.
 pub(crate) async fn lock_many(
     mut conn: &AsyncPgConnection,
     order_ids: &[String],
@@ -273,13 +312,6 @@ pub(crate) async fn lock_many(
         #[diesel(embed)]
         order: OrderRow,
     }
-    #[derive(QueryableByName)]
-    struct PendingOfOrder {
-        #[diesel(sql_type = Text)]
-        order_id: String,
-        #[diesel(sql_type = Text)]
-        saga_id: String,
-    }
     let locking = prepared(
         diesel::sql_query(
             r#"SELECT id, user_id, paid, total FROM orders WHERE id = ANY($1) ORDER BY id COLLATE "C" FOR UPDATE"#,
@@ -287,22 +319,17 @@ pub(crate) async fn lock_many(
         .bind::<Array<Text>, _>(order_ids),
     )
     .load::<LockedRow>(&mut conn);
-    let pending = prepared(
-        diesel::sql_query(
-            "SELECT order_id, saga_id::text AS saga_id FROM checkouts WHERE order_id = ANY($1) AND state = 'pending'",
-        )
-        .bind::<Array<Text>, _>(order_ids),
-    )
-    .load::<PendingOfOrder>(&mut conn);
-    let (rows, pending) = futures::try_join!(locking, pending)?;
-    let mut in_flight = HashMap::with_capacity(pending.len());
-    for row in pending {
-        in_flight.insert(row.order_id, parse_saga_id(&row.saga_id)?);
+    let in_flight = prepared(diesel::sql_query(IN_FLIGHT_OF_ORDERS).bind::<Array<Text>, _>(order_ids))
+        .load::<InFlightRow>(&mut conn);
+    let (rows, in_flight) = futures::try_join!(locking, in_flight)?;
+    let mut in_flight_of = HashMap::with_capacity(in_flight.len());
+    for row in &in_flight {
+        in_flight_of.insert(row.order_id.as_str(), row.in_flight()?);
     }
     rows.into_iter()
         .map(|row| {
-            let pending_checkout = in_flight.get(&row.id).copied();
-            Ok((row.id, row.order.locked(pending_checkout)?))
+            let in_flight = in_flight_of.get(row.id.as_str()).copied();
+            Ok((row.id, row.order.locked(in_flight)?))
         })
         .collect()
 }

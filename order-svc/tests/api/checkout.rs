@@ -11,7 +11,7 @@ use crate::helpers::{eventually, spawn_app, spawn_app_configured, spawn_app_with
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_or_unknown_order_cannot_be_checked_out() {
     let app = spawn_app().await;
-    let order_id = app.create_order("u").await;
+    let order_id = app.create_order(&app.create_user().await).await;
 
     let empty = app.post(&format!("/orders/checkout/{order_id}")).await;
     assert_eq!(empty, (StatusCode::BAD_REQUEST, json!({ "error": "order has no items" })));
@@ -28,7 +28,8 @@ async fn concurrent_checkouts_of_one_order_run_one_saga_and_both_see_it_paid() {
     let app = spawn_app().await;
     let a = app.create_item(3, 5).await;
     let b = app.create_item(4, 5).await;
-    let order_id = app.order_with("buyer", &[(&b, 1), (&a, 2), (&b, 1)]).await;
+    let buyer = app.create_user().await;
+    let order_id = app.order_with(&buyer, &[(&b, 1), (&a, 2), (&b, 1)]).await;
     let coordinator = app.coordinator().await;
 
     let first = tokio::spawn(app.checkout(&order_id));
@@ -36,7 +37,7 @@ async fn concurrent_checkouts_of_one_order_run_one_saga_and_both_see_it_paid() {
     let (saga_id, request) = coordinator.next_checkout().await;
     let mut items = vec![LineItem { item_id: a.clone(), quantity: 2 }, LineItem { item_id: b.clone(), quantity: 2 }];
     items.sort_by(|x, y| x.item_id.cmp(&y.item_id));
-    assert_eq!(request, CheckoutRequest { order_id: order_id.clone(), user_id: "buyer".into(), items, total: 14 });
+    assert_eq!(request, CheckoutRequest { order_id: order_id.clone(), user_id: buyer, items, total: 14 });
 
     coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
     let paid = (StatusCode::OK, json!({ "order_id": order_id, "paid": true }));
@@ -53,7 +54,7 @@ async fn concurrent_checkouts_of_one_order_run_one_saga_and_both_see_it_paid() {
 async fn a_paid_order_is_final_and_checking_it_out_again_sends_nothing() {
     let app = spawn_app().await;
     let item = app.create_item(2, 5).await;
-    let order_id = app.order_with("buyer", &[(&item, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
     let coordinator = app.coordinator().await;
     let checkout = tokio::spawn(app.checkout(&order_id));
     let (saga_id, _) = coordinator.next_checkout().await;
@@ -81,12 +82,13 @@ async fn a_paid_order_is_final_and_checking_it_out_again_sends_nothing() {
 async fn a_failed_saga_answers_400_with_its_reason_and_leaves_the_order_open() {
     let app = spawn_app().await;
     let item = app.create_item(50, 5).await;
-    let order_id = app.order_with("poor", &[(&item, 1)]).await;
+    let poor = app.create_user().await;
+    let order_id = app.order_with(&poor, &[(&item, 1)]).await;
     let coordinator = app.coordinator().await;
 
     let checkout = tokio::spawn(app.checkout(&order_id));
     let (saga_id, _) = coordinator.next_checkout().await;
-    let reason = FailureReason::InsufficientCredit { user_id: "poor".into() };
+    let reason = FailureReason::InsufficientCredit { user_id: poor.clone() };
     coordinator.send_outcome(saga_id, CheckoutOutcome::Failed { order_id: order_id.clone(), reason }).await;
 
     assert_eq!(
@@ -94,8 +96,8 @@ async fn a_failed_saga_answers_400_with_its_reason_and_leaves_the_order_open() {
         (
             StatusCode::BAD_REQUEST,
             json!({
-                "error": "user poor does not have enough credit",
-                "reason": { "kind": "insufficient_credit", "user_id": "poor" },
+                "error": format!("user {poor} does not have enough credit"),
+                "reason": { "kind": "insufficient_credit", "user_id": poor },
             })
         )
     );
@@ -116,7 +118,7 @@ async fn a_failed_saga_answers_400_with_its_reason_and_leaves_the_order_open() {
 async fn a_checkout_without_outcome_times_out_with_504_and_stays_pending() {
     let app = spawn_app_with_checkout_timeout(Duration::from_secs(1)).await;
     let item = app.create_item(1, 5).await;
-    let order_id = app.order_with("slow", &[(&item, 3)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 3)]).await;
     let coordinator = app.coordinator().await;
 
     let timed_out = app.post(&format!("/orders/checkout/{order_id}")).await;
@@ -152,7 +154,7 @@ async fn a_checkout_without_outcome_times_out_with_504_and_stays_pending() {
 async fn duplicate_outcomes_change_nothing_and_garbage_is_dead_lettered() {
     let app = spawn_app().await;
     let item = app.create_item(9, 5).await;
-    let order_id = app.order_with("buyer", &[(&item, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
     let coordinator = app.coordinator().await;
     let checkout = tokio::spawn(app.checkout(&order_id));
     let (saga_id, _) = coordinator.next_checkout().await;
@@ -176,10 +178,10 @@ async fn a_burst_of_checkouts_mixing_good_unknown_empty_and_repeated_orders_answ
     let app = spawn_app().await;
     let item = app.create_item(1, 100).await;
     let mut good = Vec::new();
-    for buyer in 0..10 {
-        good.push(app.order_with(&format!("buyer-{buyer}"), &[(&item, 1)]).await);
+    for _ in 0..10 {
+        good.push(app.order_with(&app.create_user().await, &[(&item, 1)]).await);
     }
-    let empty = app.create_order("nobody-buys").await;
+    let empty = app.create_order(&app.create_user().await).await;
     let coordinator = app.coordinator().await;
 
     let mut requests = Vec::new();
@@ -220,7 +222,8 @@ async fn a_checkout_without_an_outcome_sends_its_start_again_until_one_comes() {
     })
     .await;
     let item = app.create_item(2, 5).await;
-    let order_id = app.order_with("buyer", &[(&item, 3)]).await;
+    let buyer = app.create_user().await;
+    let order_id = app.order_with(&buyer, &[(&item, 3)]).await;
     let coordinator = app.coordinator().await;
     let checkout = tokio::spawn(app.checkout(&order_id));
 
@@ -232,7 +235,7 @@ async fn a_checkout_without_an_outcome_sends_its_start_again_until_one_comes() {
     assert_eq!(third, first);
     let (saga_id, request) = first;
     assert_eq!(request.items, vec![LineItem { item_id: item.clone(), quantity: 3 }]);
-    assert_eq!((request.user_id.as_str(), request.total), ("buyer", 6));
+    assert_eq!((request.user_id.as_str(), request.total), (buyer.as_str(), 6));
     let resends = app.count("SELECT resends::bigint AS n FROM checkouts").await;
     assert!(resends >= 2, "{resends} resends recorded");
 
@@ -248,7 +251,7 @@ async fn a_checkout_without_an_outcome_sends_its_start_again_until_one_comes() {
 async fn a_pending_checkout_whose_start_never_left_is_sent_after_a_restart() {
     let app = spawn_app_configured(|config| config.resend_after = Duration::from_millis(300)).await;
     let item = app.create_item(2, 5).await;
-    let order_id = app.order_with("buyer", &[(&item, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
     // What an order-svc killed between its commit and its publish leaves behind: a pending checkout, due.
     let saga_id = shared_contracts::SagaId::new();
     app.execute(&format!(
@@ -264,4 +267,62 @@ async fn a_pending_checkout_whose_start_never_left_is_sent_after_a_restart() {
     eventually("the outcome to be recorded", async || (app.find(&order_id).await["paid"] == json!(true)).then_some(()))
         .await;
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkout_that_can_neither_complete_nor_be_undone_answers_500_and_leaves_the_order_unpaid() {
+    let app = spawn_app().await;
+    let item = app.create_item(2, 5).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
+    let coordinator = app.coordinator().await;
+    let checkout = tokio::spawn(app.checkout(&order_id));
+    let (saga_id, _) = coordinator.next_checkout().await;
+
+    let problem = "stock-svc cannot release the reservation: item is gone".to_owned();
+    coordinator.send_outcome(saga_id, CheckoutOutcome::NeedsAttention { order_id: order_id.clone(), problem }).await;
+    let message = format!(
+        "checkout {saga_id} could neither complete nor be fully undone: stock-svc cannot release the reservation: \
+         item is gone; an operator must repair it"
+    );
+    assert_eq!(
+        checkout.await.expect("the request task finishes"),
+        (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": message }))
+    );
+    assert_eq!(app.checkout_states(&order_id).await, vec!["needs_attention"]);
+    assert_eq!(app.find(&order_id).await["paid"], json!(false));
+    let stored =
+        app.count("SELECT count(*) AS n FROM checkouts WHERE reason->>'problem' LIKE 'stock-svc cannot%'").await;
+    assert_eq!(stored, 1, "the problem is kept for operators");
+    // A late outcome of the saga changes nothing any more.
+    coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+    coordinator.send_raw(b"{not an outcome".to_vec()).await;
+    eventually("the garbage to be dead-lettered", async || (coordinator.dead_letters().await == 1).then_some(())).await;
+    assert_eq!(app.checkout_states(&order_id).await, vec!["needs_attention"]);
+    assert_eq!(app.find(&order_id).await["paid"], json!(false));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn by_default_a_long_lost_start_is_sent_again_within_five_seconds() {
+    let defaults = order_svc::config::Config::from_env().expect("the default settings");
+    let app = spawn_app_configured(|config| {
+        config.resend_after = defaults.resend_after;
+        config.resend_max = defaults.resend_max;
+    })
+    .await;
+    let item = app.create_item(2, 5).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
+    // A checkout that has been sent many times already, through an outage: its pause is at the maximum.
+    let saga_id = shared_contracts::SagaId::new();
+    app.execute(&format!(
+        "INSERT INTO checkouts (saga_id, order_id, state, resend_at, resends)
+         VALUES ('{saga_id}', '{order_id}', 'pending', now(), 30)"
+    ))
+    .await;
+    let coordinator = app.coordinator().await;
+    assert_eq!(coordinator.next_checkout().await.0, saga_id);
+    let sent_first = std::time::Instant::now();
+    assert_eq!(coordinator.next_checkout().await.0, saga_id);
+    // The pause, plus one tick of the resend loop and some slack for a loaded machine.
+    let pause = sent_first.elapsed();
+    assert!(pause < Duration::from_millis(6500), "sent again only after {pause:?}");
 }

@@ -1,4 +1,5 @@
-//! Spawning order-svc with the stock-svc it depends on, calling them, and standing in for the coordinator.
+//! Spawning order-svc with the stock-svc and payment-svc it depends on, calling them, and standing in for the
+//! coordinator.
 
 use std::{future::Future, time::Duration};
 
@@ -24,32 +25,34 @@ use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMess
 /// How long a test waits for something that should happen promptly.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// A running order-svc and stock-svc, and what a test needs to look inside them.
+/// A running order-svc, stock-svc and payment-svc, and what a test needs to look inside them.
 pub struct TestApp {
     /// Base URL of order-svc.
     pub orders: String,
     /// Base URL of stock-svc.
     pub stock: String,
+    /// Base URL of payment-svc.
+    pub payment: String,
     /// order-svc's database.
     pub db: Pool,
     /// stock-svc's database.
     pub stock_db: Pool,
-    /// The vhost both services use.
+    /// The vhost the services use.
     pub amqp_url: String,
     http: reqwest::Client,
 }
 
-/// Starts both services with the default settings.
+/// Starts the services with the default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_configured(|_| {}).await
 }
 
-/// Starts both services; checkout requests of order-svc wait at most `checkout_timeout` for an outcome.
+/// Starts the services; checkout requests of order-svc wait at most `checkout_timeout` for an outcome.
 pub async fn spawn_app_with_checkout_timeout(checkout_timeout: Duration) -> TestApp {
     spawn_app_configured(|config| config.checkout_timeout_ms = checkout_timeout.as_millis() as u64).await
 }
 
-/// Starts both services, order-svc with its test settings changed by `configure`.
+/// Starts the services, order-svc with its test settings changed by `configure`.
 pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestApp {
     // Logs only on demand: they go straight to stderr, past the test harness's capture.
     if std::env::var_os("TEST_LOG").is_some() {
@@ -57,20 +60,25 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
     }
     let amqp_url = fresh_vhost().await.expect("a fresh vhost");
     let stock_database_url = fresh_database("stock").await.expect("a stock database");
-    let stock = stock_svc::startup::Application::build(stock_svc::config::Config {
-        http_addr: "127.0.0.1:0".into(),
-        database_url: stock_database_url.clone(),
-        amqp_url: amqp_url.clone(),
-        db_pool_size: 4,
-        http_workers: 1,
-        worker_prefetch: 16,
-        worker_batch: 16,
-        worker_parallel: 1,
-    })
-    .await
-    .expect("stock-svc starts");
+    let mut stock_config = stock_svc::config::Config::from_env().expect("stock-svc's settings");
+    stock_config.http_addr = "127.0.0.1:0".into();
+    stock_config.database_url = stock_database_url.clone();
+    stock_config.amqp_url = amqp_url.clone();
+    stock_config.db_pool_size = 4;
+    stock_config.http_workers = 1;
+    let stock = stock_svc::startup::Application::build(stock_config).await.expect("stock-svc starts");
     let stock_url = format!("http://127.0.0.1:{}", stock.port());
     tokio::spawn(stock.run_until_stopped());
+
+    let mut payment_config = payment_svc::config::Config::from_env().expect("payment-svc's settings");
+    payment_config.http_addr = "127.0.0.1:0".into();
+    payment_config.database_url = fresh_database("payment").await.expect("a payment database");
+    payment_config.amqp_url = amqp_url.clone();
+    payment_config.db_pool_size = 2;
+    payment_config.http_workers = 1;
+    let payment = payment_svc::startup::Application::build(payment_config).await.expect("payment-svc starts");
+    let payment_url = format!("http://127.0.0.1:{}", payment.port());
+    tokio::spawn(payment.run_until_stopped());
 
     let database_url = fresh_database("order").await.expect("an order database");
     let mut config = Config {
@@ -80,6 +88,7 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
         db_pool_size: 8,
         http_workers: 2,
         stock_url: stock_url.clone(),
+        payment_url: payment_url.clone(),
         checkout_timeout_ms: 30_000,
         // Longer than any test waits for an outcome, so that no test sees a start sent twice unless it asks to.
         resend_after: Duration::from_secs(60),
@@ -93,6 +102,7 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
     TestApp {
         orders,
         stock: stock_url,
+        payment: payment_url,
         db: platform::db::pool(&database_url, 2).expect("a pool"),
         stock_db: platform::db::pool(&stock_database_url, 1).expect("a pool"),
         amqp_url,
@@ -129,6 +139,18 @@ impl TestApp {
         answer(self.http.post(format!("{}/orders/checkout/{order_id}", self.orders)))
     }
 
+    /// A future cancelling `order_id`, to be spawned for concurrent cancellations.
+    pub fn cancel(&self, order_id: &str) -> impl Future<Output = Answer> + Send + 'static {
+        answer(self.http.post(format!("{}/orders/cancel/{order_id}", self.orders)))
+    }
+
+    /// A new payment-svc user (with no credit: the tests play the coordinator, so nothing is charged).
+    pub async fn create_user(&self) -> String {
+        let created = answer(self.http.post(format!("{}/payment/create_user", self.payment))).await;
+        assert_eq!(created.0, StatusCode::OK, "{}", created.1);
+        created.1["user_id"].as_str().expect("a user ID").to_owned()
+    }
+
     /// A new order of `user_id`.
     pub async fn create_order(&self, user_id: &str) -> String {
         let (status, body) = self.post(&format!("/orders/create/{user_id}")).await;
@@ -163,6 +185,32 @@ impl TestApp {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
         order_id
+    }
+
+    /// An order of a new user holding `quantity` units of each of `items`, checked out and paid: `coordinator`
+    /// answers its `StartCheckout` with `Paid`. Returns the order and the saga of its checkout.
+    pub async fn paid_order(&self, coordinator: &FakeCoordinator, items: &[(&str, u64)]) -> (String, SagaId) {
+        let order_id = self.order_with(&self.create_user().await, items).await;
+        let checkout = tokio::spawn(self.checkout(&order_id));
+        let (saga_id, _) = coordinator.next_checkout().await;
+        coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
+        let paid = checkout.await.expect("the request task finishes");
+        assert_eq!(paid.0, StatusCode::OK, "{}", paid.1);
+        (order_id, saga_id)
+    }
+
+    /// Like [`Self::paid_order`], but the paid checkout is written straight into the database, as if it had been
+    /// paid long before: no `StartCheckout` of it is ever sent, so a test that resends often sees none.
+    pub async fn order_paid_before(&self, items: &[(&str, u64)]) -> (String, SagaId) {
+        let order_id = self.order_with(&self.create_user().await, items).await;
+        let saga_id = SagaId::new();
+        self.execute(&format!(
+            "WITH paid AS (INSERT INTO checkouts (saga_id, order_id, state, finished_at)
+                           VALUES ('{saga_id}', '{order_id}', 'paid', now()) RETURNING order_id)
+             UPDATE orders SET paid = true FROM paid WHERE orders.id = paid.order_id"
+        ))
+        .await;
+        (order_id, saga_id)
     }
 
     /// The one number `sql` selects (as `n`) from order-svc's database.
@@ -288,6 +336,15 @@ impl FakeCoordinator {
         match envelope.body {
             CoordinatorMessage::StartCheckout(request) => (envelope.saga_id, request),
             other => panic!("expected StartCheckout, got {other:?}"),
+        }
+    }
+
+    /// Waits for the next `CancelCheckout` and returns its saga and order.
+    pub async fn next_cancel(&self) -> (SagaId, String) {
+        let envelope = eventually("a CancelCheckout message", async || self.try_next().await).await;
+        match envelope.body {
+            CoordinatorMessage::CancelCheckout { order_id } => (envelope.saga_id, order_id),
+            other => panic!("expected CancelCheckout, got {other:?}"),
         }
     }
 

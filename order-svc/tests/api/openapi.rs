@@ -15,6 +15,7 @@ const KNOWN_ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/orders/removeItem/{order_id}/{item_id}"),
     ("DELETE", "/orders/remove/{order_id}"),
     ("POST", "/orders/checkout/{order_id}"),
+    ("POST", "/orders/cancel/{order_id}"),
     ("GET", "/health"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),

@@ -25,10 +25,11 @@ async fn the_course_scenario_builds_an_order_and_find_shows_it() {
     let app = spawn_app().await;
     let cheap = app.create_item(5, 10).await;
     let dear = app.create_item(7, 10).await;
-    let order_id = app.create_order("user-1").await;
+    let user = app.create_user().await;
+    let order_id = app.create_order(&user).await;
     assert_eq!(
         app.find(&order_id).await,
-        json!({ "order_id": order_id, "paid": false, "items": [], "user_id": "user-1", "total_cost": 0 })
+        json!({ "order_id": order_id, "paid": false, "items": [], "user_id": user, "total_cost": 0 })
     );
 
     let added = app.post(&format!("/orders/addItem/{order_id}/{cheap}/2")).await;
@@ -45,7 +46,7 @@ async fn the_course_scenario_builds_an_order_and_find_shows_it() {
 
     assert_eq!(
         app.find(&order_id).await,
-        json!({ "order_id": order_id, "paid": false, "items": items_json(&items), "user_id": "user-1", "total_cost": 22 })
+        json!({ "order_id": order_id, "paid": false, "items": items_json(&items), "user_id": user, "total_cost": 22 })
     );
 }
 
@@ -53,7 +54,7 @@ async fn the_course_scenario_builds_an_order_and_find_shows_it() {
 async fn adding_an_unknown_item_or_to_an_unknown_order_is_404_and_changes_nothing() {
     let app = spawn_app().await;
     let item = app.create_item(3, 1).await;
-    let order_id = app.order_with("u", &[(&item, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
     let before = app.find(&order_id).await;
 
     assert_error(
@@ -74,7 +75,7 @@ async fn adding_an_unknown_item_or_to_an_unknown_order_is_404_and_changes_nothin
 async fn a_total_beyond_bigint_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
     let priceless = app.create_item(i64::MAX as u64, 0).await;
-    let order_id = app.order_with("u", &[(&priceless, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&priceless, 1)]).await;
     let before = app.find(&order_id).await;
     assert_eq!(before["total_cost"], json!(i64::MAX));
 
@@ -89,7 +90,7 @@ async fn removing_an_item_takes_off_its_whole_line_and_what_it_cost() {
     let app = spawn_app().await;
     let a = app.create_item(4, 0).await;
     let b = app.create_item(10, 0).await;
-    let order_id = app.order_with("u", &[(&a, 2), (&b, 1), (&a, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&a, 2), (&b, 1), (&a, 1)]).await;
     assert_eq!(app.find(&order_id).await["total_cost"], json!(22));
 
     let removed = app.delete(&format!("/orders/removeItem/{order_id}/{a}")).await;
@@ -114,7 +115,7 @@ async fn removing_an_item_takes_off_what_it_cost_when_added_not_its_price_now() 
     let app = spawn_app().await;
     let item = app.create_item(10, 0).await;
     let other = app.create_item(1, 0).await;
-    let order_id = app.order_with("u", &[(&item, 2), (&other, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 2), (&other, 1)]).await;
     app.set_price(&item, 25).await;
     let added = app.post(&format!("/orders/addItem/{order_id}/{item}")).await;
     assert_eq!(added.1["total_cost"], json!(46));
@@ -127,7 +128,7 @@ async fn removing_an_item_takes_off_what_it_cost_when_added_not_its_price_now() 
 async fn concurrent_additions_are_all_counted() {
     let app = spawn_app().await;
     let item = app.create_item(3, 0).await;
-    let order_id = app.create_order("u").await;
+    let order_id = app.create_order(&app.create_user().await).await;
     let path = format!("/orders/addItem/{order_id}/{item}");
     let additions = (0..20).map(|_| app.post(&path));
     for (status, body) in futures::future::join_all(additions).await {
@@ -141,13 +142,14 @@ async fn concurrent_additions_are_all_counted() {
 async fn without_stock_svc_adding_an_item_is_503_and_changes_nothing() {
     // Port 1 on the loopback: nothing listens there, so the connection is refused at once.
     let app = spawn_app_configured(|config| config.stock_url = "http://127.0.0.1:1".into()).await;
-    let order_id = app.create_order("u").await;
+    let user = app.create_user().await;
+    let order_id = app.create_order(&user).await;
     let (status, body) = app.post(&format!("/orders/addItem/{order_id}/42")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body["error"].as_str().is_some_and(|e| e.starts_with("service unavailable: stock service")), "{body}");
     assert_eq!(
         app.find(&order_id).await,
-        json!({ "order_id": order_id, "paid": false, "items": [], "user_id": "u", "total_cost": 0 })
+        json!({ "order_id": order_id, "paid": false, "items": [], "user_id": user, "total_cost": 0 })
     );
 }
 
@@ -155,7 +157,7 @@ async fn without_stock_svc_adding_an_item_is_503_and_changes_nothing() {
 async fn removing_an_order_deletes_it_with_its_lines() {
     let app = spawn_app().await;
     let item = app.create_item(1, 0).await;
-    let order_id = app.order_with("u", &[(&item, 3)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 3)]).await;
 
     assert_eq!(app.delete(&format!("/orders/remove/{order_id}")).await, (StatusCode::OK, json!({ "done": true })));
     let message = format!("order {order_id} does not exist");
@@ -168,7 +170,7 @@ async fn removing_an_order_deletes_it_with_its_lines() {
 async fn bad_input_is_a_4xx_json_error_and_changes_nothing() {
     let app = spawn_app().await;
     let item = app.create_item(2, 0).await;
-    let order_id = app.order_with("u", &[(&item, 1)]).await;
+    let order_id = app.order_with(&app.create_user().await, &[(&item, 1)]).await;
     let before = app.find(&order_id).await;
     let long_id = "x".repeat(129);
 
@@ -271,4 +273,62 @@ fn assert_batch_order(order: &Value, n_items: u64, n_users: u64) {
     }
     let user: u64 = order["user_id"].as_str().and_then(|id| id.parse().ok()).expect("a numeric user ID");
     assert!(user < n_users, "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_is_created_only_for_a_user_payment_svc_knows() {
+    let app = spawn_app().await;
+    assert_error(&app.post("/orders/create/ghost").await, StatusCode::NOT_FOUND, "user ghost does not exist");
+    // The ID reaches payment-svc as one path segment, whatever it holds.
+    assert_error(&app.post("/orders/create/a%20b").await, StatusCode::NOT_FOUND, "user a b does not exist");
+    assert_eq!(app.count("SELECT count(*) AS n FROM orders").await, 0);
+
+    let user = app.create_user().await;
+    let order_id = app.create_order(&user).await;
+    assert_eq!(app.find(&order_id).await["user_id"], json!(user));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_payment_svc_creating_an_order_is_503_and_creates_nothing() {
+    let app = spawn_app_configured(|config| config.payment_url = "http://127.0.0.1:1".into()).await;
+    let (status, body) = app.post("/orders/create/someone").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().is_some_and(|e| e.starts_with("service unavailable: payment service")), "{body}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM orders").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_init_is_refused_while_checkouts_or_cancellations_of_its_orders_are_unfinished() {
+    let app = spawn_app().await;
+    assert_eq!(app.post("/orders/batch_init/5/1/1/5").await.0, StatusCode::OK);
+    let coordinator = app.coordinator().await;
+    let checkout = tokio::spawn(app.checkout("1"));
+    let (checkout_saga, _) = coordinator.next_checkout().await;
+    let paid = tokio::spawn(app.checkout("3"));
+    let (paid_saga, _) = coordinator.next_checkout().await;
+    coordinator.send_outcome(paid_saga, CheckoutOutcome::Paid { order_id: "3".into() }).await;
+    assert_eq!(paid.await.expect("the request task finishes").0, StatusCode::OK);
+    let cancel = tokio::spawn(app.cancel("3"));
+    assert_eq!(coordinator.next_cancel().await.0, paid_saga);
+    let before: Vec<Value> = futures::future::join_all(["1", "2", "3"].map(|id| app.find(id))).await;
+
+    let refused = app.post("/orders/batch_init/4/1/1/7").await;
+    let message =
+        "2 checkouts of these orders are unfinished; batch_init would change the orders under them; try again when they \
+         have ended";
+    assert_eq!(refused, (StatusCode::CONFLICT, json!({ "error": message, "unfinished": 2 })));
+    assert_eq!(futures::future::join_all(["1", "2", "3"].map(|id| app.find(id))).await, before);
+    assert_eq!(app.checkout_states("1").await, vec!["pending"]);
+    assert_eq!(app.checkout_states("3").await, vec!["cancelling"]);
+    // Orders beyond the unfinished ones are not the batch's business.
+    assert_eq!(app.post("/orders/batch_init/1/1/1/7").await.0, StatusCode::OK);
+
+    let reason = shared_contracts::FailureReason::Aborted;
+    coordinator.send_outcome(checkout_saga, CheckoutOutcome::Failed { order_id: "1".into(), reason }).await;
+    coordinator.send_outcome(paid_saga, CheckoutOutcome::Cancelled { order_id: "3".into() }).await;
+    assert_eq!(checkout.await.expect("the request task finishes").0, StatusCode::BAD_REQUEST);
+    assert_eq!(cancel.await.expect("the request task finishes").0, StatusCode::OK);
+    assert_eq!(app.post("/orders/batch_init/4/1/1/7").await.0, StatusCode::OK);
+    assert_eq!(app.find("3").await["total_cost"], json!(14));
+    assert!(app.checkout_states("3").await.is_empty());
 }

@@ -1,22 +1,21 @@
-//! A checkout request from start to answer. The request records the checkout intent (or joins the saga already
-//! in flight for the order) together with the requests that arrive meanwhile, the dispatcher hands it to the
-//! coordinator after the commit (and [`crate::resend`] again if no outcome comes back), and the request waits for
-//! the saga's outcome, up to a deadline.
+//! A checkout request from start to answer, and likewise a cancellation request (see [`cancel`]). The request
+//! records the checkout intent (or joins the saga already in flight for the order) together with the requests
+//! that arrive meanwhile, the dispatcher hands it to the coordinator after the commit (and [`crate::resend`] again
+//! if no outcome comes back), and the request waits for the saga's outcome, up to a deadline.
 //!
 //! The outcome reaches the database through the outcome consumer of whichever replica took it from the queue.
-//! When that is this process, the consumer hands the committed outcome to the waiting requests through
-//! [`OutcomeWaiters`] at once, so they answer without reading it back; when it is another replica, the request
-//! still sees the outcome by re-reading the checkout's row every half second (`RECHECK_INTERVAL`). A waiter
-//! registers before it reads the row, so an outcome recorded in between still reaches it. A request that has just
-//! started a saga registers as soon as the intake answers it, which the intake does before it hands the start to
-//! the dispatcher; were the whole saga ever faster than that, the request would see the outcome at its first
-//! re-read.
+//! When that is this process, the consumer hands the committed state of the checkout to the waiting requests
+//! through [`OutcomeWaiters`] at once, so they answer without reading it back; when it is another replica, the
+//! request still sees the outcome by re-reading the checkout's row every half second (`RECHECK_INTERVAL`). A
+//! waiter registers before it reads the row, so an outcome recorded in between still reaches it. A request that
+//! has just started a saga registers as soon as the intake answers it, which the intake does before it hands the
+//! start to the dispatcher; were the whole saga ever faster than that, the request would see the outcome at its
+//! first re-read.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod cancel;
+mod waiters;
+
+use std::{fmt, sync::Arc, time::Duration};
 
 use platform::{db::Pool, dispatch::Dispatcher};
 use shared_contracts::{FailureReason, SagaId};
@@ -25,6 +24,8 @@ use tokio::{
     time::Instant,
 };
 
+use self::waiters::Registration;
+pub use self::{cancel::CancelAnswer, waiters::OutcomeWaiters};
 use crate::{
     resend::ResendPolicy,
     store::{
@@ -49,15 +50,49 @@ pub enum CheckoutAnswer {
     Paid,
     /// The saga failed: nothing was taken or charged.
     Failed(FailureReason),
+    /// The saga could neither complete nor undo what it did; the order is unpaid.
+    NeedsAttention(Stuck),
     /// The deadline passed with the saga still running; it finishes on its own.
     StillRunning,
     /// The checkout's record vanished while waiting: a `batch_init` replaced the order.
     Discarded,
 }
 
-/// Carries out checkout requests.
+/// A saga that could neither complete nor be fully undone, which an operator must repair through the
+/// coordinator's admin endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// The saga.
+    pub saga_id: SagaId,
+    /// What the coordinator reported.
+    pub problem: String,
+}
+
+impl fmt::Display for Stuck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "checkout {} could neither complete nor be fully undone: {}; an operator must repair it",
+            self.saga_id, self.problem
+        )
+    }
+}
+
+/// How waiting for a saga ended.
+enum Waited<T> {
+    /// The checkout reached a state that answers the request.
+    Ended(T),
+    /// The deadline passed first.
+    StillRunning,
+    /// The checkout's row is gone.
+    Discarded,
+}
+
+/// Carries out checkout and cancellation requests.
 pub struct Checkouts {
     pool: Pool,
+    dispatcher: Dispatcher,
+    resend: ResendPolicy,
     waiters: Arc<OutcomeWaiters>,
     timeout: Duration,
     intake: mpsc::Sender<Start>,
@@ -86,7 +121,7 @@ impl Checkouts {
         for _ in 0..INTAKE_WORKERS {
             tokio::spawn(run_intake(pool.clone(), dispatcher.clone(), resend, starts.clone()));
         }
-        Self { pool, waiters, timeout, intake }
+        Self { pool, dispatcher, resend, waiters, timeout, intake }
     }
 
     /// Begins the checkout of `order_id` in a transaction shared with the other requests that arrive meanwhile.
@@ -103,19 +138,25 @@ impl Checkouts {
     pub async fn check_out(&self, order_id: &str) -> Result<CheckoutAnswer, StoreError> {
         let started = std::time::Instant::now();
         let begun = self.begin(order_id).await?;
-        let answer = match begun {
-            Begun::AlreadyPaid => CheckoutAnswer::Paid,
+        let waited = match begun {
+            Begun::AlreadyPaid => Waited::Ended(CheckoutAnswer::Paid),
             Begun::Started(saga_id) => {
                 // Nobody can have reported on this saga yet: the intake hands its start to the dispatcher only
                 // after answering this request.
                 let registration = self.waiters.register(saga_id);
-                self.await_outcome(saga_id, Some(registration)).await?
+                self.wait_for(saga_id, Some(registration), |state| checkout_ended(saga_id, state)).await?
             }
-            Begun::Joined(saga_id) => self.await_outcome(saga_id, None).await?,
+            Begun::Joined(saga_id) => self.wait_for(saga_id, None, |state| checkout_ended(saga_id, state)).await?,
+        };
+        let answer = match waited {
+            Waited::Ended(answer) => answer,
+            Waited::StillRunning => CheckoutAnswer::StillRunning,
+            Waited::Discarded => CheckoutAnswer::Discarded,
         };
         let outcome = match &answer {
             CheckoutAnswer::Paid => "paid",
             CheckoutAnswer::Failed(_) => "failed",
+            CheckoutAnswer::NeedsAttention(_) => "needs_attention",
             CheckoutAnswer::StillRunning => "timeout",
             CheckoutAnswer::Discarded => "discarded",
         };
@@ -124,46 +165,52 @@ impl Checkouts {
         Ok(answer)
     }
 
-    /// Waits for the outcome of `saga_id`. `registered` is a registration made before the saga could have
-    /// ended, whose first wait needs no read of the row.
-    async fn await_outcome(
+    /// Waits until the checkout of `saga_id` is in a state that `ended` turns into an answer. `registered` is a
+    /// registration made before the saga could have moved, whose first wait needs no read of the row.
+    async fn wait_for<T>(
         &self,
         saga_id: SagaId,
         mut registered: Option<Registration<'_>>,
-    ) -> Result<CheckoutAnswer, StoreError> {
+        ended: impl Fn(CheckoutState) -> Option<T>,
+    ) -> Result<Waited<T>, StoreError> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let mut registration = match registered.take() {
                 Some(registration) => registration,
                 None => {
                     let registration = self.waiters.register(saga_id);
-                    let state = checkouts::state(&mut *self.pool.get().await?, saga_id).await?;
-                    match state {
-                        None => return Ok(CheckoutAnswer::Discarded),
-                        Some(CheckoutState::Pending) => registration,
-                        Some(settled) => return Ok(answer(settled)),
+                    match checkouts::state(&mut *self.pool.get().await?, saga_id).await? {
+                        None => return Ok(Waited::Discarded),
+                        Some(state) => match ended(state) {
+                            Some(answer) => return Ok(Waited::Ended(answer)),
+                            None => registration,
+                        },
                     }
                 }
             };
             let now = Instant::now();
             if now >= deadline {
-                return Ok(CheckoutAnswer::StillRunning);
+                return Ok(Waited::StillRunning);
             }
-            // Handed the outcome: done. Timed out or sender gone: read the row again.
+            // Handed a state that answers: done. Anything else, timed out or sender gone: read the row again.
             let woken = tokio::time::timeout_at(deadline.min(now + RECHECK_INTERVAL), &mut registration.receiver).await;
-            if let Ok(Ok(settled)) = woken {
-                return Ok(answer(settled));
+            if let Ok(Ok(state)) = woken {
+                if let Some(answer) = ended(state) {
+                    return Ok(Waited::Ended(answer));
+                }
             }
         }
     }
 }
 
-fn answer(settled: CheckoutState) -> CheckoutAnswer {
-    match settled {
-        CheckoutState::Paid => CheckoutAnswer::Paid,
-        CheckoutState::Failed(reason) => CheckoutAnswer::Failed(reason),
-        // Only settled states are ever handed to a waiter or returned above.
-        CheckoutState::Pending => CheckoutAnswer::StillRunning,
+/// The answer a checkout of `saga_id` in `state` gives a checkout request, if it is settled. A checkout that
+/// was paid and has been cancelled since, or is being cancelled, was paid when the request's saga ended.
+fn checkout_ended(saga_id: SagaId, state: CheckoutState) -> Option<CheckoutAnswer> {
+    match state {
+        CheckoutState::Pending => None,
+        CheckoutState::Paid { .. } | CheckoutState::Cancelling | CheckoutState::Cancelled => Some(CheckoutAnswer::Paid),
+        CheckoutState::Failed(reason) => Some(CheckoutAnswer::Failed(reason)),
+        CheckoutState::NeedsAttention { problem } => Some(CheckoutAnswer::NeedsAttention(Stuck { saga_id, problem })),
     }
 }
 
@@ -210,88 +257,5 @@ async fn run_intake(
                 }
             }
         }
-    }
-}
-
-/// The requests of this process waiting for a saga's outcome, woken by the outcome consumer.
-#[derive(Debug, Default)]
-pub struct OutcomeWaiters {
-    waiting: Mutex<HashMap<SagaId, Vec<oneshot::Sender<CheckoutState>>>>,
-}
-
-/// One waiting request; unregisters itself when dropped, so requests that time out leave nothing behind.
-struct Registration<'a> {
-    waiters: &'a OutcomeWaiters,
-    saga_id: SagaId,
-    receiver: oneshot::Receiver<CheckoutState>,
-}
-
-impl OutcomeWaiters {
-    /// Hands `settled`, the committed outcome of `saga_id`, to every request of this process waiting for it.
-    pub fn wake(&self, saga_id: SagaId, settled: &CheckoutState) {
-        let senders = self.lock().remove(&saga_id).unwrap_or_default();
-        for sender in senders {
-            let _ = sender.send(settled.clone());
-        }
-    }
-
-    /// How many sagas have requests waiting (for tests and metrics).
-    pub fn sagas_waited_for(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn register(&self, saga_id: SagaId) -> Registration<'_> {
-        let (sender, receiver) = oneshot::channel();
-        self.lock().entry(saga_id).or_default().push(sender);
-        Registration { waiters: self, saga_id, receiver }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SagaId, Vec<oneshot::Sender<CheckoutState>>>> {
-        // The map stays consistent even if a holder panicked: every operation on it is a single insert or remove.
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.receiver.close();
-        let mut waiting = self.waiters.lock();
-        if let Some(senders) = waiting.get_mut(&self.saga_id) {
-            senders.retain(|sender| !sender.is_closed());
-            if senders.is_empty() {
-                waiting.remove(&self.saga_id);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_wake_reaches_every_waiter_of_its_saga_only() {
-        let waiters = OutcomeWaiters::default();
-        let saga = SagaId::new();
-        let other = SagaId::new();
-        let mut first = waiters.register(saga);
-        let mut second = waiters.register(saga);
-        let mut unrelated = waiters.register(other);
-        waiters.wake(saga, &CheckoutState::Paid);
-        assert_eq!((&mut first.receiver).await, Ok(CheckoutState::Paid));
-        assert_eq!((&mut second.receiver).await, Ok(CheckoutState::Paid));
-        assert!(unrelated.receiver.try_recv().is_err());
-        assert_eq!(waiters.sagas_waited_for(), 1);
-    }
-
-    #[test]
-    fn a_waiter_that_gives_up_leaves_nothing_behind() {
-        let waiters = OutcomeWaiters::default();
-        let saga = SagaId::new();
-        let staying = waiters.register(saga);
-        drop(waiters.register(saga));
-        assert_eq!(waiters.lock().get(&saga).map(Vec::len), Some(1));
-        drop(staying);
-        assert_eq!(waiters.sagas_waited_for(), 0);
     }
 }
