@@ -27,6 +27,11 @@ pub struct Config {
     pub worker_batch: usize,
     /// Batches of saga messages handled at once (`WORKER_PARALLEL`).
     pub worker_parallel: usize,
+    /// Where the coordinator answers how many checkout sagas are unfinished (`COORDINATOR_URL`); `batch_init`
+    /// asks it before overwriting credit.
+    pub coordinator_url: String,
+    /// Where order-svc answers (`ORDER_URL`): a cancel of an order paid by a checkout cancels the order there.
+    pub order_url: String,
 }
 
 impl Config {
@@ -41,6 +46,8 @@ impl Config {
             worker_prefetch: parse("WORKER_PREFETCH", 512)?,
             worker_batch: parse("WORKER_BATCH", 128)?,
             worker_parallel: parse("WORKER_PARALLEL", 1)?,
+            coordinator_url: string("COORDINATOR_URL", "http://127.0.0.1:8004"),
+            order_url: string("ORDER_URL", "http://127.0.0.1:8001"),
         })
     }
 
@@ -59,7 +66,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={} worker_parallel={}",
+            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={} worker_parallel={} coordinator_url={} order_url={}",
             self.http_addr,
             redact_url(&self.database_url),
             redact_url(&self.amqp_url),
@@ -68,6 +75,8 @@ impl fmt::Display for Config {
             self.worker_prefetch,
             self.worker_batch,
             self.worker_parallel,
+            redact_url(&self.coordinator_url),
+            redact_url(&self.order_url),
         )
     }
 }

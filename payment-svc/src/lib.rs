@@ -2,14 +2,17 @@
 //!
 //! It serves two kinds of client. Over REST (`/payment/...`, see [`startup`]) it creates users, reports and adds
 //! credit, and takes payments, optionally recorded against an order so that paying twice charges once and a
-//! cancel refunds once. Over RabbitMQ (see [`messaging`]) it is the payment participant of the checkout saga: it
+//! cancel refunds once; a cancel of an order paid by a checkout has order-svc cancel the order (see [`orders`]),
+//! and `batch_init` first asks the coordinator whether sagas are unfinished (see [`platform::sagas`]). Over RabbitMQ (see [`messaging`]) it is the payment participant of the checkout saga: it
 //! charges a checkout's total and refunds it when the coordinator compensates. Every payment is a row of the
 //! `payments` table (see [`store`]); for the saga that row is also the inbox that makes redelivered commands
-//! harmless. The rules deciding what a command does, free of I/O, live in [`domain`].
+//! harmless. The rules deciding what a command does, and the bound on credit that leaves room for every refund,
+//! free of I/O, live in [`domain`].
 
 pub mod config;
 pub mod domain;
 mod http;
 pub mod messaging;
+pub mod orders;
 pub mod startup;
 pub mod store;

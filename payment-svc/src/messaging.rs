@@ -5,7 +5,8 @@
 //! replies published, all with one confirmed publish, and only then are the deliveries acked. A crash or failure
 //! anywhere before the ack redelivers the batch; the payment rows recorded by the first attempt make the repeat
 //! change nothing and re-send the same replies. A delivery that can never be applied (unreadable, or a refund the
-//! rules of credit refuse) goes to the dead letters without holding up the rest of its batch.
+//! rules of credit refuse) goes to the dead letters without holding up the rest of its batch; when its saga is
+//! known, the coordinator is told with [`PaymentReply::CannotApply`], so that the saga ends as needing attention.
 
 use std::sync::Arc;
 
@@ -39,12 +40,10 @@ struct Received {
     span: Span,
 }
 
-/// What became of one delivery of the batch.
-enum Outcome {
-    /// Applied (or recognised as a repeat): this reply goes to the coordinator.
-    Replied(Outgoing),
-    /// It can never be applied.
-    DeadLetter(String),
+/// What becomes of one delivery of the batch: the reply for the coordinator, if its saga is known, and its verdict.
+struct Outcome {
+    reply: Option<Outgoing>,
+    verdict: Verdict,
 }
 
 #[async_trait]
@@ -61,24 +60,13 @@ impl BatchHandler for PaymentWorker {
             .iter()
             .map(|received| match received {
                 Ok(command) => conclude(command, results.next().expect("the store answers every command")),
-                Err(reason) => Outcome::DeadLetter(reason.clone()),
+                Err(reason) => Outcome { reply: None, verdict: Verdict::DeadLetter(reason.clone()) },
             })
             .collect();
-        let replies: Vec<Outgoing> = outcomes
-            .iter()
-            .filter_map(|outcome| match outcome {
-                Outcome::Replied(reply) => Some(reply.clone()),
-                Outcome::DeadLetter(_) => None,
-            })
-            .collect();
-        self.publisher.publish(&replies).await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Outcome::Replied(_) => Verdict::Done,
-                Outcome::DeadLetter(reason) => Verdict::DeadLetter(reason),
-            })
-            .collect())
+        let (replies, verdicts): (Vec<_>, Vec<_>) =
+            outcomes.into_iter().map(|outcome| (outcome.reply, outcome.verdict)).unzip();
+        self.publisher.publish(&replies.into_iter().flatten().collect::<Vec<_>>()).await?;
+        Ok(verdicts)
     }
 }
 
@@ -98,24 +86,25 @@ fn receive(delivery: &Delivery) -> Result<Received, String> {
     Ok(Received { envelope, span })
 }
 
-/// Turns what the store made of `command` into its reply, or the reason it is dead-lettered.
+/// Turns what the store made of `command` into its reply and verdict: done, or, when it can never be applied,
+/// answered [`PaymentReply::CannotApply`] and dead-lettered.
 fn conclude(command: &Received, result: Result<PaymentReply, NotApplied>) -> Outcome {
     let Received { envelope, span } = command;
     let kind = command_name(&envelope.body);
-    match result {
+    let (reply, verdict) = match result {
         Ok(reply) => {
             span.in_scope(|| tracing::debug!(?reply, "payment command applied"));
-            count(kind, reply_name(&reply));
-            let message = Envelope::new(envelope.saga_id, CoordinatorMessage::Payment(reply));
-            Outcome::Replied(
-                Outgoing::envelope(queues::COORDINATOR, &message).in_trace(platform::trace::traceparent(span)),
-            )
+            (reply, Verdict::Done)
         }
         Err(why) => {
-            count(kind, "dead_letter");
-            Outcome::DeadLetter(format!("saga {}: {why}", envelope.saga_id))
+            let verdict = Verdict::DeadLetter(format!("saga {}: {why}", envelope.saga_id));
+            (PaymentReply::CannotApply { problem: why.to_string() }, verdict)
         }
-    }
+    };
+    count(kind, reply_name(&reply));
+    let message = Envelope::new(envelope.saga_id, CoordinatorMessage::Payment(reply));
+    let reply = Outgoing::envelope(queues::COORDINATOR, &message).in_trace(platform::trace::traceparent(span));
+    Outcome { reply: Some(reply), verdict }
 }
 
 fn command_name(command: &PaymentCommand) -> &'static str {
@@ -130,6 +119,7 @@ fn reply_name(reply: &PaymentReply) -> &'static str {
         PaymentReply::Charged => "charged",
         PaymentReply::Rejected { .. } => "rejected",
         PaymentReply::Refunded => "refunded",
+        PaymentReply::CannotApply { .. } => "cannot_apply",
     }
 }
 

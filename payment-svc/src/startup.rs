@@ -1,4 +1,5 @@
-//! Building and running the service: database and migrations, the saga worker, and the HTTP server.
+//! Building and running the service: database and migrations, the saga worker, the clients of the coordinator
+//! and order-svc, and the HTTP server.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use platform::amqp::{consume, Broker, Publisher};
 use shared_contracts::queues;
 use tokio::task::JoinHandle;
 
-use crate::{config::Config, messaging::PaymentWorker, store::MIGRATIONS};
+use crate::{config::Config, messaging::PaymentWorker, orders::OrderClient, store::MIGRATIONS};
 
 /// The running service: the HTTP server and the saga worker's consumer task.
 pub struct Application {
@@ -25,11 +26,15 @@ impl Application {
         let handler = Arc::new(PaymentWorker::new(pool.clone(), Arc::new(Publisher::new(broker.clone()))));
         let worker = tokio::spawn(consume(broker, queues::PAYMENT_COMMANDS, config.consumer_settings(), handler));
 
+        let coordinator = web::Data::new(platform::sagas::CoordinatorClient::new(&config.coordinator_url)?);
+        let orders = web::Data::new(OrderClient::new(&config.order_url)?);
         let listener = platform::http::listen(&config.http_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(pool.clone()))
+                .app_data(coordinator.clone())
+                .app_data(orders.clone())
                 .wrap(actix_web::middleware::from_fn(platform::http::request_metrics("payment")))
                 .configure(platform::http::configure_common)
                 .configure(crate::http::routes)

@@ -37,6 +37,17 @@ pub enum ApiError {
     /// The request conflicts with work in progress (a checkout in flight).
     #[error("{0}")]
     Conflict(String),
+    /// A `batch_init` would overwrite what `unfinished` sagas or checkouts still change: 409, with their number
+    /// also in the body as `unfinished`.
+    #[error("{unfinished} {what} are unfinished; batch_init would change {changes} under them; try again when they have ended")]
+    Unfinished {
+        /// How many.
+        unfinished: u64,
+        /// What they are ("checkout sagas", "checkouts of these orders").
+        what: &'static str,
+        /// What the `batch_init` would change under them ("stock", "credit", "these orders").
+        changes: &'static str,
+    },
     /// The caller did not prove who it is.
     #[error("{0}")]
     Unauthorized(String),
@@ -68,7 +79,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::Unfinished { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,6 +88,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let message = self.to_string();
+        if let Self::Unfinished { unfinished, .. } = self {
+            let body = serde_json::json!({ "error": message, "unfinished": unfinished });
+            return HttpResponse::build(self.status_code()).json(body);
+        }
         HttpResponse::build(self.status_code()).json(ErrorBody { error: &message })
     }
 }

@@ -9,6 +9,7 @@
 //!   batching consumer with manual acks and dead-lettering.
 //! - [`dispatch`]: publishing the messages a committed change calls for, in the background.
 //! - [`poison`]: telling a message the database refuses from a database that is out of reach.
+//! - [`sagas`]: asking the coordinator how many sagas are unfinished.
 //! - [`trace`]: the W3C trace context across HTTP and AMQP.
 
 pub mod amqp;
@@ -17,6 +18,7 @@ pub mod db;
 pub mod dispatch;
 pub mod http;
 pub mod poison;
+pub mod sagas;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

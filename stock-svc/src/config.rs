@@ -24,6 +24,9 @@ pub struct Config {
     pub worker_batch: usize,
     /// Batches of saga messages handled at once (`WORKER_PARALLEL`).
     pub worker_parallel: usize,
+    /// Where the coordinator answers how many checkout sagas are unfinished (`COORDINATOR_URL`); `batch_init`
+    /// asks it before overwriting stock.
+    pub coordinator_url: String,
 }
 
 impl Config {
@@ -38,6 +41,7 @@ impl Config {
             worker_prefetch: parse("WORKER_PREFETCH", 512)?,
             worker_batch: parse("WORKER_BATCH", 128)?,
             worker_parallel: parse("WORKER_PARALLEL", 1)?,
+            coordinator_url: string("COORDINATOR_URL", "http://127.0.0.1:8004"),
         })
     }
 }
@@ -47,7 +51,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={} worker_parallel={}",
+            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} worker_prefetch={} worker_batch={} worker_parallel={} coordinator_url={}",
             self.http_addr,
             redact_url(&self.database_url),
             redact_url(&self.amqp_url),
@@ -56,6 +60,7 @@ impl fmt::Display for Config {
             self.worker_prefetch,
             self.worker_batch,
             self.worker_parallel,
+            redact_url(&self.coordinator_url),
         )
     }
 }

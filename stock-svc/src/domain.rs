@@ -5,11 +5,19 @@
 //! (recorded `reserved`) or is refused (`rejected`); a `Release` gives a reservation back (`released`) or, when it
 //! comes first, leaves a `cancelled` tombstone so that the late `Reserve` takes nothing. Every other combination
 //! repeats the answer already given, which is what makes redelivered and duplicated commands harmless.
+//!
+//! Stock is bounded so that every compensation fits: an item keeps, beside its stock, the units reserved by sagas
+//! and not released (see [`Holding`]), and no write that adds stock may take the two together beyond
+//! [`MAX_STOCK`]. A release moves units from reserved back to stock, so it can never overflow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use shared_contracts::{FailureReason, LineItem, SagaId, StockCommand, StockReply};
+
+/// The most an item may hold in stock and reserved by checkout sagas together: the largest `BIGINT`. Adding
+/// stock (`/stock/add`, `/stock/batch_init`) is refused beyond it, which leaves room for every release to come.
+pub const MAX_STOCK: i64 = i64::MAX;
 
 /// The stock and price of one item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -18,6 +26,39 @@ pub struct ItemState {
     pub stock: i64,
     /// Price of one unit.
     pub price: i64,
+}
+
+/// What one item holds: the units in stock, and the units reserved by checkout sagas that a release may still
+/// give back. Every write keeps `stock + reserved` within [`MAX_STOCK`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Holding {
+    /// Units in stock.
+    pub stock: i64,
+    /// Units taken by reservations not released.
+    pub reserved: i64,
+}
+
+impl Holding {
+    /// The units the item may still take in: what [`MAX_STOCK`] leaves beside its stock and reservations.
+    pub fn room(self) -> i64 {
+        MAX_STOCK.saturating_sub(self.stock).saturating_sub(self.reserved).max(0)
+    }
+
+    /// The holding after a reservation takes `quantity` from stock, if there is that much.
+    pub fn reserve(self, quantity: i64) -> Option<Self> {
+        let stock = self.stock.checked_sub(quantity).filter(|&left| left >= 0)?;
+        // Saturating: only records older than the `reserved` count can make the sum exceed the maximum.
+        Some(Self { stock, reserved: self.reserved.saturating_add(quantity) })
+    }
+
+    /// The holding after a release gives `quantity` back to stock, unless the stock would pass [`MAX_STOCK`]
+    /// (which the bound on additions rules out unless the data was edited behind the service's back).
+    pub fn release(self, quantity: i64) -> Option<Self> {
+        let stock = self.stock.checked_add(quantity)?;
+        // Floored at zero: a reservation made by a replica that did not count it yet (during an upgrade) is
+        // given back all the same.
+        Some(Self { stock, reserved: self.reserved.saturating_sub(quantity).max(0) })
+    }
 }
 
 /// Why a change to an item's stock was refused.
@@ -36,15 +77,76 @@ pub enum StockError {
         /// What was asked for.
         requested: i64,
     },
-    /// Adding would take the stock beyond what the database can hold.
-    #[error("item {item_id} has {in_stock} in stock, adding {added} would exceed the maximum of {max}", max = i64::MAX)]
+    /// Adding would take stock and reservations together beyond [`MAX_STOCK`].
+    #[error(
+        "item {item_id} has {in_stock} in stock and {reserved} reserved by checkouts, adding {added} would exceed \
+         the maximum of {MAX_STOCK} for the two together"
+    )]
     TooMuchStock {
         /// The item.
         item_id: String,
         /// Its stock when the addition was refused.
         in_stock: i64,
+        /// Its units reserved by checkouts.
+        reserved: i64,
         /// What was to be added.
         added: i64,
+    },
+    /// Setting the stock would take it and the reservations together beyond [`MAX_STOCK`].
+    #[error(
+        "item {item_id} has {reserved} reserved by checkouts, a stock of {stock} would exceed the maximum of \
+         {MAX_STOCK} for the two together"
+    )]
+    NoRoomForReserved {
+        /// The item.
+        item_id: String,
+        /// The stock it was to be set to.
+        stock: i64,
+        /// Its units reserved by checkouts.
+        reserved: i64,
+    },
+}
+
+/// The holding of `item_id` after adding `amount` to its stock; refused when there is not that much room.
+pub fn add_stock(item_id: &str, holding: Holding, amount: i64) -> Result<Holding, StockError> {
+    if amount > holding.room() {
+        return Err(StockError::TooMuchStock {
+            item_id: item_id.to_owned(),
+            in_stock: holding.stock,
+            reserved: holding.reserved,
+            added: amount,
+        });
+    }
+    Ok(Holding { stock: holding.stock + amount, ..holding })
+}
+
+/// Whether `item_id`, holding `reserved` for checkouts, may have its stock set to `stock` (as `batch_init` does).
+pub fn check_new_stock(item_id: &str, stock: i64, reserved: i64) -> Result<(), StockError> {
+    if stock > MAX_STOCK.saturating_sub(reserved) {
+        return Err(StockError::NoRoomForReserved { item_id: item_id.to_owned(), stock, reserved });
+    }
+    Ok(())
+}
+
+/// Why a saga command can never be applied. It changes nothing; the coordinator is told, and the command goes to
+/// the dead letters, since retrying cannot help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unprocessable {
+    /// A reservation to give back names an item that no longer exists.
+    #[error("item {item_id} of the reservation no longer exists")]
+    ItemGone {
+        /// The missing item.
+        item_id: String,
+    },
+    /// Giving a line back would take the item's stock beyond [`MAX_STOCK`].
+    #[error("item {item_id} has {in_stock} in stock, giving back {released} would exceed the maximum of {MAX_STOCK}")]
+    WouldOverflow {
+        /// The item.
+        item_id: String,
+        /// Its stock now.
+        in_stock: i64,
+        /// What the release gives back.
+        released: i64,
     },
 }
 
@@ -119,15 +221,16 @@ pub fn decide(recorded: Option<&RecordedStep>, command: &StockCommand) -> StepAc
     }
 }
 
-/// What a batch of saga commands does, worked out in memory from the rows the batch locked: one reply per command
-/// and the rows to write back. The worker writes it with a few set-based statements instead of several round trips
-/// per command.
+/// What a batch of saga commands does, worked out in memory from the rows the batch locked: one outcome per
+/// command and the rows to write back. The worker writes it with a few set-based statements instead of several
+/// round trips per command.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BatchPlan {
-    /// The reply to each command, in the order the commands were given.
-    pub replies: Vec<StockReply>,
-    /// The new stock of every item whose stock the batch changed.
-    pub stock: BTreeMap<String, i64>,
+    /// Per command, in the order the commands were given: the reply for the coordinator, or why the command can
+    /// never be applied (it then changed nothing).
+    pub outcomes: Vec<Result<StockReply, Unprocessable>>,
+    /// The new holding of every item the batch changed.
+    pub stock: BTreeMap<String, Holding>,
     /// Records of sagas that had none before the batch: their state at its end.
     pub inserted: BTreeMap<SagaId, RecordedStep>,
     /// Records that existed before the batch and changed in it: their state at its end.
@@ -154,38 +257,39 @@ pub fn items_to_lock<'a>(
     wanted.into_iter().collect()
 }
 
-/// Applies `commands` in order to the sagas' records `recorded` and the items' stock `stock` (an item missing from
-/// `stock` does not exist), each command exactly as [`decide`] rules, every command seeing what the ones before it
-/// did. Fails only if giving a reservation back would overflow an item's stock; the batch must then not be written.
+/// Applies `commands` in order to the sagas' records `recorded` and the items' holdings `stock` (an item missing
+/// from `stock` does not exist), each command exactly as [`decide`] rules, every command seeing what the ones
+/// before it did. A command that can never be applied (see [`Unprocessable`]) changes nothing and holds back none
+/// of the others.
 pub fn plan_batch(
     recorded: &HashMap<SagaId, RecordedStep>,
-    stock: &HashMap<String, i64>,
+    stock: &HashMap<String, Holding>,
     commands: &[(SagaId, &StockCommand)],
-) -> Result<BatchPlan, StockError> {
+) -> BatchPlan {
     let mut records: HashMap<SagaId, RecordedStep> = HashMap::new();
-    let mut levels: HashMap<String, i64> = HashMap::new();
-    let mut replies = Vec::with_capacity(commands.len());
+    let mut levels: HashMap<String, Holding> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(commands.len());
     for &(saga_id, command) in commands {
         let current = records.get(&saga_id).or_else(|| recorded.get(&saga_id));
-        let (reply, record) = match decide(current, command) {
-            StepAction::Repeat(reply) => (reply, None),
-            StepAction::Reserve(lines) => match take(stock, &mut levels, &lines) {
+        let decided = match decide(current, command) {
+            StepAction::Repeat(reply) => Ok((reply, None)),
+            StepAction::Reserve(lines) => Ok(match take(stock, &mut levels, &lines) {
                 Ok(()) => (StockReply::Reserved, Some(RecordedStep::Reserved { lines })),
-                Err(refusal) => rejected(command, reservation_refused(refusal)),
-            },
-            StepAction::Reject(reason) => rejected(command, reason),
-            StepAction::Restore(lines) => {
-                put_back(stock, &mut levels, &lines)?;
-                (StockReply::Released, Some(RecordedStep::Released { lines }))
-            }
-            StepAction::Tombstone => (StockReply::Released, Some(RecordedStep::Cancelled)),
+                Err(reason) => rejected(command, reason),
+            }),
+            StepAction::Reject(reason) => Ok(rejected(command, reason)),
+            StepAction::Restore(lines) => put_back(stock, &mut levels, &lines)
+                .map(|()| (StockReply::Released, Some(RecordedStep::Released { lines }))),
+            StepAction::Tombstone => Ok((StockReply::Released, Some(RecordedStep::Cancelled))),
         };
-        replies.push(reply);
-        if let Some(record) = record {
-            records.insert(saga_id, record);
-        }
+        outcomes.push(decided.map(|(reply, record)| {
+            if let Some(record) = record {
+                records.insert(saga_id, record);
+            }
+            reply
+        }));
     }
-    let mut plan = BatchPlan { replies, ..BatchPlan::default() };
+    let mut plan = BatchPlan { outcomes, ..BatchPlan::default() };
     for (item_id, level) in levels {
         if stock.get(&item_id) != Some(&level) {
             plan.stock.insert(item_id, level);
@@ -202,7 +306,7 @@ pub fn plan_batch(
             Some(_) => {}
         }
     }
-    Ok(plan)
+    plan
 }
 
 fn rejected(command: &StockCommand, reason: FailureReason) -> (StockReply, Option<RecordedStep>) {
@@ -213,55 +317,48 @@ fn rejected(command: &StockCommand, reason: FailureReason) -> (StockReply, Optio
     (StockReply::Rejected { reason: reason.clone() }, Some(RecordedStep::Rejected { items, reason }))
 }
 
-/// The stock of `item_id` as the batch has left it so far.
-fn level(stock: &HashMap<String, i64>, levels: &HashMap<String, i64>, item_id: &str) -> Option<i64> {
+/// The holding of `item_id` as the batch has left it so far.
+fn level(stock: &HashMap<String, Holding>, levels: &HashMap<String, Holding>, item_id: &str) -> Option<Holding> {
     levels.get(item_id).or_else(|| stock.get(item_id)).copied()
 }
 
 /// Takes every line or none; the first line that is unknown or short refuses the whole reservation.
-fn take(stock: &HashMap<String, i64>, levels: &mut HashMap<String, i64>, lines: &[Line]) -> Result<(), StockError> {
+fn take(
+    stock: &HashMap<String, Holding>,
+    levels: &mut HashMap<String, Holding>,
+    lines: &[Line],
+) -> Result<(), FailureReason> {
+    let mut taken = Vec::with_capacity(lines.len());
     for line in lines {
-        let in_stock =
-            level(stock, levels, &line.item_id).ok_or_else(|| StockError::UnknownItem(line.item_id.clone()))?;
-        if in_stock < line.quantity {
-            return Err(StockError::NotEnoughStock {
-                item_id: line.item_id.clone(),
-                in_stock,
-                requested: line.quantity,
-            });
-        }
+        let held = level(stock, levels, &line.item_id)
+            .ok_or_else(|| FailureReason::UnknownItem { item_id: line.item_id.clone() })?;
+        let after =
+            held.reserve(line.quantity).ok_or_else(|| FailureReason::OutOfStock { item_id: line.item_id.clone() })?;
+        taken.push((line.item_id.clone(), after));
     }
-    for line in lines {
-        let in_stock = level(stock, levels, &line.item_id).unwrap_or_default();
-        levels.insert(line.item_id.clone(), in_stock - line.quantity);
-    }
+    levels.extend(taken);
     Ok(())
 }
 
-/// Adds every line back. A line whose item no longer exists has nowhere to go and is skipped.
-fn put_back(stock: &HashMap<String, i64>, levels: &mut HashMap<String, i64>, lines: &[Line]) -> Result<(), StockError> {
+/// Gives every line back or none; the first line whose item is gone or full refuses the whole release.
+fn put_back(
+    stock: &HashMap<String, Holding>,
+    levels: &mut HashMap<String, Holding>,
+    lines: &[Line],
+) -> Result<(), Unprocessable> {
+    let mut restored = Vec::with_capacity(lines.len());
     for line in lines {
-        let Some(in_stock) = level(stock, levels, &line.item_id) else { continue };
-        let restored = in_stock.checked_add(line.quantity).ok_or_else(|| StockError::TooMuchStock {
+        let held = level(stock, levels, &line.item_id)
+            .ok_or_else(|| Unprocessable::ItemGone { item_id: line.item_id.clone() })?;
+        let after = held.release(line.quantity).ok_or_else(|| Unprocessable::WouldOverflow {
             item_id: line.item_id.clone(),
-            in_stock,
-            added: line.quantity,
+            in_stock: held.stock,
+            released: line.quantity,
         })?;
-        levels.insert(line.item_id.clone(), restored);
+        restored.push((line.item_id.clone(), after));
     }
+    levels.extend(restored);
     Ok(())
-}
-
-/// The reason a saga's reservation is refused when taking one of its lines met `refusal`.
-pub fn reservation_refused(refusal: StockError) -> FailureReason {
-    match refusal {
-        StockError::UnknownItem(item_id) => FailureReason::UnknownItem { item_id },
-        // A reservation only subtracts, so only `NotEnoughStock` comes from it; an addition refused for lack of
-        // room would leave the checkout short all the same.
-        StockError::NotEnoughStock { item_id, .. } | StockError::TooMuchStock { item_id, .. } => {
-            FailureReason::OutOfStock { item_id }
-        }
-    }
 }
 
 /// The lines of a reservation in the order the database must take them: one line per item (duplicates summed)
@@ -369,8 +466,16 @@ mod tests {
         );
     }
 
-    fn stock(levels: &[(&str, i64)]) -> HashMap<String, i64> {
-        levels.iter().map(|(id, level)| (id.to_string(), *level)).collect()
+    fn stock(levels: &[(&str, i64)]) -> HashMap<String, Holding> {
+        levels.iter().map(|(id, level)| (id.to_string(), Holding { stock: *level, reserved: 0 })).collect()
+    }
+
+    fn held(stock: i64, reserved: i64) -> Holding {
+        Holding { stock, reserved }
+    }
+
+    fn replied(replies: impl IntoIterator<Item = StockReply>) -> Vec<Result<StockReply, Unprocessable>> {
+        replies.into_iter().map(Ok).collect()
     }
 
     #[test]
@@ -379,11 +484,11 @@ mod tests {
         let (take_3, take_2) = (reserve(&[item("a", 3)]), reserve(&[item("a", 2), item("b", 1)]));
         let commands = [(first, &take_3), (second, &take_3), (third, &take_2)];
 
-        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 5), ("b", 1)]), &commands).unwrap();
+        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 5), ("b", 1)]), &commands);
 
         let short = StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: "a".into() } };
-        assert_eq!(plan.replies, [StockReply::Reserved, short, StockReply::Reserved]);
-        assert_eq!(plan.stock, BTreeMap::from([("a".into(), 0), ("b".into(), 0)]));
+        assert_eq!(plan.outcomes, replied([StockReply::Reserved, short, StockReply::Reserved]));
+        assert_eq!(plan.stock, BTreeMap::from([("a".into(), held(0, 5)), ("b".into(), held(0, 1))]));
         assert_eq!(plan.inserted.len(), 3);
         assert!(plan.updated.is_empty());
     }
@@ -393,10 +498,10 @@ mod tests {
         let saga = SagaId::new();
         let command = reserve(&[item("a", 1), item("zz", 1)]);
 
-        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 5)]), &[(saga, &command)]).unwrap();
+        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 5)]), &[(saga, &command)]);
 
         let unknown = FailureReason::UnknownItem { item_id: "zz".into() };
-        assert_eq!(plan.replies, [StockReply::Rejected { reason: unknown.clone() }]);
+        assert_eq!(plan.outcomes, replied([StockReply::Rejected { reason: unknown.clone() }]));
         assert!(plan.stock.is_empty());
         let items = vec![item("a", 1), item("zz", 1)];
         assert_eq!(plan.inserted[&saga], RecordedStep::Rejected { items, reason: unknown });
@@ -412,10 +517,10 @@ mod tests {
         let again = reserve(&[item("a", 1)]);
         let commands = [(released, &StockCommand::Release), (repeated, &again)];
 
-        let plan = plan_batch(&recorded, &stock(&[("a", 0)]), &commands).unwrap();
+        let plan = plan_batch(&recorded, &HashMap::from([("a".into(), held(0, 3))]), &commands);
 
-        assert_eq!(plan.replies, [StockReply::Released, StockReply::Reserved]);
-        assert_eq!(plan.stock, BTreeMap::from([("a".into(), 2)]));
+        assert_eq!(plan.outcomes, replied([StockReply::Released, StockReply::Reserved]));
+        assert_eq!(plan.stock, BTreeMap::from([("a".into(), held(2, 1))]));
         assert!(plan.inserted.is_empty());
         assert_eq!(plan.updated, BTreeMap::from([(released, RecordedStep::Released { lines: vec![line("a", 2)] })]));
     }
@@ -425,11 +530,10 @@ mod tests {
         let saga = SagaId::new();
         let take = reserve(&[item("a", 1)]);
 
-        let plan =
-            plan_batch(&HashMap::new(), &stock(&[("a", 1)]), &[(saga, &StockCommand::Release), (saga, &take)]).unwrap();
+        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 1)]), &[(saga, &StockCommand::Release), (saga, &take)]);
 
         let cancelled = StockReply::Rejected { reason: FailureReason::Cancelled };
-        assert_eq!(plan.replies, [StockReply::Released, cancelled]);
+        assert_eq!(plan.outcomes, replied([StockReply::Released, cancelled]));
         assert!(plan.stock.is_empty());
         assert_eq!(plan.inserted, BTreeMap::from([(saga, RecordedStep::Cancelled)]));
     }
@@ -441,6 +545,134 @@ mod tests {
         let take = reserve(&[item("b", 1), item("a", 1), item("b", 2)]);
         let commands = [(saga, &StockCommand::Release), (other, &take)];
         assert_eq!(items_to_lock(&recorded, &commands), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn adding_stock_leaves_room_for_what_is_reserved() {
+        assert_eq!(add_stock("a", held(6, 4), MAX_STOCK - 10), Ok(held(MAX_STOCK - 4, 4)));
+        let refusal = add_stock("a", held(6, 4), MAX_STOCK - 9).unwrap_err();
+        assert_eq!(
+            refusal,
+            StockError::TooMuchStock { item_id: "a".into(), in_stock: 6, reserved: 4, added: MAX_STOCK - 9 }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            format!(
+                "item a has 6 in stock and 4 reserved by checkouts, adding {} would exceed the maximum of \
+                 {MAX_STOCK} for the two together",
+                MAX_STOCK - 9
+            )
+        );
+        assert_eq!(add_stock("a", held(0, 0), MAX_STOCK), Ok(held(MAX_STOCK, 0)));
+        assert!(add_stock("a", held(MAX_STOCK, 1), 0).is_ok(), "adding nothing is never refused");
+    }
+
+    #[test]
+    fn a_new_stock_level_leaves_room_for_what_is_reserved() {
+        assert_eq!(check_new_stock("a", MAX_STOCK - 4, 4), Ok(()));
+        assert_eq!(
+            check_new_stock("a", MAX_STOCK - 3, 4),
+            Err(StockError::NoRoomForReserved { item_id: "a".into(), stock: MAX_STOCK - 3, reserved: 4 })
+        );
+        assert_eq!(check_new_stock("a", MAX_STOCK, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_reservation_moves_units_from_stock_to_reserved_and_a_release_moves_them_back() {
+        assert_eq!(held(5, 1).reserve(3), Some(held(2, 4)));
+        assert_eq!(held(5, 1).reserve(6), None);
+        assert_eq!(held(2, 4).release(3), Some(held(5, 1)));
+        assert_eq!(held(MAX_STOCK, 1).release(1), None);
+        assert_eq!(held(1, 0).release(2), Some(held(3, 0)), "an uncounted reservation still comes back");
+    }
+
+    #[test]
+    fn a_release_that_cannot_apply_changes_nothing_and_the_rest_of_the_batch_goes_on() {
+        let (full, gone, kept, reserving) = (SagaId::new(), SagaId::new(), SagaId::new(), SagaId::new());
+        let recorded = HashMap::from([
+            (full, RecordedStep::Reserved { lines: vec![line("a", 1), line("b", 2)] }),
+            (gone, RecordedStep::Reserved { lines: vec![line("a", 1), line("zz", 1)] }),
+            (kept, RecordedStep::Reserved { lines: vec![line("a", 1)] }),
+        ]);
+        let holdings = HashMap::from([("a".into(), held(5, 3)), ("b".into(), held(MAX_STOCK - 1, 2))]);
+        let take = reserve(&[item("a", 2)]);
+        let commands = [
+            (full, &StockCommand::Release),
+            (gone, &StockCommand::Release),
+            (kept, &StockCommand::Release),
+            (reserving, &take),
+        ];
+
+        let plan = plan_batch(&recorded, &holdings, &commands);
+
+        let overflow = Unprocessable::WouldOverflow { item_id: "b".into(), in_stock: MAX_STOCK - 1, released: 2 };
+        assert_eq!(
+            plan.outcomes,
+            [
+                Err(overflow),
+                Err(Unprocessable::ItemGone { item_id: "zz".into() }),
+                Ok(StockReply::Released),
+                Ok(StockReply::Reserved)
+            ]
+        );
+        assert_eq!(plan.stock, BTreeMap::from([("a".into(), held(4, 4))]), "only kept and reserving moved stock");
+        assert_eq!(plan.updated, BTreeMap::from([(kept, RecordedStep::Released { lines: vec![line("a", 1)] })]));
+        assert_eq!(plan.inserted.keys().collect::<Vec<_>>(), [&reserving]);
+    }
+
+    /// A change of one item as the service can make it: a REST add or subtract, a reservation or a release.
+    #[derive(Debug, Clone)]
+    enum Change {
+        Add(i64),
+        Subtract(i64),
+        Reserve(i64),
+        Release,
+    }
+
+    fn any_change() -> impl Strategy<Value = Change> {
+        let amount = prop_oneof![0..10i64, (MAX_STOCK - 10)..=MAX_STOCK, 0..=MAX_STOCK];
+        prop_oneof![
+            amount.clone().prop_map(Change::Add),
+            amount.clone().prop_map(Change::Subtract),
+            amount.prop_map(Change::Reserve),
+            Just(Change::Release),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_is_added_every_reservation_can_be_given_back(
+            start in 0..=MAX_STOCK,
+            changes in prop::collection::vec(any_change(), 0..40),
+        ) {
+            let mut holding = held(start, 0);
+            let mut reservations: Vec<i64> = Vec::new();
+            for change in changes {
+                match change {
+                    Change::Add(amount) => {
+                        if let Ok(after) = add_stock("a", holding, amount) {
+                            holding = after;
+                        }
+                    }
+                    Change::Subtract(amount) if amount <= holding.stock => holding.stock -= amount,
+                    Change::Subtract(_) => {}
+                    Change::Reserve(quantity) => {
+                        if let Some(after) = holding.reserve(quantity) {
+                            holding = after;
+                            reservations.push(quantity);
+                        }
+                    }
+                    Change::Release => {
+                        if let Some(quantity) = reservations.pop() {
+                            holding = holding.release(quantity).expect("a release always fits");
+                        }
+                    }
+                }
+                prop_assert!(holding.stock >= 0 && holding.reserved >= 0);
+                prop_assert!(holding.stock <= MAX_STOCK - holding.reserved);
+                prop_assert_eq!(holding.reserved, reservations.iter().sum::<i64>());
+            }
+        }
     }
 
     proptest! {
@@ -477,26 +709,29 @@ mod tests {
                     (sagas[saga], command)
                 })
                 .collect();
-            let before: HashMap<String, i64> =
-                ["a", "b", "c"].iter().zip(&start).map(|(id, level)| (id.to_string(), *level)).collect();
+            let before: HashMap<String, Holding> =
+                ["a", "b", "c"].iter().zip(&start).map(|(id, level)| (id.to_string(), held(*level, 0))).collect();
             let borrowed: Vec<_> = commands.iter().map(|(saga, command)| (*saga, command)).collect();
 
-            let plan = plan_batch(&HashMap::new(), &before, &borrowed).unwrap();
+            let plan = plan_batch(&HashMap::new(), &before, &borrowed);
 
-            prop_assert_eq!(plan.replies.len(), commands.len());
+            prop_assert_eq!(plan.outcomes.len(), commands.len());
+            prop_assert!(plan.outcomes.iter().all(Result::is_ok));
             let mut after = before.clone();
             after.extend(plan.stock.clone());
-            prop_assert!(after.values().all(|&level| level >= 0));
-            let mut held: HashMap<String, i64> = HashMap::new();
+            prop_assert!(after.values().all(|level| level.stock >= 0));
+            let mut recorded_reserved: HashMap<String, i64> = HashMap::new();
             for step in plan.inserted.values() {
                 if let RecordedStep::Reserved { lines } = step {
                     for l in lines {
-                        *held.entry(l.item_id.clone()).or_default() += l.quantity;
+                        *recorded_reserved.entry(l.item_id.clone()).or_default() += l.quantity;
                     }
                 }
             }
             for (id, level) in &before {
-                prop_assert_eq!(level - after[id], held.get(id).copied().unwrap_or(0));
+                let reserved = recorded_reserved.get(id).copied().unwrap_or(0);
+                prop_assert_eq!(level.stock - after[id].stock, reserved);
+                prop_assert_eq!(after[id].reserved, reserved, "the reserved count is what the records hold");
             }
         }
     }

@@ -5,7 +5,9 @@
 //! there is. Over RabbitMQ (see [`messaging`]) it is the stock participant of the checkout saga: it reserves the
 //! lines of a checkout all or nothing, and releases them when the coordinator compensates. What it decided for
 //! each saga is recorded (see [`store::saga_steps`]) so that redelivered commands are answered the same way and
-//! change nothing; the rules for that live, free of I/O, in [`domain`].
+//! change nothing; the rules for that, and the bound on stock that leaves room for every release, live, free of
+//! I/O, in [`domain`]. Before `batch_init` overwrites stock it asks the coordinator whether sagas are unfinished
+//! (see [`platform::sagas`]).
 
 pub mod config;
 pub mod domain;

@@ -6,10 +6,13 @@
 //! the other, and what changed is written back. The replies are published after the commit and the batch is acked
 //! after the broker confirmed them. A crash or failure anywhere before the ack redelivers the batch; the record in
 //! `saga_steps` then answers every command as before without changing stock again, so the coordinator receives the
-//! replies it missed.
+//! replies it missed. A command that can never be applied (a release whose item is gone, or full) holds back
+//! none of the others: it changes nothing, the coordinator gets [`StockReply::CannotApply`], and the delivery goes
+//! to the dead letters.
 
 use anyhow::Context;
 use async_trait::async_trait;
+use diesel::QueryResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use platform::{
     amqp::{BatchHandler, Delivery, Outgoing, Publisher, Verdict},
@@ -18,11 +21,8 @@ use platform::{
 use shared_contracts::{queues, CoordinatorMessage, Envelope, SagaId, StockCommand, StockReply};
 
 use crate::{
-    domain,
-    store::{
-        items::{self, StoreError},
-        saga_steps,
-    },
+    domain::{self, Unprocessable},
+    store::{items, saga_steps},
 };
 
 /// Replies sent, by kind, as `stock_saga_replies_total`.
@@ -48,8 +48,8 @@ impl BatchHandler for StockWorker {
         let commands: Vec<(SagaId, &StockCommand)> =
             decoded.iter().flatten().map(|command| (command.saga_id, &command.body)).collect();
         let mut conn = self.pool.get().await.context("no database connection for the stock worker")?;
-        let mut replies = conn
-            .transaction::<_, StoreError, _>(async |conn| apply_batch(conn, &commands).await)
+        let mut outcomes = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| apply_batch(conn, &commands).await)
             .await
             .context("recording a batch of stock commands")?
             .into_iter();
@@ -63,43 +63,51 @@ impl BatchHandler for StockWorker {
                     continue;
                 }
             };
-            let reply = replies.next().context("the plan has a reply for every command")?;
+            let outcome = outcomes.next().context("the plan has an outcome for every command")?;
             let span =
                 tracing::info_span!("stock.command", saga_id = %command.saga_id, trace_id = tracing::field::Empty);
             platform::trace::continue_trace(&span, delivery.traceparent.as_deref());
             span.in_scope(
-                || tracing::debug!(?command.body, ?reply, redelivered = delivery.redelivered, "stock command"),
+                || tracing::debug!(?command.body, ?outcome, redelivered = delivery.redelivered, "stock command"),
             );
+            let (reply, verdict) = match outcome {
+                Ok(reply) => (reply, Verdict::Done),
+                // The coordinator is told, and the command kept for operators: it can never be applied.
+                Err(problem) => (
+                    StockReply::CannotApply { problem: problem.to_string() },
+                    Verdict::DeadLetter(format!("saga {}: {problem}", command.saga_id)),
+                ),
+            };
             metrics::counter!(REPLIES_METRIC, "reply" => reply_kind(&reply)).increment(1);
             outgoing.push(to_coordinator(command.saga_id, reply).in_trace(platform::trace::traceparent(&span)));
-            verdicts.push(Verdict::Done);
+            verdicts.push(verdict);
         }
         self.publisher.publish(&outgoing).await.context("publishing stock replies")?;
         Ok(verdicts)
     }
 }
 
-/// Applies `commands`, in order, inside the caller's transaction and returns one reply per command. Whatever the
-/// batch's size this takes five statements in three round trips: lock the sagas' records, lock the items, then
-/// write the new stock, the new records and the changed records together, all worked out in memory by
-/// [`domain::plan_batch`] in between.
+/// Applies `commands`, in order, inside the caller's transaction and returns one outcome per command: its reply,
+/// or why it can never be applied (it then changed nothing). Whatever the batch's size this takes five
+/// statements in three round trips: lock the sagas' records, lock the items, then write the new holdings, the new
+/// records and the changed records together, all worked out in memory by [`domain::plan_batch`] in between.
 pub async fn apply_batch(
     conn: &mut AsyncPgConnection,
     commands: &[(SagaId, &StockCommand)],
-) -> Result<Vec<StockReply>, StoreError> {
+) -> QueryResult<Vec<Result<StockReply, Unprocessable>>> {
     let mut saga_ids: Vec<SagaId> = commands.iter().map(|(saga_id, _)| *saga_id).collect();
     saga_ids.sort_unstable();
     saga_ids.dedup();
     let recorded = saga_steps::lock_all(conn, &saga_ids).await?;
-    let stock = items::lock_stock(conn, &domain::items_to_lock(&recorded, commands)).await?;
-    let plan = domain::plan_batch(&recorded, &stock, commands)?;
+    let holdings = items::lock_holdings(conn, &domain::items_to_lock(&recorded, commands)).await?;
+    let plan = domain::plan_batch(&recorded, &holdings, commands);
     // The three writes are pipelined: one round trip.
     futures::try_join!(
-        items::set_stock(conn, &plan.stock),
+        items::set_holdings(conn, &plan.stock),
         saga_steps::insert_all(conn, &plan.inserted),
         saga_steps::update_all(conn, &plan.updated),
     )?;
-    Ok(plan.replies)
+    Ok(plan.outcomes)
 }
 
 fn to_coordinator(saga_id: SagaId, reply: StockReply) -> Outgoing {
@@ -111,5 +119,6 @@ fn reply_kind(reply: &StockReply) -> &'static str {
         StockReply::Reserved => "reserved",
         StockReply::Rejected { .. } => "rejected",
         StockReply::Released => "released",
+        StockReply::CannotApply { .. } => "cannot_apply",
     }
 }

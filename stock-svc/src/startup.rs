@@ -1,4 +1,4 @@
-//! Wiring: prepares the database, starts the saga worker and builds the HTTP server.
+//! Wiring: prepares the database, starts the saga worker and builds the HTTP server with its coordinator client.
 
 use std::sync::Arc;
 
@@ -37,11 +37,13 @@ impl Application {
         };
         let worker = tokio::spawn(consume(broker, queues::STOCK_COMMANDS, settings, handler));
 
+        let coordinator = web::Data::new(platform::sagas::CoordinatorClient::new(&config.coordinator_url)?);
         let listener = platform::http::listen(&config.http_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(pool.clone()))
+                .app_data(coordinator.clone())
                 .wrap(from_fn(request_metrics("stock")))
                 .configure(configure_common)
                 .configure(http::routes)

@@ -6,10 +6,13 @@
 mod order_payments;
 mod users;
 
-use actix_web::{http::Method, web};
-use platform::http::{resource, ApiError};
+use actix_web::{
+    http::{Method, StatusCode},
+    web, HttpResponse, ResponseError,
+};
+use platform::http::{resource, ApiError, ErrorBody};
 
-use crate::{domain::CreditRefusal, store::StoreError};
+use crate::{domain::CreditRefusal, orders::CancelError, store::StoreError};
 
 /// Mounts the payment routes with their full paths, as the gateway passes them through.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -31,13 +34,99 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::UnknownUser(_) | StoreError::NoPayment { .. } => ApiError::NotFound(e.to_string()),
-            StoreError::Refused(refusal @ CreditRefusal::Insufficient { .. }) => {
-                ApiError::Rejected(refusal.to_string())
-            }
-            StoreError::Refused(refusal @ CreditRefusal::WouldOverflow { .. }) => {
+            StoreError::Refused(refusal) => refusal.into(),
+            StoreError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<CreditRefusal> for ApiError {
+    fn from(refusal: CreditRefusal) -> Self {
+        match refusal {
+            CreditRefusal::Insufficient { .. } => ApiError::Rejected(refusal.to_string()),
+            CreditRefusal::WouldOverflow { .. } | CreditRefusal::NoRoomForRefunds { .. } => {
                 ApiError::BadRequest(refusal.to_string())
             }
-            StoreError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// Why a handler did not succeed: an error every service answers the same way, or one whose answer is not one of
+/// those.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    /// Answered as `platform::http` answers it.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// order-svc refused to cancel the order: its status and reason, passed on.
+    #[error("{error}")]
+    OrderRefused {
+        /// order-svc's status, a 4xx.
+        status: StatusCode,
+        /// order-svc's reason.
+        error: String,
+    },
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Api(e) => e.status_code(),
+            Self::OrderRefused { status, .. } => *status,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let error = self.to_string();
+        match self {
+            Self::Api(e) => e.error_response(),
+            Self::OrderRefused { status, .. } => HttpResponse::build(*status).json(ErrorBody { error: &error }),
+        }
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<CreditRefusal> for HttpError {
+    fn from(refusal: CreditRefusal) -> Self {
+        Self::Api(refusal.into())
+    }
+}
+
+impl From<diesel::result::Error> for HttpError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<diesel_async::pooled_connection::deadpool::PoolError> for HttpError {
+    fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<platform::sagas::Unanswered> for HttpError {
+    fn from(e: platform::sagas::Unanswered) -> Self {
+        Self::Api(e.into())
+    }
+}
+
+impl From<CancelError> for HttpError {
+    fn from(e: CancelError) -> Self {
+        match e {
+            CancelError::Refused { status, error } => {
+                // Any 4xx is a valid status; the fallback is never taken.
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                Self::OrderRefused { status, error }
+            }
+            CancelError::Unavailable(_) => {
+                tracing::warn!(error = %e, "order-svc did not cancel an order");
+                Self::Api(ApiError::Unavailable(e.to_string()))
+            }
         }
     }
 }

@@ -7,7 +7,11 @@ use platform::{
 };
 use serde::Serialize;
 
-use crate::store::order_payments::{self, OrderPayment};
+use super::HttpError;
+use crate::{
+    orders::OrderClient,
+    store::order_payments::{self, OrderPayment},
+};
 
 #[derive(Serialize)]
 struct Paid<'a> {
@@ -45,14 +49,30 @@ pub(super) async fn pay(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// `POST /payment/cancel/{user_id}/{order_id}`: refunds what the user paid for the order, once.
-pub(super) async fn cancel(pool: web::Data<Pool>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+/// `POST /payment/cancel/{user_id}/{order_id}`: refunds what the user paid for the order, once. A payment made
+/// over REST is refunded here; an order paid by a checkout is cancelled by order-svc, whose cancellation saga
+/// gives back the payment and the stock, and whose refusal (a 4xx) is passed on.
+pub(super) async fn cancel(
+    pool: web::Data<Pool>,
+    orders: web::Data<OrderClient>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, HttpError> {
     let (user_id, order_id) = path.into_inner();
     let user_id = check_id("user_id", &user_id)?;
     let order_id = check_id("order_id", &order_id)?;
-    let mut conn = pool.get().await?;
-    let refunded = order_payments::cancel(&mut conn, user_id, order_id).await?;
-    Ok(HttpResponse::Ok().json(Cancelled { done: true, refunded }))
+    let cancellation = order_payments::cancel(&mut *pool.get().await?, user_id, order_id).await?;
+    let Some(by_checkout) = cancellation.by_checkout else {
+        return Ok(HttpResponse::Ok().json(Cancelled { done: true, refunded: cancellation.refunded }));
+    };
+    // No database connection is held while order-svc runs the cancellation saga.
+    orders.cancel(order_id).await?;
+    if order_payments::charged_by_checkout(&mut *pool.get().await?, user_id, order_id).await?.is_some() {
+        return Err(ApiError::Unavailable(format!(
+            "order-svc cancelled order {order_id}, but the payment of its checkout is still charged"
+        ))
+        .into());
+    }
+    Ok(HttpResponse::Ok().json(Cancelled { done: true, refunded: cancellation.refunded + by_checkout }))
 }
 
 /// `GET` or `POST /payment/status/{user_id}/{order_id}`.

@@ -1,6 +1,7 @@
 //! PostgreSQL access for payment-svc: every query the service makes, grouped by what it touches.
 //!
-//! - [`users`]: users and their credit; each REST change of credit is one atomic statement.
+//! - [`users`]: users, their credit and what of theirs may still be refunded; each REST change of credit is one
+//!   atomic statement.
 //! - [`order_payments`]: payments a REST client makes against an order, their cancellation and status.
 //! - [`saga`]: the saga worker's charges and refunds, a whole batch in one transaction of a few set-based
 //!   statements, with the payment row as inbox.

@@ -2,9 +2,9 @@
 //! of statements, however many commands it holds.
 //!
 //! The payment row keyed [`domain::saga_payment_key`] is the saga's inbox. [`apply_batch`] locks the rows of the
-//! batch's sagas and reads them, locks and reads the credit of the users the batch may touch, lets
-//! [`domain::plan_batch`] decide every command in memory, and writes the decision back: the changed credits, the
-//! new rows, the changed rows, one statement each. A redelivered command then finds its row and repeats the
+//! batch's sagas and reads them, locks and reads the accounts (credit and refundable) of the users the batch may
+//! touch, lets [`domain::plan_batch`] decide every command in memory, and writes the decision back: the changed
+//! accounts, the new rows, the changed rows, one statement each. A redelivered command then finds its row and repeats the
 //! recorded answer without touching any credit.
 //!
 //! Two batches handled at once lock payment rows, then users, each in key order, so they queue instead of
@@ -81,11 +81,11 @@ pub async fn apply_batch(
         let (recorded, unreadable) = lock(conn, &sagas).await?;
         let decidable: Vec<_> =
             commands.iter().filter(|(saga_id, _)| !unreadable.contains_key(saga_id)).copied().collect();
-        let credits = users::lock_credits(conn, &domain::users_of_batch(&recorded, &decidable)).await?;
-        let plan = domain::plan_batch(&recorded, &credits, &decidable);
+        let accounts = users::lock_accounts(conn, &domain::users_of_batch(&recorded, &decidable)).await?;
+        let plan = domain::plan_batch(&recorded, &accounts, &decidable);
         // The three writes are pipelined: one round trip.
         futures::try_join!(
-            users::set_credits(conn, &plan.credits),
+            users::set_accounts(conn, &plan.accounts),
             insert(conn, &plan.inserts),
             update(conn, &plan.updates),
         )?;

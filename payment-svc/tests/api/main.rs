@@ -2,8 +2,10 @@
 //! database (and, for the saga worker, a fresh RabbitMQ vhost) and talks to it the way its clients do.
 
 mod bad_input;
+mod cancellation;
 mod concurrency;
 mod helpers;
+mod migrations;
 mod openapi;
 mod order_payments;
 mod users;

@@ -3,7 +3,10 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with_coordinator};
+
+/// The most a user may hold in credit and in payments a cancel may still refund, together, as documented.
+const MAX_CREDIT: u64 = i64::MAX as u64;
 
 #[tokio::test]
 async fn a_new_user_has_no_credit() {
@@ -90,7 +93,7 @@ async fn the_course_scenario_pays_and_refuses_an_over_payment() {
 
 #[tokio::test]
 async fn batch_init_creates_numbered_users_and_overwrites_their_credit() {
-    let app = spawn_app().await;
+    let app = spawn_app_with_coordinator().await;
     let (status, body) = app.post("/payment/batch_init/3/100").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"msg": "Batch init for users successful"}));
@@ -111,7 +114,7 @@ async fn batch_init_creates_numbered_users_and_overwrites_their_credit() {
 
 #[tokio::test]
 async fn batch_init_makes_a_hundred_thousand_users() {
-    let app = spawn_app().await;
+    let app = spawn_app_with_coordinator().await;
     let (status, body) = app.post("/payment/batch_init/100000/1000000").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.count("SELECT count(*) AS count FROM users").await, 100_000);
@@ -128,5 +131,87 @@ async fn batch_init_refuses_counts_out_of_range() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert!(body["error"].as_str().expect("an error").starts_with("n must be"), "{body}");
     }
+    assert_eq!(app.count("SELECT count(*) AS count FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn add_funds_leaves_room_for_what_a_cancel_may_refund() {
+    let app = spawn_app().await;
+    let user_id = app.user_with(100).await;
+    app.post(&format!("/payment/pay/{user_id}/order-1/30")).await;
+
+    let (status, body) = app.post(&format!("/payment/add_funds/{user_id}/{}", MAX_CREDIT - 70)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = format!(
+        "user {user_id} has credit 70 and 30 that may be refunded, adding {} would exceed the maximum of \
+         {MAX_CREDIT} for the two together",
+        MAX_CREDIT - 70
+    );
+    assert_eq!(body, json!({ "error": error }));
+    assert_eq!(app.credit_of(&user_id).await, 70);
+
+    let (status, body) = app.post(&format!("/payment/add_funds/{user_id}/{}", MAX_CREDIT - 100)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.post(&format!("/payment/cancel/{user_id}/order-1")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"done": true, "refunded": 30})));
+    assert_eq!(app.credit_of(&user_id).await, MAX_CREDIT);
+}
+
+#[tokio::test]
+async fn a_payment_without_an_order_cannot_be_refunded_and_needs_no_room() {
+    let app = spawn_app().await;
+    let user_id = app.user_with(100).await;
+    app.post(&format!("/payment/pay/{user_id}/30")).await;
+
+    let (status, body) = app.post(&format!("/payment/add_funds/{user_id}/{}", MAX_CREDIT - 70)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.credit_of(&user_id).await, MAX_CREDIT);
+}
+
+#[tokio::test]
+async fn batch_init_leaves_room_for_what_a_cancel_may_refund() {
+    let app = spawn_app_with_coordinator().await;
+    assert_eq!(app.post("/payment/batch_init/2/100").await.0, StatusCode::OK);
+    app.post("/payment/pay/1/order-1/30").await;
+
+    let (status, body) = app.post(&format!("/payment/batch_init/2/{MAX_CREDIT}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = format!(
+        "user 1 has 30 that may be refunded, a credit of {MAX_CREDIT} would exceed the maximum of {MAX_CREDIT} for \
+         the two together"
+    );
+    assert_eq!(body, json!({ "error": error }));
+    assert_eq!((app.credit_of("0").await, app.credit_of("1").await), (100, 70));
+
+    let (status, body) = app.post(&format!("/payment/batch_init/2/{}", MAX_CREDIT - 30)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(app.credit_of("1").await, MAX_CREDIT - 30);
+}
+
+#[tokio::test]
+async fn batch_init_is_refused_while_checkout_sagas_are_unfinished() {
+    let app = spawn_app_with_coordinator().await;
+    assert_eq!(app.post("/payment/batch_init/1/100").await.0, StatusCode::OK);
+    app.start_an_unfinished_saga().await;
+
+    let (status, body) = app.post("/payment/batch_init/2/5").await;
+
+    assert_eq!(status, StatusCode::CONFLICT);
+    let error = "1 checkout sagas are unfinished; batch_init would change credit under them; try again when they \
+                 have ended";
+    assert_eq!(body, json!({"error": error, "unfinished": 1}));
+    assert_eq!(app.credit_of("0").await, 100);
+    assert_eq!(app.count("SELECT count(*) AS count FROM users").await, 1);
+}
+
+#[tokio::test]
+async fn batch_init_is_unavailable_while_the_coordinator_cannot_be_asked() {
+    let app = spawn_app().await;
+
+    let (status, body) = app.post("/payment/batch_init/2/5").await;
+
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let error = body["error"].as_str().expect("an error");
+    assert!(error.contains("coordinator"), "{error}");
     assert_eq!(app.count("SELECT count(*) AS count FROM users").await, 0);
 }

@@ -1,6 +1,8 @@
-//! The handlers of `/stock/...`: parse the path, run one store call, answer with JSON.
+//! The handlers of `/stock/...`: parse the path, run one store call, answer with JSON. `batch_init` alone runs
+//! several, in one transaction around its question to the coordinator.
 
 use actix_web::{web, HttpResponse};
+use diesel_async::AsyncConnection;
 use platform::{
     db::Pool,
     http::{check_id, parse_positive, ApiError},
@@ -8,7 +10,10 @@ use platform::{
 use serde::Serialize;
 
 use super::amount;
-use crate::{domain::ItemState, store::items};
+use crate::{
+    domain::{self, ItemState},
+    store::items,
+};
 
 /// The most items one `batch_init` may create.
 const MAX_BATCH_INIT: u64 = 10_000_000;
@@ -29,8 +34,11 @@ pub async fn create(pool: web::Data<Pool>, path: web::Path<String>) -> Result<Ht
 }
 
 /// `POST /stock/batch_init/{n}/{starting_stock}/{item_price}`: items `"0"` to `"n-1"`, replacing any with those IDs.
+/// Refused while checkout sagas are unfinished (they would later give stock back onto the new levels), and when
+/// the new stock leaves no room for what an item has reserved.
 pub async fn batch_init(
     pool: web::Data<Pool>,
+    coordinator: web::Data<platform::sagas::CoordinatorClient>,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (n, starting_stock, item_price) = path.into_inner();
@@ -40,7 +48,21 @@ pub async fn batch_init(
     }
     let stock = amount("starting_stock", &starting_stock)?;
     let price = amount("item_price", &item_price)?;
-    items::batch_init(&mut *pool.get().await?, count as i64, stock, price).await?;
+    let count = count as i64;
+    pool.get()
+        .await?
+        .transaction::<_, ApiError, _>(async |conn| {
+            // Locked before the coordinator is asked, so that no reservation can take from these items between
+            // its answer and the write.
+            if let Some((item_id, reserved)) = items::lock_numbered(conn, count).await? {
+                domain::check_new_stock(&item_id, stock, reserved)?;
+            }
+            match coordinator.unfinished_sagas().await? {
+                0 => Ok(items::batch_init(conn, count, stock, price).await?),
+                unfinished => Err(ApiError::Unfinished { unfinished, what: "checkout sagas", changes: "stock" }),
+            }
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "msg": "Batch init for stock successful" })))
 }
 

@@ -31,7 +31,9 @@ impl From<StockError> for ApiError {
         match refusal {
             StockError::UnknownItem(_) => Self::NotFound(refusal.to_string()),
             StockError::NotEnoughStock { .. } => Self::Rejected(refusal.to_string()),
-            StockError::TooMuchStock { .. } => Self::BadRequest(refusal.to_string()),
+            StockError::TooMuchStock { .. } | StockError::NoRoomForReserved { .. } => {
+                Self::BadRequest(refusal.to_string())
+            }
         }
     }
 }

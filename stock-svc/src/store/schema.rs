@@ -5,5 +5,6 @@ diesel::table! {
         item_id -> Text,
         stock -> BigInt,
         price -> BigInt,
+        reserved -> BigInt,
     }
 }

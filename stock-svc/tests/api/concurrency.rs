@@ -4,7 +4,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with_coordinator};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_subtracts_never_take_more_than_there_is() {
@@ -22,7 +22,7 @@ async fn concurrent_subtracts_never_take_more_than_there_is() {
 
 #[tokio::test]
 async fn batch_init_makes_the_stress_test_size() {
-    let app = spawn_app().await;
+    let app = spawn_app_with_coordinator().await;
 
     let (status, _) = app.post("/stock/batch_init/100000/1000000/1").await;
 

@@ -5,5 +5,6 @@ mod bad_input;
 mod concurrency;
 mod helpers;
 mod items;
+mod migrations;
 mod openapi;
 mod worker;

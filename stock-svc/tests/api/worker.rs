@@ -165,12 +165,67 @@ async fn an_unreadable_message_is_dead_lettered_and_the_queue_moves_on() {
     assert_eq!(app.stock_of(&item).await, 9);
 }
 
+#[tokio::test]
+async fn a_release_that_cannot_apply_is_answered_so_and_dead_lettered_while_the_rest_of_its_batch_is_applied() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let (full, other) = (app.item_with(10, 1).await, app.item_with(10, 1).await);
+    let (stuck, reserving, early_release) = (SagaId::new(), SagaId::new(), SagaId::new());
+    coordinator.send(&[(stuck, reserve(&[(&full, 3)]))]).await;
+    assert_reply(&coordinator.next_reply().await, stuck, StockReply::Reserved);
+    // Only an edit behind the service's back can fill an item beyond the room its reservations need.
+    app.execute(&format!("UPDATE items SET stock = {} WHERE item_id = '{full}'", i64::MAX)).await;
+
+    coordinator
+        .send(&[
+            (stuck, StockCommand::Release),
+            (reserving, reserve(&[(&other, 2)])),
+            (early_release, StockCommand::Release),
+        ])
+        .await;
+
+    let problem =
+        format!("item {full} has {} in stock, giving back 3 would exceed the maximum of {}", i64::MAX, i64::MAX);
+    assert_reply(&coordinator.next_reply().await, stuck, StockReply::CannotApply { problem });
+    assert_reply(&coordinator.next_reply().await, reserving, StockReply::Reserved);
+    assert_reply(&coordinator.next_reply().await, early_release, StockReply::Released);
+    let dead: Envelope<StockCommand> =
+        Envelope::from_bytes(&coordinator.next_dead_letter().await).expect("the release, as sent");
+    assert_eq!((dead.saga_id, dead.body), (stuck, StockCommand::Release));
+    assert_eq!((app.stock_of(&full).await, app.stock_of(&other).await), (i64::MAX, 8));
+
+    // Nothing was recorded for the refused release: once the stock is repaired, the release gives the 3 back.
+    app.execute(&format!("UPDATE items SET stock = 7 WHERE item_id = '{full}'")).await;
+    coordinator.send(&[(stuck, StockCommand::Release)]).await;
+    assert_reply(&coordinator.next_reply().await, stuck, StockReply::Released);
+    assert_eq!(app.stock_of(&full).await, 10);
+}
+
+#[tokio::test]
+async fn a_release_of_an_item_that_is_gone_cannot_apply_and_gives_nothing_back() {
+    let app = spawn_app().await;
+    let mut coordinator = app.coordinator().await;
+    let (kept, gone) = (app.item_with(10, 1).await, app.item_with(10, 1).await);
+    let saga = SagaId::new();
+    coordinator.send(&[(saga, reserve(&[(&kept, 2), (&gone, 1)]))]).await;
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::Reserved);
+    app.execute(&format!("DELETE FROM items WHERE item_id = '{gone}'")).await;
+
+    coordinator.send(&[(saga, StockCommand::Release)]).await;
+
+    let problem = format!("item {gone} of the reservation no longer exists");
+    assert_reply(&coordinator.next_reply().await, saga, StockReply::CannotApply { problem });
+    let dead: Envelope<StockCommand> = Envelope::from_bytes(&coordinator.next_dead_letter().await).expect("a command");
+    assert_eq!(dead.saga_id, saga);
+    assert_eq!(app.stock_of(&kept).await, 8, "none of the reservation came back");
+}
+
 /// The worker applies a whole batch in one transaction; these drive that transaction directly, so that the
 /// commands are certain to share it.
 mod one_transaction {
     use diesel_async::AsyncConnection;
     use shared_contracts::{FailureReason, SagaId, StockCommand, StockReply};
-    use stock_svc::{messaging::apply_batch, store::items::StoreError};
+    use stock_svc::messaging::apply_batch;
 
     use super::reserve;
     use crate::helpers::spawn_app;
@@ -181,9 +236,12 @@ mod one_transaction {
     ) -> Vec<StockReply> {
         let commands: Vec<_> = commands.iter().map(|(saga_id, command)| (*saga_id, command)).collect();
         let mut conn = app.connection().await;
-        conn.transaction::<_, StoreError, _>(async |conn| apply_batch(conn, &commands).await)
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| apply_batch(conn, &commands).await)
             .await
             .expect("the transaction commits")
+            .into_iter()
+            .map(|outcome| outcome.expect("every command applies"))
+            .collect()
     }
 
     #[tokio::test]
