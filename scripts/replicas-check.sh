@@ -68,6 +68,9 @@ start_replica() {
         DATABASE_URL="$PG_SERVER_URL/${RUN_ID}_${DATABASE[$svc]}" \
         AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$VHOST" \
         STOCK_URL="$(url_of stock-svc $((r % REPLICAS)))" \
+        PAYMENT_URL="$(url_of payment-svc $((r % REPLICAS)))" \
+        ORDER_URL="$(url_of order-svc $((r % REPLICAS)))" \
+        COORDINATOR_URL="$(url_of coordinator $((r % REPLICAS)))" \
         DB_POOL_SIZE="$DB_POOL_SIZE" \
         RUST_LOG="${RUST_LOG:-warn}" RUST_BACKTRACE=0 \
         "$BIN_DIR/$svc" >"$log" 2>&1 </dev/null &

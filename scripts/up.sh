@@ -56,6 +56,9 @@ start_service() {
     HTTP_ADDR="127.0.0.1:${PORT[$svc]}" \
         DATABASE_URL="$PG_SERVER_URL/${DATABASE[$svc]}" \
         STOCK_URL="http://127.0.0.1:${PORT[stock-svc]}" \
+        PAYMENT_URL="http://127.0.0.1:${PORT[payment-svc]}" \
+        ORDER_URL="http://127.0.0.1:${PORT[order-svc]}" \
+        COORDINATOR_URL="http://127.0.0.1:${PORT[coordinator]}" \
         nohup "$BIN_DIR/$svc" >"$log" 2>&1 </dev/null 9>&- &
     echo $! >"$(pid_file "$svc")"
 }
