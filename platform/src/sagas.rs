@@ -11,6 +11,12 @@ use serde::Deserialize;
 /// rows locked meanwhile, so this is kept short.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a `batch_init` waits for unfinished sagas to end before it locks its rows and asks for the last time:
+/// sagas end within seconds, so a `batch_init` right after a burst of checkouts succeeds instead of answering 409.
+pub const BATCH_INIT_PATIENCE: Duration = Duration::from_secs(10);
+/// How often the count is asked again while waiting.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The coordinator could not say how many sagas are unfinished.
 #[derive(Debug, thiserror::Error)]
 #[error("the coordinator cannot tell whether checkout sagas are unfinished: {0}")]
@@ -46,6 +52,19 @@ impl CoordinatorClient {
             .extend(["internal", "sagas", "unfinished"]);
         let http = reqwest::Client::builder().timeout(ASK_TIMEOUT).build()?;
         Ok(Self { http, unfinished_url: url })
+    }
+
+    /// Waits, up to `patience`, until no checkout saga is unfinished, and returns how many are left (0, or the
+    /// count when the patience ran out). Holds no lock: the caller asks again under its locks before it writes.
+    pub async fn wait_until_none_unfinished(&self, patience: Duration) -> Result<u64, Unanswered> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let unfinished = self.unfinished_sagas().await?;
+            if unfinished == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(unfinished);
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// How many checkout sagas are not yet in a terminal state.

@@ -131,17 +131,38 @@ pub async fn create(conn: &mut AsyncPgConnection, order_id: &str, user_id: &str)
     Ok(())
 }
 
+/// How long a `batch_init` waits for the checkouts of its orders to end before it locks them and counts for the
+/// last time: sagas end within seconds, so a `batch_init` right after a burst of checkouts succeeds.
+const BATCH_INIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many checkouts of orders `"0"` to `"orders - 1"` are pending or cancelling.
+async fn unfinished_checkouts(conn: &mut AsyncPgConnection, orders: i64) -> Result<i64, StoreError> {
+    let unfinished: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM checkouts WHERE state IN ('pending', 'cancelling')
+         AND order_id IN (SELECT i::text FROM generate_series(0, $1 - 1) AS i)",
+    )
+    .bind::<BigInt, _>(orders)
+    .get_result(conn)
+    .await?;
+    Ok(unfinished.n)
+}
+
 /// Replaces orders `"0"` to `"n - 1"` (with their lines and checkouts) by fresh ones as `batch` describes, in
-/// set-based statements so that a hundred thousand orders take seconds. Refused, changing nothing, while any
-/// checkout of those orders is in flight: its saga is taking or giving back stock and credit for the order as it
-/// is, and its outcome could no longer be recorded. The existing orders are locked first, in the order
-/// [`lock_many`] uses, so that no checkout of them can begin between the count and the replacement.
+/// set-based statements so that a hundred thousand orders take seconds. Waits up to [`BATCH_INIT_PATIENCE`] for
+/// checkouts of those orders in flight to end, then is refused, changing nothing, while any still is: its saga
+/// is taking or giving back stock and credit for the order as it is, and its outcome could no longer be
+/// recorded. The existing orders are locked first, in the order [`lock_many`] uses, so that no checkout of them
+/// can begin between the last count and the replacement.
 pub async fn batch_init(conn: &mut AsyncPgConnection, batch: &BatchInit) -> Result<(), StoreError> {
     let orders = bigint(batch.orders)?;
     let items = bigint(batch.items)?;
     let users = bigint(batch.users)?;
     let price = bigint(batch.item_price)?;
     let total = bigint(batch.order_total())?;
+    let patience = tokio::time::Instant::now() + BATCH_INIT_PATIENCE;
+    while unfinished_checkouts(conn, orders).await? > 0 && tokio::time::Instant::now() < patience {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     conn.transaction::<_, StoreError, _>(async |conn| {
         diesel::sql_query(
             r#"SELECT id FROM orders WHERE id IN (SELECT i::text FROM generate_series(0, $1 - 1) AS i)
@@ -151,15 +172,9 @@ pub async fn batch_init(conn: &mut AsyncPgConnection, batch: &BatchInit) -> Resu
         .execute(conn)
         .await?;
         // A statement of its own, whose snapshot sees what the previous holders of the locks committed.
-        let unfinished: Count = diesel::sql_query(
-            "SELECT count(*) AS n FROM checkouts WHERE state IN ('pending', 'cancelling')
-             AND order_id IN (SELECT i::text FROM generate_series(0, $1 - 1) AS i)",
-        )
-        .bind::<BigInt, _>(orders)
-        .get_result(conn)
-        .await?;
-        if unfinished.n > 0 {
-            return Err(StoreError::UnfinishedCheckouts(stored_amount(unfinished.n, "a count")?));
+        let unfinished = unfinished_checkouts(conn, orders).await?;
+        if unfinished > 0 {
+            return Err(StoreError::UnfinishedCheckouts(stored_amount(unfinished, "a count")?));
         }
         // Existing orders are overwritten in place rather than deleted, which would cost a cascade per order.
         for table in ["order_items", "checkouts"] {

@@ -44,8 +44,9 @@ pub(super) async fn create_user(pool: web::Data<Pool>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(CreatedUser { user_id }))
 }
 
-/// `POST /payment/batch_init/{n}/{starting_money}`: users `"0"` … `"n-1"` with that credit. Refused while
-/// checkout sagas are unfinished (they would later charge or refund against the new credit), and when the new
+/// `POST /payment/batch_init/{n}/{starting_money}`: users `"0"` … `"n-1"` with that credit. Waits up to 10 s for
+/// unfinished checkout sagas to end, then is refused (409) while any still are (they would later charge or refund
+/// against the new credit); also refused (400) when the new
 /// credit leaves no room for what may be refunded to a user.
 pub(super) async fn batch_init(
     pool: web::Data<Pool>,
@@ -58,6 +59,8 @@ pub(super) async fn batch_init(
         return Err(ApiError::BadRequest(format!("n must be at most {MAX_BATCH_USERS}, got {n}")).into());
     }
     let credit = parse_amount("starting_money", &starting_money)?;
+    // Unfinished sagas usually end within seconds: wait for them without holding any lock.
+    coordinator.wait_until_none_unfinished(platform::sagas::BATCH_INIT_PATIENCE).await?;
     pool.get()
         .await?
         .transaction::<_, HttpError, _>(async |conn| {

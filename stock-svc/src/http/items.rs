@@ -34,8 +34,9 @@ pub async fn create(pool: web::Data<Pool>, path: web::Path<String>) -> Result<Ht
 }
 
 /// `POST /stock/batch_init/{n}/{starting_stock}/{item_price}`: items `"0"` to `"n-1"`, replacing any with those IDs.
-/// Refused while checkout sagas are unfinished (they would later give stock back onto the new levels), and when
-/// the new stock leaves no room for what an item has reserved.
+/// Waits up to 10 s for unfinished checkout sagas to end, then is refused (409) while any still are (they would
+/// later give stock back onto the new levels); also refused (400) when the new stock leaves no room for what an
+/// item has reserved.
 pub async fn batch_init(
     pool: web::Data<Pool>,
     coordinator: web::Data<platform::sagas::CoordinatorClient>,
@@ -49,6 +50,8 @@ pub async fn batch_init(
     let stock = amount("starting_stock", &starting_stock)?;
     let price = amount("item_price", &item_price)?;
     let count = count as i64;
+    // Unfinished sagas usually end within seconds: wait for them without holding any lock.
+    coordinator.wait_until_none_unfinished(platform::sagas::BATCH_INIT_PATIENCE).await?;
     pool.get()
         .await?
         .transaction::<_, ApiError, _>(async |conn| {
