@@ -54,7 +54,7 @@ start_service() {
         mv -f "$log" "$log.prev"
     fi
     HTTP_ADDR="127.0.0.1:${PORT[$svc]}" \
-        DATABASE_URL="$PG_SERVER_URL/${DATABASE[$svc]}" \
+        DATABASE_URL="$PG_SERVER_URL/${DATABASE[$svc]}?sslmode=disable" \
         STOCK_URL="http://127.0.0.1:${PORT[stock-svc]}" \
         PAYMENT_URL="http://127.0.0.1:${PORT[payment-svc]}" \
         ORDER_URL="http://127.0.0.1:${PORT[order-svc]}" \

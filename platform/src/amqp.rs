@@ -93,9 +93,27 @@ fn leak(name: String) -> &'static str {
 impl Broker {
     /// A broker at `url` (`amqp://user:password@host:port/vhost`), for `service`, which declares the durable
     /// work `queues` (each dead-lettering to the shared dead-letter queue) whenever it connects.
+    ///
+    /// An `amqps://` URL (port 5671 unless given) connects over TLS and checks that the broker's certificate
+    /// names the URL's host and is signed by a CA from the PEM file named by the URL's `cacertfile` query
+    /// parameter, else by `AMQP_CA_FILE`, else by one of the Mozilla roots.
     pub fn new(url: &str, service: &'static str, queues: &'static [&'static str]) -> Result<Self> {
-        let mut args = OpenConnectionArguments::try_from(url)
-            .map_err(|e| anyhow!("AMQP URL {} is not valid: {e}", crate::config::redact_url(url)))?;
+        let shown = crate::config::redact_url(url);
+        let (url, ca_file) = take_ca_file(url);
+        let ca_file = ca_file.or_else(|| std::env::var_os("AMQP_CA_FILE").filter(|f| !f.is_empty()).map(Into::into));
+        let secure = url.starts_with("amqps:");
+        if secure {
+            // amqprs builds a rustls configuration of its own while parsing an amqps URL.
+            crate::tls::provider();
+        }
+        let mut args = OpenConnectionArguments::try_from(url.as_str())
+            .map_err(|e| anyhow!("AMQP URL {shown} is not valid: {e}"))?;
+        if secure {
+            let config = crate::tls::client_config(crate::tls::Verification::Full, ca_file.as_deref())
+                .with_context(|| format!("TLS settings of AMQP URL {shown}"))?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            args.tls_adaptor(amqprs::tls::TlsAdaptor::new(connector, args.get_host().to_owned()));
+        }
         // amqprs takes the vhost from the URL path verbatim, so the standard spelling of the default vhost,
         // `/%2f`, would name a vhost called "%2f" that a stock broker does not have.
         let vhost = percent_decode(args.get_virtual_host());
@@ -183,9 +201,27 @@ impl Broker {
     }
 }
 
+/// `url` without its `cacertfile` query parameter, and that parameter's value (percent-decoded).
+fn take_ca_file(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut ca_file = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("cacertfile=") {
+            Some(path) => {
+                ca_file = Some(percent_decode(path).into());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (url, ca_file)
+}
+
 /// `text` with every `%XX` escape replaced by the byte it stands for (as URLs escape a vhost); anything that is
 /// not a valid escape is kept as it is.
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -826,5 +862,21 @@ mod tests {
         let broker = Broker::new("amqp://guest:guest@127.0.0.1:5672", "test", &[]).unwrap();
         assert_eq!(broker.args.get_virtual_host(), "/");
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+
+    #[test]
+    fn the_ca_file_is_taken_out_of_the_url() {
+        let (url, ca) = take_ca_file("amqps://u:p@mq/v?heartbeat=5&cacertfile=%2Fetc%2Fca.pem");
+        assert_eq!(url, "amqps://u:p@mq/v?heartbeat=5");
+        assert_eq!(ca, Some("/etc/ca.pem".into()));
+        assert_eq!(take_ca_file("amqp://mq/v"), ("amqp://mq/v".to_owned(), None));
+        assert!(Broker::new("amqps://u:p@127.0.0.1/v?cacertfile=/nonexistent/ca.pem", "test", &[]).is_err());
+    }
+
+    #[test]
+    fn amqps_defaults_to_port_5671() {
+        let broker = Broker::new("amqps://guest:guest@localhost/%2f", "test", &[]).unwrap();
+        assert_eq!(broker.args.get_port(), 5671);
+        assert!(broker.args.get_tls_adaptor().is_some());
     }
 }

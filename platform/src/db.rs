@@ -1,9 +1,9 @@
 //! PostgreSQL access: the connection pool every service uses, embedded migrations, and creation of a service's
 //! database when it does not exist yet (a fresh machine, a fresh test).
 
-use std::time::Duration;
+use std::{path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use diesel::{
     pg::Pg,
     query_builder::{AstPass, Query, QueryFragment, QueryId},
@@ -26,13 +26,15 @@ pub type PooledConnection = deadpool::Object<AsyncPgConnection>;
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// A pool of at most `max_size` connections to `url`. Connections are opened lazily and replaced when broken, so
-/// a restart of PostgreSQL costs the requests in flight and nothing more.
+/// a restart of PostgreSQL costs the requests in flight and nothing more. The URL's TLS settings are read here,
+/// once: see [`Target`].
 pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
+    let target = Arc::new(Target::parse(url)?);
     // No test query when a connection is handed out: that would be one more round trip per request. A
     // connection whose socket closed (a PostgreSQL restart) still counts as broken and is replaced.
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
-    config.custom_setup = Box::new(|url| Box::pin(establish(url.to_owned())));
+    config.custom_setup = Box::new(move |_| Box::pin(establish(target.clone())));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     deadpool::Pool::builder(manager)
         .max_size(max_size)
@@ -49,21 +51,146 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
 /// while a table was small (a fresh database), it scans the table long after it has grown. So every run is
 /// planned for its own values, which is what an unprepared statement gets, and only the round trip of preparing
 /// is saved.
-async fn establish(url: String) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut conn = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&url).await?;
+async fn establish(target: Arc<Target>) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = target.connect_diesel().await?;
     conn.batch_execute("SET plan_cache_mode = force_custom_plan")
         .await
         .map_err(|e| diesel::ConnectionError::BadConnection(format!("configuring the connection: {e}")))?;
     Ok(conn)
 }
 
+/// How libpq's `sslmode` asks a client to protect its link to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, plain TCP otherwise; the certificate is not checked. libpq's default.
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (unless a CA file is given: then as `VerifyCa`).
+    Require,
+    /// TLS with a certificate signed by a trusted CA, whatever host it names.
+    VerifyCa,
+    /// TLS with a certificate signed by a trusted CA that names the host connected to.
+    VerifyFull,
+}
+
+impl FromStr for SslMode {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        Ok(match text {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => bail!("sslmode {other:?} is not supported (disable, prefer, require, verify-ca, verify-full)"),
+        })
+    }
+}
+
+/// The stream of a connection opened by [`Target::connect`]: TLS over TCP, or plain TCP under the same type.
+pub type TlsStream =
+    <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
+
+/// Where a database is and how to reach it safely: a `postgres://` URL split into what tokio-postgres reads
+/// and the TLS settings it does not know, `sslmode` (libpq's five modes; `prefer` when absent) and
+/// `sslrootcert` (a PEM file of CA certificates; without it the Mozilla roots are trusted).
+pub struct Target {
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    mode: SslMode,
+}
+
+impl Target {
+    /// Reads `url`; fails on an unknown `sslmode` or a CA file that cannot be read.
+    pub fn parse(url: &str) -> Result<Self> {
+        let shown = crate::config::redact_url(url);
+        let (rest, mode, ca_file) = split_tls_params(url).with_context(|| format!("database URL {shown}"))?;
+        let mut config: tokio_postgres::Config =
+            rest.parse().with_context(|| format!("database URL {shown} is not valid"))?;
+        config.ssl_mode(match mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        });
+        // As libpq: `require` with a CA file verifies the chain; `prefer` never verifies (it would fall back to
+        // plain TCP anyway).
+        let verification = match (mode, &ca_file) {
+            (SslMode::VerifyFull, _) => crate::tls::Verification::Full,
+            (SslMode::VerifyCa, _) | (SslMode::Require, Some(_)) => crate::tls::Verification::Chain,
+            _ => crate::tls::Verification::None,
+        };
+        let client = crate::tls::client_config(verification, ca_file.as_deref())
+            .with_context(|| format!("TLS settings of database URL {shown}"))?;
+        Ok(Self { config, tls: tokio_postgres_rustls::MakeRustlsConnect::new(client), mode })
+    }
+
+    /// The `sslmode` asked for.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.mode
+    }
+
+    /// Opens a tokio-postgres connection; the caller drives the returned connection future.
+    pub async fn connect(
+        &self,
+    ) -> Result<
+        (tokio_postgres::Client, tokio_postgres::Connection<tokio_postgres::Socket, TlsStream>),
+        tokio_postgres::Error,
+    > {
+        self.config.connect(self.tls.clone()).await
+    }
+
+    /// Opens a diesel connection.
+    pub async fn connect_diesel(&self) -> diesel::ConnectionResult<AsyncPgConnection> {
+        let (client, connection) =
+            self.connect().await.map_err(|e| diesel::ConnectionError::BadConnection(error_chain(&e)))?;
+        AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    }
+}
+
+/// `error` with its sources, which for a refused TLS handshake say why.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text = format!("{text}: {shown}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `url` without its `sslmode` and `sslrootcert` query parameters (which tokio-postgres rejects), and their
+/// values, percent-decoded.
+fn split_tls_params(url: &str) -> Result<(String, SslMode, Option<PathBuf>)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = SslMode::Prefer;
+    let mut ca_file = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => mode = crate::amqp::percent_decode(value).parse()?,
+            "sslrootcert" => ca_file = Some(PathBuf::from(crate::amqp::percent_decode(value))),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((rest, mode, ca_file))
+}
+
 /// Applies the pending `migrations` to the database at `url`. Several replicas may start at once: a
 /// transaction-wide advisory lock lets one of them migrate while the others wait.
 pub async fn migrate(url: &str, migrations: EmbeddedMigrations) -> Result<()> {
-    let url = url.to_owned();
+    let conn = Target::parse(url)?
+        .connect_diesel()
+        .await
+        .with_context(|| format!("connecting to {}", crate::config::redact_url(url)))?;
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .with_context(|| format!("connecting to {}", crate::config::redact_url(&url)))?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         conn.transaction(|conn| -> Result<()> {
             diesel::RunQueryDsl::execute(diesel::sql_query("SELECT pg_advisory_xact_lock(7472301)"), conn)?;
             conn.run_pending_migrations(migrations).map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
@@ -77,9 +204,9 @@ pub async fn migrate(url: &str, migrations: EmbeddedMigrations) -> Result<()> {
 /// Creates the database named in `url` if it does not exist, connecting to the server's `postgres` database to
 /// do so. Harmless when it exists, and when another process creates it at the same moment.
 pub async fn create_database_if_missing(url: &str) -> Result<()> {
-    let (server_url, name) = split_database_name(url)?;
-    let admin_url = format!("{server_url}/postgres");
-    let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+    let (admin_url, name) = admin_url(url)?;
+    let (client, connection) = Target::parse(&admin_url)?
+        .connect()
         .await
         .with_context(|| format!("connecting to {}", crate::config::redact_url(&admin_url)))?;
     let driver = tokio::spawn(connection);
@@ -105,15 +232,22 @@ pub async fn create_database_if_missing(url: &str) -> Result<()> {
 
 /// Drops the database named in `url` (tests clean up after themselves with it).
 pub async fn drop_database(url: &str) -> Result<()> {
-    let (server_url, name) = split_database_name(url)?;
-    let (client, connection) =
-        tokio_postgres::connect(&format!("{server_url}/postgres"), tokio_postgres::NoTls).await?;
+    let (admin_url, name) = admin_url(url)?;
+    let (client, connection) = Target::parse(&admin_url)?.connect().await?;
     let driver = tokio::spawn(connection);
     let quoted = name.replace('"', "\"\"");
     client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{quoted}\" WITH (FORCE)")).await?;
     drop(client);
     let _ = driver.await;
     Ok(())
+}
+
+/// The URL of the server's `postgres` database, with the options of `url` (TLS settings included), and the name
+/// of the database `url` names.
+fn admin_url(url: &str) -> Result<(String, String)> {
+    let (server_url, name) = split_database_name(url)?;
+    let options = url.split_once('?').map(|(_, options)| format!("?{options}")).unwrap_or_default();
+    Ok((format!("{server_url}/postgres{options}"), name))
 }
 
 /// Splits `postgres://user@host:port/name?options` into the part before the database name and the name.
@@ -169,6 +303,32 @@ mod tests {
         assert_eq!(server, "postgres://app:pw@127.0.0.1:5432");
         assert_eq!(name, "stock");
         assert!(split_database_name("postgres://127.0.0.1:5432").is_err());
+    }
+
+    #[test]
+    fn the_admin_url_keeps_the_options() {
+        let (admin, name) = admin_url("postgres://app@db:5432/stock?sslmode=verify-full&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(admin, "postgres://app@db:5432/postgres?sslmode=verify-full&sslrootcert=/ca.pem");
+        assert_eq!(name, "stock");
+    }
+
+    #[test]
+    fn tls_params_are_taken_out_of_the_url() {
+        let (rest, mode, ca) =
+            split_tls_params("postgres://db/x?application_name=a&sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem")
+                .unwrap();
+        assert_eq!(rest, "postgres://db/x?application_name=a");
+        assert_eq!(mode, SslMode::VerifyCa);
+        assert_eq!(ca, Some(PathBuf::from("/etc/ca.pem")));
+        let (rest, mode, ca) = split_tls_params("postgres://db/x").unwrap();
+        assert_eq!((rest.as_str(), mode, ca), ("postgres://db/x", SslMode::Prefer, None));
+        assert!(split_tls_params("postgres://db/x?sslmode=allow").is_err());
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_reported_when_the_url_is_read() {
+        assert!(Target::parse("postgres://db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem").is_err());
+        assert_eq!(Target::parse("postgres://db/x?sslmode=disable").unwrap().ssl_mode(), SslMode::Disable);
     }
 }
 

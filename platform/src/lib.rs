@@ -11,6 +11,7 @@
 //! - [`poison`]: telling a message the database refuses from a database that is out of reach.
 //! - [`sagas`]: asking the coordinator how many sagas are unfinished.
 //! - [`trace`]: the W3C trace context across HTTP and AMQP.
+//! - [`tls`]: the TLS client settings of the links to PostgreSQL and RabbitMQ.
 
 pub mod amqp;
 pub mod config;
@@ -22,4 +23,5 @@ pub mod sagas;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod trace;
