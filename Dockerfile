@@ -5,7 +5,9 @@
 # the container. Build from the repository root:  docker build -t checkout:dev .
 
 # --- build ------------------------------------------------------------------------------------------------------
-FROM rust:1-slim-bookworm AS builder
+# The toolchain of rust-toolchain.toml (scripts/check-deploy.sh checks that the two agree), so rustup in the image
+# finds it installed and downloads nothing.
+FROM rust:1.95.0-slim-bookworm AS builder
 WORKDIR /src
 
 # Dependency layer: the workspace's manifests with empty sources, so the dependencies are compiled once and reused
@@ -30,6 +32,8 @@ RUN for crate in $CRATES; do \
     && cargo build --release --locked --bins $(printf -- '-p %s ' $BINARIES) \
     && rm -rf $CRATES
 
+# The build context is what .dockerignore lets through: the crates, and docs/openapi/*.json, which the services
+# embed with include_str!. scripts/check-deploy.sh builds the workspace from exactly that set of files.
 COPY . .
 # The copied sources may carry modification times older than the stub build above; touching them makes cargo
 # rebuild the workspace's own crates instead of keeping the empty stubs.

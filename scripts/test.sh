@@ -80,7 +80,10 @@ main() {
     fi
     drop_leftover_databases
     delete_leftover_vhosts
-    scripts/check-deploy.sh
+    # The image-context build shares the suite's target directory: it compiles the same dependencies, which the
+    # suite's build below then reuses instead of compiling them a second time (the workspace's own crates are built
+    # apart, from their two source trees, and the suite's binaries, built last, are the ones the tests run).
+    CONTEXT_TARGET_DIR="${CONTEXT_TARGET_DIR:-$PWD/target}" scripts/check-deploy.sh
 
     log "building"
     cargo build --workspace --all-targets
