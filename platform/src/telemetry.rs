@@ -76,9 +76,14 @@ fn tracer_provider(service: &'static str) -> SdkTracerProvider {
     }
 }
 
-/// The process's Prometheus recorder, installed on first use.
+/// How often the recorder's upkeep runs: it drains histogram samples into their buckets, which otherwise only a
+/// scrape does, so that a process nobody scrapes does not keep every sample in memory.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The process's Prometheus recorder, installed on first use, with a thread of its own running its upkeep for the
+/// life of the process.
 pub fn prometheus() -> &'static PrometheusHandle {
-    PROMETHEUS.get_or_init(|| {
+    let handle = PROMETHEUS.get_or_init(|| {
         let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
@@ -89,5 +94,17 @@ pub fn prometheus() -> &'static PrometheusHandle {
             // unattached recorder so that /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }
-    })
+    });
+    UPKEEP.call_once(|| {
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+        if let Err(e) = spawned {
+            eprintln!("the metrics upkeep thread could not start, histograms drain only when scraped: {e}");
+        }
+    });
+    handle
 }
+
+static UPKEEP: std::sync::Once = std::sync::Once::new();
