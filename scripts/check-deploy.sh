@@ -9,8 +9,11 @@
 #   3. The Helm chart passes `helm lint --strict` with values.yaml and values-production.yaml (values.schema.json
 #      is applied by both), and renders with `helm template` for four values sets (defaults; production; external
 #      services with ingress host, TLS and monitoring; production with CloudNativePG backups). It must refuse a
-#      first install without an admin token, backups without a destination, values of the wrong type and unknown
-#      values, and render the same objects twice in a row (nothing random).
+#      first install without an admin token or without the per-service role and broker user passwords,
+#      backups without a destination, passwords that are not URL-safe, values of the wrong type and unknown values,
+#      and render the same objects twice in a row (nothing random), defaults and production (the per-service
+#      credential Secrets) alike. A fifth render is production with the shared database owner and broker user
+#      (postgresql.operator.perServiceRoles and rabbitmq.perServiceUsers off).
 #   4. Every rendered object of a built-in kind validates against the Kubernetes $KUBE_VERSION JSON schema,
 #      strictly (unknown fields fail), with kubernetes-validate.
 #   5. The Dockerfile's dependency layer (manifests and stub sources) resolves with `cargo metadata --locked`.
@@ -20,7 +23,9 @@
 #      runs as the Dockerfile's build does, in the debug profile with its own CARGO_TARGET_DIR (target/context-check,
 #      kept between runs: the first run compiles the dependencies, later ones only the workspace's changed crates).
 #   7. scripts/check_deploy.py: cross-references (selectors, ports, Secret keys, HPA and Ingress targets), the CRD
-#      objects' required fields (Cluster with backup and keep policy, ScheduledBackup, RabbitmqCluster), probes
+#      objects' required fields (Cluster with backup and keep policy, ScheduledBackup, RabbitmqCluster), the
+#      per-service PostgreSQL roles, Databases, pg_hba lines and broker Users/Permissions (each Deployment's URLs
+#      from its own Secret, the Permission regexes against the queues each service uses), probes
 #      (liveness without the database), the NetworkPolicies evaluated for sample pods, the helm test pod (its
 #      script run against a stand-in of the services), values.schema.json covering the values files, the
 #      dashboard's metrics, the Dockerfile's workspace members and toolchain, compose's ports, secrets and
@@ -180,7 +185,16 @@ check_render_rules() {
     "$HELM" template checkout "$CHART" --namespace checkout --kube-version "$KUBE_VERSION" \
         --set existingSecret=my-secret >/dev/null || die "helm template with existingSecret (and no token) fails"
     render_fails "backups without a destination" "needs postgresql.operator.backup.destinationPath" \
-        -f "$CHART/values-production.yaml" --set coordinator.adminToken=x --set postgresql.operator.backup.enabled=true
+        -f "$CHART/values-production.yaml" -f "$CREDENTIALS" --set coordinator.adminToken=x \
+        --set postgresql.operator.backup.enabled=true
+    render_fails "a first install without the per-service passwords" "per-service credentials are required" \
+        -f "$CHART/values-production.yaml" --set coordinator.adminToken=x
+    render_fails "a first install without one broker user's password" "set rabbitmq.userPasswords.stock " \
+        -f "$CHART/values-production.yaml" -f "$CREDENTIALS" --set coordinator.adminToken=x \
+        --set rabbitmq.userPasswords.stock=
+    render_fails "a role password that is not URL-safe" "/postgresql/operator/rolePasswords/order" \
+        -f "$CHART/values-production.yaml" -f "$CREDENTIALS" --set coordinator.adminToken=x \
+        --set 'postgresql.operator.rolePasswords.order=a@b'
     render_fails "a value of the wrong type" "/services/order/port" \
         --set coordinator.adminToken=x --set services.order.port=eighty
     render_fails "an unknown value" "additional properties 'replicaCount' not allowed" \
@@ -191,6 +205,14 @@ check_render_rules() {
     cmp -s "$again" "$WORK/default/all.yaml" || {
         diff "$WORK/default/all.yaml" "$again" | head -n 20 >&2
         die "two renders of the same values differ (a random value in a template?)"
+    }
+    # Production: the per-service role and broker user Secrets must not change from one render to the next.
+    "$HELM" template checkout "$CHART" --namespace checkout --kube-version "$KUBE_VERSION" \
+        -f "$CHART/values-production.yaml" -f "$CREDENTIALS" --set coordinator.adminToken=check-deploy-token \
+        >"$again" || die "helm template (production, again) failed"
+    cmp -s "$again" "$WORK/production/all.yaml" || {
+        diff "$WORK/production/all.yaml" "$again" | head -n 20 >&2
+        die "two renders of the production values differ (a credential Secret drawn at random?)"
     }
 }
 
@@ -259,30 +281,41 @@ main() {
     log "deploy check: gateway configuration"
     check_nginx
 
-    # A first install needs an admin token (the chart draws no random one); these renders pass one.
+    # A first install needs an admin token and, with the operators, the per-service passwords (the chart draws no
+    # random ones); these renders pass them.
     local token=(--set coordinator.adminToken=check-deploy-token)
+    CREDENTIALS="$WORK/credentials.yaml"
+    cat >"$CREDENTIALS" <<'EOF'
+postgresql:
+  operator:
+    rolePasswords: {order: pg-order-check, payment: pg-payment-check, stock: pg-stock-check, coordinator: pg-coordinator-check}
+rabbitmq:
+  userPasswords: {order: mq-order-check, payment: mq-payment-check, stock: mq-stock-check, coordinator: mq-coordinator-check}
+EOF
     log "deploy check: helm lint"
     "$HELM" lint --strict --quiet "$CHART" "${token[@]}" >/dev/null ||
         die "helm lint $CHART failed (run: $HELM lint $CHART ${token[*]})"
-    "$HELM" lint --strict --quiet "$CHART" -f "$CHART/values-production.yaml" "${token[@]}" >/dev/null ||
+    "$HELM" lint --strict --quiet "$CHART" -f "$CHART/values-production.yaml" -f "$CREDENTIALS" "${token[@]}" >/dev/null ||
         die "helm lint $CHART -f values-production.yaml failed"
 
     log "deploy check: helm template and Kubernetes $KUBE_VERSION schemas"
     render default "${token[@]}"
-    render production -f "$CHART/values-production.yaml" "${token[@]}"
+    render production -f "$CHART/values-production.yaml" -f "$CREDENTIALS" "${token[@]}"
+    render shared -f "$CHART/values-production.yaml" "${token[@]}" \
+        --set postgresql.operator.perServiceRoles=false,rabbitmq.perServiceUsers=false
     render external -f "$CHART/values-production.yaml" \
         --set postgresql.operator.enabled=false,rabbitmq.operator.enabled=false \
         --set ingress.host=checkout.example.com,ingress.tls[0].secretName=checkout-tls \
         --set ingress.tls[0].hosts[0]=checkout.example.com,coordinator.adminToken=secret \
         --set monitoring.serviceMonitor.labels.release=kube-prometheus-stack
-    render backup -f "$CHART/values-production.yaml" "${token[@]}" \
+    render backup -f "$CHART/values-production.yaml" -f "$CREDENTIALS" "${token[@]}" \
         --set postgresql.operator.backup.enabled=true \
         --set postgresql.operator.backup.destinationPath=s3://checkout-backups/pg \
         --set postgresql.operator.backup.endpointURL=https://s3.example.com \
         --set postgresql.operator.backup.s3Credentials.secretName=checkout-backup-s3 \
         --set networkPolicy.extraEgress[0].ports[0].port=443
     local name
-    for name in default production external backup; do
+    for name in default production shared external backup; do
         validate "$name"
     done
     check_render_rules
@@ -298,7 +331,7 @@ main() {
     fi
 
     log "deploy check: cross-references, CRD objects, dashboard, Dockerfile"
-    "$PY" scripts/check_deploy.py "$WORK/default" "$WORK/production" "$WORK/external" "$WORK/backup" ||
+    "$PY" scripts/check_deploy.py "$WORK/default" "$WORK/production" "$WORK/shared" "$WORK/external" "$WORK/backup" ||
         die "deployment consistency checks failed"
     log "deploy checks passed ($((SECONDS - started)) s)"
 }

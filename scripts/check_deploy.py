@@ -19,6 +19,13 @@ Checks:
   operator-managed clusters (CloudNativePG Cluster, ScheduledBackup, RabbitmqCluster) and ServiceMonitors carry
   the fields their CRDs require (no schema for them ships offline); the Cluster survives helm uninstall;
   readiness and startup probe /health, liveness an endpoint that does not touch the database.
+- per-service credentials (postgresql.operator.perServiceRoles, rabbitmq.perServiceUsers): each Deployment's
+  DATABASE_URL and AMQP_URL are composed from its own basic-auth Secret, whose username is the service's role /
+  broker user; the Cluster's managed roles log in without superuser, createdb, createrole, replication or
+  bypassrls; each Database (kept on uninstall) is owned by the role of the service using it; the pg_hba lines,
+  evaluated first-match, let each role reach only its database and `postgres`; each Permission's regexes match
+  exactly the exchanges and queues that service needs (AMQP_USE below, derived from the code, and itself checked
+  against the queue constants each service's sources name).
 - NetworkPolicies, evaluated like Kubernetes does for sample pods: the ingress controller reaches order, payment
   and stock but not the coordinator; each service reaches the services whose *_URL its config.rs reads (and no
   other), DNS, PostgreSQL and RabbitMQ; other pods reach nothing.
@@ -306,6 +313,7 @@ def check_rendered(directory):
     for name, secret in secrets.items():
         if "ADMIN_TOKEN" in secret.get("stringData", {}):
             check(bool(secret["stringData"]["ADMIN_TOKEN"]), f"{where}: Secret {name} has an empty ADMIN_TOKEN")
+    check_credentials(where, by_kind)
     check_network_policies(where, by_kind)
     check_test_pod(where, by_kind)
     dashboards = [c for c in configmaps.values() if "checkout.json" in c.get("data", {})]
@@ -346,6 +354,212 @@ def check_liveness(where, deployment, container):
     else:
         check(probe.get("tcpSocket", {}).get("port") in ("http", SERVICES.get(component, (None, None))[1]),
               f"{where}: Deployment {deployment} has no liveness probe on its HTTP port")
+
+
+# --- per-service database roles and broker users ---------------------------------------------------------------
+
+def queue_constants():
+    """The constants of shared-contracts/src/queues.rs: name -> queue or exchange name."""
+    text = (ROOT / "shared-contracts/src/queues.rs").read_text()
+    return dict(re.findall(r'pub const ([A-Z_]+): &str = "([^"]+)";', text))
+
+
+Q = queue_constants()
+WORK_QUEUES = [Q["COORDINATOR"], Q["STOCK_COMMANDS"], Q["PAYMENT_COMMANDS"], Q["ORDER_OUTCOMES"]]
+# What each service does on the broker, from the code (charts/checkout/templates/_helpers.tpl, checkout.amqpPermissions,
+# turns the same table into regexes):
+# - declares: the queues its startup.rs passes to platform::amqp::Broker::new; declare_topology (platform/src/amqp.rs)
+#   declares each with x-dead-letter-exchange checkout.dlx, plus the exchange checkout.dlx and the queue
+#   checkout.dead-letters bound to it, on every connection;
+# - consumes: the queue its startup.rs hands to platform::amqp::consume (basic.consume), and for the coordinator the
+#   basic.get of checkout.dead-letters in coordinator/src/dead_letters.rs (peek and replay);
+# - publishes (through the default exchange, queue name as routing key): order-svc/src/store/checkouts.rs,
+#   payment-svc/src/messaging.rs and stock-svc/src/messaging.rs send to checkout.coordinator,
+#   coordinator/src/messaging.rs to the three participants' queues and dead_letters.rs replays to any work queue;
+#   every consumer moves dead letters to checkout.dead-letters (platform/src/amqp.rs, publish_dead_letters).
+AMQP_USE = {
+    "order": {"declares": [Q["ORDER_OUTCOMES"], Q["COORDINATOR"]], "consumes": [Q["ORDER_OUTCOMES"]],
+              "publishes": [Q["COORDINATOR"], Q["DEAD_LETTERS"]]},
+    "payment": {"declares": [Q["PAYMENT_COMMANDS"], Q["COORDINATOR"]], "consumes": [Q["PAYMENT_COMMANDS"]],
+                "publishes": [Q["COORDINATOR"], Q["DEAD_LETTERS"]]},
+    "stock": {"declares": [Q["STOCK_COMMANDS"], Q["COORDINATOR"]], "consumes": [Q["STOCK_COMMANDS"]],
+              "publishes": [Q["COORDINATOR"], Q["DEAD_LETTERS"]]},
+    "coordinator": {"declares": WORK_QUEUES, "consumes": [Q["COORDINATOR"], Q["DEAD_LETTERS"]],
+                    "publishes": WORK_QUEUES + [Q["DEAD_LETTERS"]]},
+}
+DEFAULT_EXCHANGE = "amq.default"  # RabbitMQ checks the default exchange "" under this name
+
+
+def expected_permissions(use):
+    """The resources each permission must cover, by RabbitMQ's rules (rabbitmq.com/docs/access-control):
+    configure: exchange.declare and queue.declare (passive=false) of what declare_topology declares;
+    write: basic.publish needs write on the exchange only (the default exchange, so it cannot be narrowed per queue),
+      queue.declare with x-dead-letter-exchange needs write on checkout.dlx, queue.bind write on the bound queue;
+    read: basic.consume and basic.get the queue; a queue.declare with x-dead-letter-exchange that creates the queue
+      needs read on it (whichever declaring service comes first); queue.bind read on the source exchange."""
+    dlx, dead = Q["DEAD_LETTER_EXCHANGE"], Q["DEAD_LETTERS"]
+    return {
+        "configure": set(use["declares"]) | {dlx, dead},
+        "write": ({DEFAULT_EXCHANGE} if use["publishes"] else set()) | {dlx, dead},
+        "read": set(use["consumes"]) | set(use["declares"]) | {dlx},
+    }
+
+
+def check_amqp_use_against_code():
+    """AMQP_USE must name every queue constant a service's sources use, and the queues its startup.rs declares."""
+    for name, directory in SERVICE_DIRS.items():
+        use = AMQP_USE[name]
+        # Outside startup.rs (which declares and consumes), a queue a service names is one it sends to (or, for
+        # checkout.dead-letters, reads with basic.get).
+        known = set(use["publishes"]) | set(use["consumes"])
+        named = set()
+        for source in (ROOT / directory / "src").rglob("*.rs"):
+            if source.name == "startup.rs":
+                continue
+            for const in re.findall(r"queues::([A-Z_]+)", source.read_text()):
+                named |= set(WORK_QUEUES) if const == "WORK_QUEUES" else {Q.get(const, const)}
+        check(named <= known,
+              f"check_deploy.py: AMQP_USE[{name}] publishes {sorted(use['publishes'])}, but {directory}/src also "
+              f"names {sorted(named - known)}")
+        startup = (ROOT / directory / "src/startup.rs").read_text()
+        declared = set()
+        for const in re.findall(r"queues::([A-Z_]+)", startup):
+            declared |= set(WORK_QUEUES) if const == "WORK_QUEUES" else {Q.get(const, const)}
+        check(declared == set(use["declares"]) | set(use["consumes"]) - {Q["DEAD_LETTERS"]},
+              f"check_deploy.py: AMQP_USE[{name}] declares {sorted(use['declares'])}, {directory}/src/startup.rs "
+              f"names {sorted(declared)}")
+
+
+def regex_covers(regex, universe):
+    """The names of universe that a RabbitMQ permission regex grants (RabbitMQ matches with re:run, unanchored)."""
+    return {n for n in universe if regex and re.search(regex, n)}
+
+
+def env_secret(container, variable):
+    for e in container.get("env", []):
+        if e["name"] == variable:
+            return (e.get("valueFrom", {}).get("secretKeyRef") or {})
+    return {}
+
+
+def env_value(container, variable):
+    return next((e.get("value", "") for e in container.get("env", []) if e["name"] == variable), "")
+
+
+def hba_decision(lines, database, role):
+    """The method of the first pg_hba line (of type host) matching a TCP connection of role to database, or None
+    when none of the chart's lines matches (CloudNativePG's final `host all all all scram-sha-256` then decides)."""
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5 or fields[0] not in ("host", "hostssl"):
+            continue
+        databases, users = fields[1].split(","), fields[2].split(",")
+        if ("all" in databases or database in databases) and ("all" in users or role in users):
+            return fields[4]
+    return None
+
+
+def check_credentials(where, by_kind):
+    deployments = by_kind.get("Deployment", {})
+    secrets = by_kind.get("Secret", {})
+    clusters = by_kind.get("Cluster", {})
+    databases = by_kind.get("Database", {})
+    users = by_kind.get("User", {})
+    permissions = by_kind.get("Permission", {})
+    roles = {r["name"]: r for c in clusters.values() for r in (c["spec"].get("managed") or {}).get("roles", [])}
+    owners = {d["spec"]["name"]: d for d in databases.values()}
+    hba = [line for c in clusters.values() for line in c["spec"].get("postgresql", {}).get("pg_hba", [])]
+    check(bool(roles) == bool(databases), f"{where}: managed roles and Database objects come together")
+
+    for name, role in roles.items():
+        check(role.get("login") is True and role.get("ensure", "present") == "present",
+              f"{where}: role {name} must be present and log in")
+        for attribute in ("superuser", "createdb", "createrole", "replication", "bypassrls"):
+            check(role.get(attribute) is not True, f"{where}: role {name} has {attribute}")
+        secret = secrets.get((role.get("passwordSecret") or {}).get("name"))
+        check(secret is not None and secret.get("type") == "kubernetes.io/basic-auth" and
+              secret.get("stringData", {}).get("username") == name and bool(secret["stringData"].get("password")),
+              f"{where}: role {name} has no rendered basic-auth password Secret with username {name}")
+        check(secret is not None and secret["metadata"].get("labels", {}).get("cnpg.io/reload") == "true",
+              f"{where}: the password Secret of role {name} lacks cnpg.io/reload (password changes not applied)")
+    for name, db in databases.items():
+        check(db["apiVersion"] == "postgresql.cnpg.io/v1", f"{where}: Database {name} has a wrong apiVersion")
+        check(db["spec"].get("cluster", {}).get("name") in clusters, f"{where}: Database {name} names no rendered Cluster")
+        check(db["spec"].get("owner") in roles, f"{where}: Database {name} is owned by {db['spec'].get('owner')}, "
+                                                "not a managed role")
+        check((db["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep",
+              f"{where}: Database {name} would be deleted by helm uninstall")
+        check(db["spec"].get("databaseReclaimPolicy", "retain") == "retain",
+              f"{where}: Database {name} drops the database when the object goes")
+
+    all_dbs = {d["spec"]["name"] for d in databases.values()} | {"postgres", "app", "template1", "other"}
+    used_pg, used_amqp = [], []
+    for dname, d in deployments.items():
+        component = d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        if roles:
+            user_ref, password_ref = env_secret(container, "DB_USER"), env_secret(container, "DB_PASSWORD")
+            secret = secrets.get(user_ref.get("name"))
+            check(secret is not None and user_ref.get("key") == "username" and
+                  password_ref == {"name": user_ref.get("name"), "key": "password"},
+                  f"{where}: {dname} does not take DB_USER and DB_PASSWORD from one chart-made Secret")
+            role = (secret or {}).get("stringData", {}).get("username")
+            check(role == component and role in roles and
+                  roles[role].get("passwordSecret", {}).get("name") == user_ref.get("name"),
+                  f"{where}: {dname} logs in as {role!r} with Secret {user_ref.get('name')}, not as its own role "
+                  f"{component}")
+            url = env_value(container, "DATABASE_URL")
+            match = re.match(r"^postgres://\$\(DB_USER\):\$\(DB_PASSWORD\)@[^/]+/([^/?]+)", url)
+            check(match is not None, f"{where}: {dname} DATABASE_URL is not composed from DB_USER and DB_PASSWORD")
+            if match:
+                db = owners.get(match.group(1))
+                check(db is not None and db["spec"]["owner"] == component,
+                      f"{where}: database {match.group(1)} of {dname} is not a Database owned by {component}")
+                for other in sorted(all_dbs):
+                    allowed = other in (match.group(1), "postgres")
+                    # No line of the chart's: CloudNativePG's final `host all all all scram-sha-256` admits it.
+                    method = hba_decision(hba, other, component)
+                    check((method != "reject") == allowed,
+                          f"{where}: pg_hba {'refuses' if allowed else 'lets'} role {component} "
+                          f"{'' if allowed else 'reach '}database {other}")
+            used_pg.append(user_ref.get("name"))
+        if users:
+            user_ref, password_ref = env_secret(container, "AMQP_USER"), env_secret(container, "AMQP_PASSWORD")
+            secret = secrets.get(user_ref.get("name"))
+            check(secret is not None and user_ref.get("key") == "username" and
+                  password_ref == {"name": user_ref.get("name"), "key": "password"},
+                  f"{where}: {dname} does not take AMQP_USER and AMQP_PASSWORD from one chart-made Secret")
+            check(re.match(r"^amqps?://\$\(AMQP_USER\):\$\(AMQP_PASSWORD\)@", env_value(container, "AMQP_URL")),
+                  f"{where}: {dname} AMQP_URL is not composed from AMQP_USER and AMQP_PASSWORD")
+            check((secret or {}).get("stringData", {}).get("username") == component,
+                  f"{where}: {dname} connects to the broker as another service's user")
+            user = [u for u in users.values()
+                    if u["spec"].get("importCredentialsSecret", {}).get("name") == user_ref.get("name")]
+            check(len(user) == 1 and user[0]["apiVersion"] == "rabbitmq.com/v1beta1" and
+                  user[0]["spec"].get("rabbitmqClusterReference", {}).get("name") in by_kind.get("RabbitmqCluster", {}),
+                  f"{where}: {dname}'s broker Secret is imported by {len(user)} Users of a rendered RabbitmqCluster")
+            if len(user) == 1:
+                check(not user[0]["spec"].get("tags"), f"{where}: the broker user of {dname} has tags (management "
+                                                       "or administrator rights)")
+                perms = [p for p in permissions.values()
+                         if p["spec"].get("userReference", {}).get("name") == user[0]["metadata"]["name"]]
+                check(len(perms) == 1, f"{where}: the broker user of {dname} has {len(perms)} Permissions")
+                for perm in perms:
+                    check(perm["spec"].get("vhost") == "/", f"{where}: Permission of {dname} is not on vhost /")
+                    universe = set(Q.values()) | {DEFAULT_EXCHANGE, "amq.topic", "amq.direct", "amq.gen-x",
+                                                  "checkout.other", "checkout.coordinator.x", "xcheckout.dlx"}
+                    for kind, expected in expected_permissions(AMQP_USE[component]).items():
+                        granted = regex_covers(perm["spec"].get("permissions", {}).get(kind, ""), universe)
+                        check(granted == expected,
+                              f"{where}: {component}'s {kind} permission grants {sorted(granted)}, the code needs "
+                              f"{sorted(expected)}")
+            used_amqp.append(user_ref.get("name"))
+        else:
+            ref = env_secret(container, "AMQP_USER")
+            if ref and by_kind.get("RabbitmqCluster"):
+                check(ref.get("name", "").endswith("-default-user"), f"{where}: {dname} broker credentials")
+    for kind, used in (("database", used_pg), ("broker", used_amqp)):
+        check(len(set(used)) == len(used), f"{where}: Deployments share {kind} credentials Secrets")
 
 
 # --- NetworkPolicies ----------------------------------------------------------------------------------------------
@@ -796,6 +1010,7 @@ def main():
     check_compose()
     check_dashboard()
     check_schema_covers_values()
+    check_amqp_use_against_code()
     for arg in sys.argv[1:]:
         check_rendered(pathlib.Path(arg))
     if sys.argv[1:]:
