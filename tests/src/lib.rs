@@ -4,6 +4,8 @@
 //! tests that kill processes and restart the broker or the database.
 
 pub mod chaos;
+pub mod model;
+pub mod tls;
 
 use anyhow::{bail, Context, Result};
 use reqwest::StatusCode;
@@ -20,6 +22,47 @@ pub struct System {
     /// Base URL of the coordinator's admin API.
     pub coordinator: String,
     http: reqwest::Client,
+    leftovers: Leftovers,
+}
+
+/// What a [`System`] made on the shared servers: its databases and its vhost. Tests that start many systems
+/// remove them once a system has stopped (its runtime shut down); otherwise `scripts/test.sh` does at the end.
+#[derive(Debug, Clone)]
+pub struct Leftovers {
+    databases: Vec<String>,
+    vhost_url: String,
+}
+
+impl Leftovers {
+    /// Drops the databases (closing any connection still open) and deletes the vhost.
+    pub async fn remove(self) -> Result<()> {
+        let server = format!("{}/postgres", platform::testing::postgres_server());
+        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        for url in &self.databases {
+            let name = last_segment(url);
+            client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        }
+        drop(client);
+        let _ = connection.await;
+        let vhost = last_segment(&self.vhost_url);
+        let output = tokio::process::Command::new("rabbitmqctl").args(["-q", "delete_vhost", vhost]).output().await?;
+        if !output.status.success() {
+            bail!("rabbitmqctl delete_vhost {vhost}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+}
+
+fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+/// An address on 127.0.0.1 with a port that was free a moment ago, for a service whose URL others need before
+/// it starts.
+fn reserve_port() -> Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 /// An HTTP answer: its status and JSON body (`Value::Null` when the body is not JSON).
@@ -33,30 +76,19 @@ pub struct Answer {
 
 impl System {
     /// Starts every service. The coordinator's retry timer is short so that lost messages heal quickly.
+    ///
+    /// The coordinator starts first: stock-svc and payment-svc are given its URL. order-svc and payment-svc are
+    /// each given the other's URL, so order-svc's port is reserved before payment-svc starts.
     pub async fn start() -> Result<Self> {
         platform::telemetry::init();
         let amqp_url = platform::testing::fresh_vhost().await?;
+        let mut leftovers = Leftovers { databases: Vec::new(), vhost_url: amqp_url.clone() };
         let local = "127.0.0.1:0".to_owned();
-
-        let mut stock = stock_svc::config::Config::from_env()?;
-        stock.http_addr = local.clone();
-        stock.database_url = platform::testing::fresh_database("stock").await?;
-        stock.amqp_url = amqp_url.clone();
-        let stock = stock_svc::startup::Application::build(stock).await.context("starting stock-svc")?;
-        let stock_url = format!("http://127.0.0.1:{}", stock.port());
-        tokio::spawn(stock.run_until_stopped());
-
-        let mut payment = payment_svc::config::Config::from_env()?;
-        payment.http_addr = local.clone();
-        payment.database_url = platform::testing::fresh_database("payment").await?;
-        payment.amqp_url = amqp_url.clone();
-        let payment = payment_svc::startup::Application::build(payment).await.context("starting payment-svc")?;
-        let payment_url = format!("http://127.0.0.1:{}", payment.port());
-        tokio::spawn(payment.run_until_stopped());
 
         let mut coordinator = coordinator::config::Config::from_env()?;
         coordinator.http_addr = local.clone();
         coordinator.database_url = platform::testing::fresh_database("coordinator").await?;
+        leftovers.databases.push(coordinator.database_url.clone());
         coordinator.amqp_url = amqp_url.clone();
         coordinator.retry_after = std::time::Duration::from_secs(2);
         let coordinator =
@@ -64,17 +96,54 @@ impl System {
         let coordinator_url = format!("http://127.0.0.1:{}", coordinator.port());
         tokio::spawn(coordinator.run_until_stopped());
 
+        let orders_addr = reserve_port()?;
+        let orders_url = format!("http://{orders_addr}");
+
+        let mut stock = stock_svc::config::Config::from_env()?;
+        stock.http_addr = local.clone();
+        stock.database_url = platform::testing::fresh_database("stock").await?;
+        leftovers.databases.push(stock.database_url.clone());
+        stock.amqp_url = amqp_url.clone();
+        stock.coordinator_url = coordinator_url.clone();
+        let stock = stock_svc::startup::Application::build(stock).await.context("starting stock-svc")?;
+        let stock_url = format!("http://127.0.0.1:{}", stock.port());
+        tokio::spawn(stock.run_until_stopped());
+
+        let mut payment = payment_svc::config::Config::from_env()?;
+        payment.http_addr = local;
+        payment.database_url = platform::testing::fresh_database("payment").await?;
+        leftovers.databases.push(payment.database_url.clone());
+        payment.amqp_url = amqp_url.clone();
+        payment.coordinator_url = coordinator_url.clone();
+        payment.order_url = orders_url.clone();
+        let payment = payment_svc::startup::Application::build(payment).await.context("starting payment-svc")?;
+        let payment_url = format!("http://127.0.0.1:{}", payment.port());
+        tokio::spawn(payment.run_until_stopped());
+
         let mut orders = order_svc::config::Config::from_env()?;
-        orders.http_addr = local;
+        orders.http_addr = orders_addr;
         orders.database_url = platform::testing::fresh_database("orders").await?;
+        leftovers.databases.push(orders.database_url.clone());
         orders.amqp_url = amqp_url;
         orders.stock_url = stock_url.clone();
+        orders.payment_url = payment_url.clone();
         let orders = order_svc::startup::Application::build(orders).await.context("starting order-svc")?;
-        let orders_url = format!("http://127.0.0.1:{}", orders.port());
         tokio::spawn(orders.run_until_stopped());
 
         let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-        Ok(Self { orders: orders_url, payment: payment_url, stock: stock_url, coordinator: coordinator_url, http })
+        Ok(Self {
+            orders: orders_url,
+            payment: payment_url,
+            stock: stock_url,
+            coordinator: coordinator_url,
+            http,
+            leftovers,
+        })
+    }
+
+    /// The databases and the vhost this system uses, to remove once it has stopped.
+    pub fn leftovers(&self) -> Leftovers {
+        self.leftovers.clone()
     }
 
     /// Sends `method` to `url` and reads the answer.

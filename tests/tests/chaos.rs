@@ -96,15 +96,9 @@ impl Traffic {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_saga_ends_consistent_when_services_broker_and_database_fail() {
     let run_started = Instant::now();
-    // Starts and outcomes lost in a fault come back by order-svc sending the start again: at most 8 s apart here,
-    // so that a checkout caught by several faults in a row still settles well within SETTLE_LIMIT.
-    let settings = ClusterSettings {
-        retry_after_ms: 1000,
-        retry_max_ms: 60_000,
-        checkout_timeout_ms: 10_000,
-        resend_after_ms: 1000,
-        resend_max_ms: 8000,
-    };
+    // The shipped defaults: lost commands, starts and outcomes come back within RETRY_MAX_MS / RESEND_MAX_MS
+    // (5 s) of a recovery, so every saga is terminal well within SETTLE_LIMIT without shortened timings.
+    let settings = ClusterSettings::shipped_defaults();
     let mut cluster = Cluster::start(&settings).await.expect("starting the cluster");
     println!("chaos: cluster up after {:.1?}", run_started.elapsed());
     let http = reqwest::Client::builder()
@@ -303,16 +297,20 @@ async fn wait_for_paid_checkout(traffic: &Traffic, since: Instant) -> Result<Ins
     }
 }
 
-/// Waits until the coordinator has no saga executing or compensating and order-svc no pending checkout.
+/// Waits until the coordinator has no unfinished saga and order-svc no pending or cancelling checkout.
 async fn wait_until_settled(cluster: &Cluster, http: &reqwest::Client, deadline: Instant) -> Result<Instant> {
     let orders = connect(&cluster.database_url(Service::Orders)).await?;
     loop {
         let stats: serde_json::Value =
             http.get(format!("{}/admin/stats", cluster.url(Service::Coordinator))).send().await?.json().await?;
-        let running =
-            stats["sagas"]["executing"].as_i64().unwrap_or(-1) + stats["sagas"]["compensating"].as_i64().unwrap_or(-1);
-        let pending: i64 =
-            orders.query_one("SELECT count(*) FROM checkouts WHERE state = 'pending'", &[]).await?.get(0);
+        let running: i64 = ["executing", "compensating", "cancelling"]
+            .iter()
+            .map(|status| stats["sagas"][status].as_i64().unwrap_or(-1))
+            .sum();
+        let pending: i64 = orders
+            .query_one("SELECT count(*) FROM checkouts WHERE state IN ('pending', 'cancelling')", &[])
+            .await?
+            .get(0);
         if running == 0 && pending == 0 {
             return Ok(Instant::now());
         }

@@ -39,8 +39,9 @@ pub enum Service {
 }
 
 impl Service {
-    /// Every service, in start order (order-svc last: it calls stock-svc).
-    pub const ALL: [Service; 4] = [Service::Stock, Service::Payment, Service::Coordinator, Service::Orders];
+    /// Every service, in start order: the coordinator first (stock-svc and payment-svc ask it about unfinished
+    /// sagas), order-svc last (it calls stock-svc and payment-svc).
+    pub const ALL: [Service; 4] = [Service::Coordinator, Service::Stock, Service::Payment, Service::Orders];
 
     /// The binary's name.
     pub fn binary(self) -> &'static str {
@@ -115,6 +116,19 @@ pub struct ClusterSettings {
     pub resend_max_ms: u64,
 }
 
+impl ClusterSettings {
+    /// The settings the services ship with (see README.md).
+    pub fn shipped_defaults() -> Self {
+        Self {
+            retry_after_ms: 2000,
+            retry_max_ms: 5000,
+            checkout_timeout_ms: 30_000,
+            resend_after_ms: 2000,
+            resend_max_ms: 5000,
+        }
+    }
+}
+
 /// The whole system, running as processes. Dropping it stops everything it started.
 pub struct Cluster {
     // Drop order is field order: the services go first, then the broker and the database, then the directory.
@@ -141,8 +155,12 @@ impl Cluster {
             PrivateRabbit::start(&dir.join("rabbitmq"), &node, free_port()?, free_port()?)
         })?;
 
+        // Every port is chosen before any service starts, since the services are given each other's URLs.
         let ports: Vec<u16> = Service::ALL.iter().map(|_| free_port()).collect::<Result<_>>()?;
-        let stock_url = format!("http://127.0.0.1:{}", ports[0]);
+        let url_of = |wanted: Service| {
+            let port = Service::ALL.iter().zip(&ports).find(|(s, _)| **s == wanted).map_or(0, |(_, port)| *port);
+            format!("http://127.0.0.1:{port}")
+        };
         let services = Service::ALL
             .iter()
             .zip(&ports)
@@ -155,7 +173,8 @@ impl Cluster {
                 ];
                 match service {
                     Service::Orders => {
-                        env.push(("STOCK_URL", stock_url.clone()));
+                        env.push(("STOCK_URL", url_of(Service::Stock)));
+                        env.push(("PAYMENT_URL", url_of(Service::Payment)));
                         env.push(("CHECKOUT_TIMEOUT_MS", settings.checkout_timeout_ms.to_string()));
                         env.push(("RESEND_AFTER_MS", settings.resend_after_ms.to_string()));
                         env.push(("RESEND_MAX_MS", settings.resend_max_ms.to_string()));
@@ -164,7 +183,11 @@ impl Cluster {
                         env.push(("RETRY_AFTER_MS", settings.retry_after_ms.to_string()));
                         env.push(("RETRY_MAX_MS", settings.retry_max_ms.to_string()));
                     }
-                    Service::Stock | Service::Payment => {}
+                    Service::Stock => env.push(("COORDINATOR_URL", url_of(Service::Coordinator))),
+                    Service::Payment => {
+                        env.push(("COORDINATOR_URL", url_of(Service::Coordinator)));
+                        env.push(("ORDER_URL", url_of(Service::Orders)));
+                    }
                 }
                 ServiceProcess {
                     service,
