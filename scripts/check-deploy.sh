@@ -307,7 +307,8 @@ EOF
         --set postgresql.operator.enabled=false,rabbitmq.operator.enabled=false \
         --set ingress.host=checkout.example.com,ingress.tls[0].secretName=checkout-tls \
         --set ingress.tls[0].hosts[0]=checkout.example.com,coordinator.adminToken=secret \
-        --set monitoring.serviceMonitor.labels.release=kube-prometheus-stack
+        --set monitoring.serviceMonitor.labels.release=kube-prometheus-stack \
+        --set common.caSecret=checkout-ca,externalDatabase.options='sslmode=verify-full&sslrootcert=/etc/checkout/ca/ca.crt'
     render backup -f "$CHART/values-production.yaml" -f "$CREDENTIALS" "${token[@]}" \
         --set postgresql.operator.backup.enabled=true \
         --set postgresql.operator.backup.destinationPath=s3://checkout-backups/pg \
