@@ -10,7 +10,8 @@
 
 mod cluster;
 mod postgres;
-mod process;
+/// Shared with [`crate::tls`], whose private servers are started the same way.
+pub(crate) mod process;
 mod rabbitmq;
 
 pub use cluster::{Cluster, ClusterSettings, Service};

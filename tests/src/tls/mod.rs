@@ -8,7 +8,6 @@
 
 mod certs;
 mod postgres;
-mod process;
 mod rabbitmq;
 
 use std::path::{Path, PathBuf};

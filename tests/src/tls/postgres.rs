@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{
-    process::{command_as, give_to, run},
-    Pki,
-};
+use super::Pki;
+use crate::chaos::process::{command_as, give_to, run};
 
 /// The OS user PostgreSQL runs as when the test runs as root.
 const PG_USER: &str = "postgres";

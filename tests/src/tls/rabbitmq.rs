@@ -9,10 +9,8 @@ use std::{
 
 use anyhow::{bail, Result};
 
-use super::{
-    process::{give_to, run, spawn_logged, tail},
-    Pki,
-};
+use super::Pki;
+use crate::chaos::process::{give_to, run, spawn_logged, tail};
 
 /// The OS user the broker runs as when the test runs as root (`rabbitmq-server` switches to it by itself).
 const RABBIT_USER: &str = "rabbitmq";
