@@ -294,3 +294,40 @@ impl Subscription {
         self.unread.pop_front().expect("not empty")
     }
 }
+
+/// How often [`eventually`] asks again.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Asks `check` until it returns `Some`, and returns that; panics naming `what` when `within` passes first. The one
+/// polling helper of the test suites: a test waits for the event it expects, never for a fixed time.
+pub async fn eventually<T>(what: &str, within: std::time::Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "gave up after {within:?} waiting for {what}");
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Like [`eventually`], for a condition that may fail in a way worth reporting: the last error is returned when
+/// `within` passes before `check` answers `Ok(Some(..))`.
+pub async fn eventually_ok<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => anyhow::anyhow!("not yet"),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last.context(format!("gave up after {within:?} waiting for {what}")));
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
