@@ -26,10 +26,13 @@
 //! that needs attention no longer holds its order, which is unpaid and open as after a failure: what the saga
 //! still holds is the operator's to give back through the coordinator.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+};
 
 use platform::http::MAX_AMOUNT;
-use shared_contracts::{LineItem, SagaId};
+use shared_contracts::{CheckoutOutcome, FailureReason, LineItem, SagaId};
 
 /// The most orders, items or users one `batch_init` may name.
 pub const MAX_BATCH: u64 = 10_000_000;
@@ -172,10 +175,149 @@ impl OrderStatus {
         }
     }
 
+    /// What adding `quantity` units at `price` each to `line` (a default line when the item is new to the order)
+    /// of an order whose total is `total` makes of the order: refused unless its items may change
+    /// ([`Self::check_items_editable`]) and the results fit ([`add_units`]).
+    pub fn addition(self, total: u64, line: Line, quantity: u64, price: u64) -> Result<Addition, Refusal> {
+        self.check_items_editable()?;
+        add_units(total, line, quantity, price)
+    }
+
+    /// The total of an order whose total is `total` after removing `line` from it ([`remove_line`]); refused
+    /// unless its items may change ([`Self::check_items_editable`]).
+    pub fn removal(self, total: u64, line: Line) -> Result<u64, Refusal> {
+        self.check_items_editable()?;
+        Ok(remove_line(total, line))
+    }
+
     fn check_not_cancelling(self) -> Result<(), Refusal> {
         match self.in_flight {
             Some(InFlight::Cancel(_)) => Err(Refusal::CancellationInProgress),
             _ => Ok(()),
+        }
+    }
+}
+
+/// What is known, under its lock, about an order whose checkout is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutFacts {
+    /// Whether the order is paid, and its saga in flight.
+    pub status: OrderStatus,
+    /// Whether the order has any lines.
+    pub has_items: bool,
+}
+
+/// What a checkout request found, or set going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// The order is paid; nothing was started.
+    AlreadyPaid,
+    /// A new saga is recorded; its `StartCheckout` goes out once the transaction has committed.
+    Started(SagaId),
+    /// A saga of the order was already in flight; the request waits for it.
+    Joined(SagaId),
+}
+
+/// Why a checkout request begins nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotBegun {
+    /// No order has the ID.
+    UnknownOrder,
+    /// The order's rules refuse the checkout.
+    Refused(Refusal),
+}
+
+/// A saga that a batch of checkout requests starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewCheckout {
+    /// The saga.
+    pub saga_id: SagaId,
+    /// Which of the batch's requests starts it (an index into them); the order is that request's.
+    pub request: usize,
+}
+
+/// What a batch of checkout requests does.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IntakePlan {
+    /// Per request, in the order the requests were given.
+    pub answers: Vec<Result<Begun, NotBegun>>,
+    /// The sagas to record as pending and hand to the coordinator, in the order of the requests that start them.
+    pub started: Vec<NewCheckout>,
+}
+
+/// Decides a batch of checkout requests, one per entry of `order_ids` (an order may be named more than once), from
+/// `facts`, what is known about an order if it exists. Each request does what [`OrderStatus::checkout_step`] says,
+/// except that a later request for an order whose saga an earlier request of the batch starts joins that saga:
+/// one saga per order, however many ask at once. `new_saga` names each saga started.
+pub fn plan_intake(
+    order_ids: &[String],
+    facts: impl Fn(&str) -> Option<CheckoutFacts>,
+    mut new_saga: impl FnMut() -> SagaId,
+) -> IntakePlan {
+    let mut started_for: HashMap<&str, SagaId> = HashMap::new();
+    let mut plan = IntakePlan { answers: Vec::with_capacity(order_ids.len()), started: Vec::new() };
+    for (request, order_id) in order_ids.iter().enumerate() {
+        let answer = match (facts(order_id), started_for.get(order_id.as_str())) {
+            (None, _) => Err(NotBegun::UnknownOrder),
+            (Some(_), Some(&saga_id)) => Ok(Begun::Joined(saga_id)),
+            (Some(order), None) => match order.status.checkout_step(order.has_items) {
+                Err(refusal) => Err(NotBegun::Refused(refusal)),
+                Ok(CheckoutStep::AlreadyPaid) => Ok(Begun::AlreadyPaid),
+                Ok(CheckoutStep::Join(saga_id)) => Ok(Begun::Joined(saga_id)),
+                Ok(CheckoutStep::Start) => {
+                    let saga_id = new_saga();
+                    started_for.insert(order_id, saga_id);
+                    plan.started.push(NewCheckout { saga_id, request });
+                    Ok(Begun::Started(saga_id))
+                }
+            },
+        };
+        plan.answers.push(answer);
+    }
+    plan
+}
+
+/// An order as a checkout's saga takes it: what the coordinator is asked to reserve and charge. The lines of an
+/// order cannot change while its checkout is pending, so the snapshot read again for a resend is the one sent first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The order.
+    pub order_id: String,
+    /// Who buys, and is charged.
+    pub user_id: String,
+    /// What is charged.
+    pub total: u64,
+    /// The order's lines, as stored.
+    pub lines: Vec<LineItem>,
+}
+
+/// What order-svc asks of the coordinator about one saga; [`crate::messaging::to_coordinator`] makes the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorRequest {
+    /// Carry out the checkout of `order` as the snapshot shows it (`StartCheckout`). Asked again, it makes the
+    /// coordinator report how the saga ended.
+    Start {
+        /// The checkout's saga.
+        saga_id: SagaId,
+        /// The order as the saga takes it.
+        order: Snapshot,
+    },
+    /// Undo the paid checkout of saga `saga_id` of `order_id` (`CancelCheckout`).
+    Cancel {
+        /// The paid checkout's saga.
+        saga_id: SagaId,
+        /// The order it paid.
+        order_id: String,
+    },
+}
+
+impl InFlight {
+    /// What is asked of the coordinator again about this saga of `order` (whose lines are only needed, and only
+    /// read, for a checkout): to carry out the checkout, or to undo it.
+    pub fn request_again(self, order: Snapshot) -> CoordinatorRequest {
+        match self {
+            Self::Checkout(saga_id) => CoordinatorRequest::Start { saga_id, order },
+            Self::Cancel(saga_id) => CoordinatorRequest::Cancel { saga_id, order_id: order.order_id },
         }
     }
 }
@@ -238,6 +380,15 @@ impl CheckoutPhase {
         matches!(self, Self::Paid | Self::Cancelling)
     }
 
+    /// The saga in flight that a checkout of saga `saga_id` in this phase is, if it is in flight.
+    pub fn in_flight(self, saga_id: SagaId) -> Option<InFlight> {
+        match self {
+            Self::Pending => Some(InFlight::Checkout(saga_id)),
+            Self::Cancelling => Some(InFlight::Cancel(saga_id)),
+            Self::Paid | Self::Failed | Self::Cancelled | Self::NeedsAttention => None,
+        }
+    }
+
     /// The phase a checkout in this phase moves to when its saga reports `outcome`, or `None` when the outcome
     /// does not apply (a duplicate, or one for a step the checkout is not in): then nothing changes, which makes
     /// redelivered outcomes harmless. A cancellation that cannot be carried out leaves the checkout paid, since
@@ -254,6 +405,126 @@ impl CheckoutPhase {
             | (Self::Paid | Self::Cancelling, Outcome::Paid | Outcome::Failed)
             | (Self::Paid, Outcome::NeedsAttention)
             | (Self::Failed | Self::Cancelled | Self::NeedsAttention, _) => None,
+        }
+    }
+}
+
+impl Outcome {
+    /// The kind of `outcome`.
+    pub fn of(outcome: &CheckoutOutcome) -> Self {
+        match outcome {
+            CheckoutOutcome::Paid { .. } => Self::Paid,
+            CheckoutOutcome::Failed { .. } => Self::Failed,
+            CheckoutOutcome::Cancelled { .. } => Self::Cancelled,
+            CheckoutOutcome::NeedsAttention { .. } => Self::NeedsAttention,
+        }
+    }
+
+    /// Every move this outcome makes, as (from, to): the phases it applies to ([`CheckoutPhase::after`]) and where
+    /// each goes. Recording it applies the one whose `from` is the checkout's phase, if any.
+    pub fn moves(self) -> impl Iterator<Item = (CheckoutPhase, CheckoutPhase)> {
+        CheckoutPhase::ALL.into_iter().filter_map(move |from| from.after(self).map(|to| (from, to)))
+    }
+}
+
+/// How a checkout stands: its [`CheckoutPhase`] with what the phase keeps in the row's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutState {
+    /// The saga has not reported back yet.
+    Pending,
+    /// The order is paid. `cancel_problem` says why the last cancellation of it could not be carried out, when
+    /// one was tried and ended so.
+    Paid {
+        /// What the coordinator reported when the cancellation ended needing attention.
+        cancel_problem: Option<String>,
+    },
+    /// Nothing was taken or charged, for this reason.
+    Failed(FailureReason),
+    /// The saga could neither complete nor be fully undone; the order is unpaid and an operator must repair it.
+    NeedsAttention {
+        /// What the coordinator reported.
+        problem: String,
+    },
+    /// The paid checkout is being undone.
+    Cancelling,
+    /// The paid checkout was undone.
+    Cancelled,
+}
+
+/// The answer to a checkout request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutAnswer {
+    /// The order is paid (now, or it was already).
+    Paid,
+    /// The saga failed: nothing was taken or charged.
+    Failed(FailureReason),
+    /// The saga could neither complete nor undo what it did; the order is unpaid.
+    NeedsAttention(Stuck),
+    /// The deadline passed with the saga still running; it finishes on its own.
+    StillRunning,
+    /// The checkout's record vanished while waiting: a `batch_init` replaced the order.
+    Discarded,
+}
+
+/// The answer to a cancellation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelAnswer {
+    /// The order's checkout is undone and the order unpaid (now, or it already was).
+    Cancelled,
+    /// The saga could not be undone; the order is still paid.
+    NeedsAttention(Stuck),
+    /// The deadline passed with the cancellation still running; it finishes on its own.
+    StillRunning,
+    /// The checkout's record vanished while waiting: a `batch_init` replaced the order.
+    Discarded,
+}
+
+/// A saga that could neither complete nor be fully undone, which an operator must repair through the
+/// coordinator's admin endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// The saga.
+    pub saga_id: SagaId,
+    /// What the coordinator reported.
+    pub problem: String,
+}
+
+impl fmt::Display for Stuck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "checkout {} could neither complete nor be fully undone: {}; an operator must repair it",
+            self.saga_id, self.problem
+        )
+    }
+}
+
+impl CheckoutState {
+    /// The answer that checkout `saga_id`, standing so, gives a checkout request, if the checkout is settled. A
+    /// checkout that was paid and has been cancelled since, or is being cancelled, was paid when the request's
+    /// saga ended.
+    pub fn checkout_answer(self, saga_id: SagaId) -> Option<CheckoutAnswer> {
+        match self {
+            Self::Pending => None,
+            Self::Paid { .. } | Self::Cancelling | Self::Cancelled => Some(CheckoutAnswer::Paid),
+            Self::Failed(reason) => Some(CheckoutAnswer::Failed(reason)),
+            Self::NeedsAttention { problem } => Some(CheckoutAnswer::NeedsAttention(Stuck { saga_id, problem })),
+        }
+    }
+
+    /// The answer that checkout `saga_id`, standing so, gives a cancellation request, if the cancellation has
+    /// ended. It ends cancelled, or back at paid, with the problem that kept it from being carried out. The other
+    /// states are ones a paid checkout never returns to; they are answered as needing attention rather than
+    /// waited out.
+    pub fn cancel_answer(self, saga_id: SagaId) -> Option<CancelAnswer> {
+        let stuck = |problem: String| Some(CancelAnswer::NeedsAttention(Stuck { saga_id, problem }));
+        match self {
+            Self::Cancelling => None,
+            Self::Cancelled => Some(CancelAnswer::Cancelled),
+            Self::Paid { cancel_problem: Some(problem) } | Self::NeedsAttention { problem } => stuck(problem),
+            Self::Paid { cancel_problem: None } => stuck("the cancellation ended with the order still paid".into()),
+            Self::Failed(reason) => stuck(format!("the checkout is recorded as failed: {reason}")),
+            Self::Pending => stuck("the checkout is recorded as not yet paid".into()),
         }
     }
 }
@@ -369,6 +640,154 @@ mod tests {
 
     fn line(item_id: &str, quantity: u64) -> LineItem {
         LineItem { item_id: item_id.to_owned(), quantity }
+    }
+
+    fn facts(status: OrderStatus, has_items: bool) -> Option<CheckoutFacts> {
+        Some(CheckoutFacts { status, has_items })
+    }
+
+    /// Saga IDs handed out in order, so that a test can name the sagas a plan starts.
+    fn sagas(n: usize) -> (Vec<SagaId>, impl FnMut() -> SagaId) {
+        let ids: Vec<SagaId> = (0..n).map(|_| SagaId::new()).collect();
+        let mut next = ids.clone().into_iter();
+        (ids, move || next.next().expect("enough saga IDs"))
+    }
+
+    fn ids(order_ids: &[&str]) -> Vec<String> {
+        order_ids.iter().map(|id| (*id).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_batch_starts_one_saga_per_open_order_and_later_requests_for_it_join() {
+        let (new, next) = sagas(2);
+        let plan = plan_intake(&ids(&["a", "b", "a", "a"]), |_| facts(OPEN, true), next);
+        assert_eq!(
+            plan.answers,
+            vec![
+                Ok(Begun::Started(new[0])),
+                Ok(Begun::Started(new[1])),
+                Ok(Begun::Joined(new[0])),
+                Ok(Begun::Joined(new[0]))
+            ]
+        );
+        assert_eq!(
+            plan.started,
+            vec![NewCheckout { saga_id: new[0], request: 0 }, NewCheckout { saga_id: new[1], request: 1 }]
+        );
+    }
+
+    #[test]
+    fn a_batch_answers_each_order_as_its_state_says_and_starts_nothing_else() {
+        let in_flight_saga = SagaId::new();
+        let status_of = |order_id: &str| match order_id {
+            "paid" => facts(OrderStatus { paid: true, in_flight: None }, true),
+            "pending" => facts(OrderStatus { paid: false, in_flight: Some(InFlight::Checkout(in_flight_saga)) }, true),
+            "cancelling" => facts(OrderStatus { paid: true, in_flight: Some(InFlight::Cancel(in_flight_saga)) }, true),
+            "empty" => facts(OPEN, false),
+            _ => None,
+        };
+        let order_ids = ids(&["paid", "pending", "cancelling", "empty", "ghost", "paid", "empty"]);
+        let plan = plan_intake(&order_ids, status_of, || panic!("no saga is started"));
+        assert_eq!(
+            plan.answers,
+            vec![
+                Ok(Begun::AlreadyPaid),
+                Ok(Begun::Joined(in_flight_saga)),
+                Err(NotBegun::Refused(Refusal::CancellationInProgress)),
+                Err(NotBegun::Refused(Refusal::NoItems)),
+                Err(NotBegun::UnknownOrder),
+                Ok(Begun::AlreadyPaid),
+                Err(NotBegun::Refused(Refusal::NoItems)),
+            ]
+        );
+        assert!(plan.started.is_empty());
+    }
+
+    #[test]
+    fn a_saga_in_flight_is_asked_again_for_what_it_was_sent_for() {
+        let saga_id = SagaId::new();
+        let order = Snapshot { order_id: "o".into(), user_id: "u".into(), total: 3, lines: vec![line("a", 1)] };
+        assert_eq!(
+            InFlight::Checkout(saga_id).request_again(order.clone()),
+            CoordinatorRequest::Start { saga_id, order: order.clone() }
+        );
+        assert_eq!(
+            InFlight::Cancel(saga_id).request_again(order),
+            CoordinatorRequest::Cancel { saga_id, order_id: "o".into() }
+        );
+        assert_eq!(CheckoutPhase::Pending.in_flight(saga_id), Some(InFlight::Checkout(saga_id)));
+        assert_eq!(CheckoutPhase::Cancelling.in_flight(saga_id), Some(InFlight::Cancel(saga_id)));
+        for settled in
+            [CheckoutPhase::Paid, CheckoutPhase::Failed, CheckoutPhase::Cancelled, CheckoutPhase::NeedsAttention]
+        {
+            assert_eq!(settled.in_flight(saga_id), None, "{settled:?}");
+        }
+    }
+
+    #[test]
+    fn an_outcome_moves_exactly_the_phases_it_applies_to() {
+        let order_id = "o".to_owned();
+        let cancelled = CheckoutOutcome::Cancelled { order_id: order_id.clone() };
+        assert_eq!(Outcome::of(&CheckoutOutcome::Paid { order_id: order_id.clone() }), Outcome::Paid);
+        assert_eq!(Outcome::of(&cancelled), Outcome::Cancelled);
+        let moves: Vec<_> = Outcome::of(&cancelled).moves().collect();
+        use CheckoutPhase::*;
+        assert_eq!(moves, vec![(Paid, Cancelled), (Cancelling, Cancelled)]);
+        assert_eq!(
+            Outcome::NeedsAttention.moves().collect::<Vec<_>>(),
+            vec![(Pending, NeedsAttention), (Cancelling, Paid)]
+        );
+        for outcome in [Outcome::Paid, Outcome::Failed, Outcome::Cancelled, Outcome::NeedsAttention] {
+            for (from, to) in outcome.moves() {
+                assert_eq!(from.after(outcome), Some(to));
+            }
+        }
+    }
+
+    #[test]
+    fn a_checkout_request_is_answered_once_its_checkout_is_settled() {
+        let saga_id = SagaId::new();
+        assert_eq!(CheckoutState::Pending.checkout_answer(saga_id), None);
+        for paid in [CheckoutState::Paid { cancel_problem: None }, CheckoutState::Cancelling, CheckoutState::Cancelled]
+        {
+            assert_eq!(paid.clone().checkout_answer(saga_id), Some(CheckoutAnswer::Paid), "{paid:?}");
+        }
+        let failed = CheckoutState::Failed(FailureReason::Aborted);
+        assert_eq!(failed.checkout_answer(saga_id), Some(CheckoutAnswer::Failed(FailureReason::Aborted)));
+        let problem = "item is gone".to_owned();
+        assert_eq!(
+            CheckoutState::NeedsAttention { problem: problem.clone() }.checkout_answer(saga_id),
+            Some(CheckoutAnswer::NeedsAttention(Stuck { saga_id, problem }))
+        );
+    }
+
+    #[test]
+    fn a_cancellation_ends_cancelled_or_stuck_with_its_problem() {
+        let saga_id = SagaId::new();
+        assert_eq!(CheckoutState::Cancelling.cancel_answer(saga_id), None);
+        assert_eq!(CheckoutState::Cancelled.cancel_answer(saga_id), Some(CancelAnswer::Cancelled));
+        let problem = "refund refused".to_owned();
+        assert_eq!(
+            CheckoutState::Paid { cancel_problem: Some(problem.clone()) }.cancel_answer(saga_id),
+            Some(CancelAnswer::NeedsAttention(Stuck { saga_id, problem }))
+        );
+        let still_paid = "the cancellation ended with the order still paid".to_owned();
+        assert_eq!(
+            CheckoutState::Paid { cancel_problem: None }.cancel_answer(saga_id),
+            Some(CancelAnswer::NeedsAttention(Stuck { saga_id, problem: still_paid }))
+        );
+    }
+
+    #[test]
+    fn items_change_only_while_the_order_is_open() {
+        let line = Line { quantity: 1, unit_total: 4 };
+        assert_eq!(OPEN.addition(4, line, 1, 4), add_units(4, line, 1, 4));
+        assert_eq!(OPEN.removal(4, line), Ok(0));
+        assert_eq!(in_flight().addition(4, line, 1, 4), Err(Refusal::CheckoutInProgress));
+        assert_eq!(in_flight().removal(4, line), Err(Refusal::CheckoutInProgress));
+        let paid = OrderStatus { paid: true, in_flight: None };
+        assert_eq!(paid.addition(4, line, 1, 4), Err(Refusal::AlreadyPaid));
+        assert_eq!(OPEN.addition(MAX_AMOUNT, line, 1, 1), Err(Refusal::TooLarge));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use platform::{
     dispatch::{repeat_passes, Dispatcher},
 };
 
-use crate::store::checkouts;
+use crate::{messaging, store::checkouts};
 
 /// How often due checkouts are looked for.
 const TICK: Duration = Duration::from_millis(500);
@@ -49,9 +49,9 @@ pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: ResendPolicy) {
 /// One pass: sends every due checkout (up to [`BATCH`]) again and returns how many.
 pub async fn resend_due(pool: &Pool, dispatcher: &Dispatcher, policy: ResendPolicy) -> Result<usize> {
     let mut conn = pool.get().await?;
-    let messages =
-        checkouts::take_due_resends(&mut conn, BATCH, policy.first_ms(), policy.max.as_millis() as i64).await?;
+    let due = checkouts::take_due_resends(&mut conn, BATCH, policy.first_ms(), policy.max.as_millis() as i64).await?;
     drop(conn);
+    let messages: Vec<_> = due.into_iter().map(messaging::to_coordinator).collect();
     let sent = messages.len();
     if sent > 0 {
         tracing::info!(

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Mutex};
 use shared_contracts::SagaId;
 use tokio::sync::oneshot;
 
-use super::CheckoutState;
+use crate::domain::CheckoutState;
 
 /// The requests of this process waiting for a saga's outcome, woken by the outcome consumer.
 #[derive(Debug, Default)]

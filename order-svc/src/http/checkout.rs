@@ -5,7 +5,10 @@
 use actix_web::{web, HttpResponse};
 use platform::http::{check_id, ApiError};
 
-use crate::checkout::{CancelAnswer, CheckoutAnswer, Checkouts, Stuck};
+use crate::{
+    checkout::{CheckoutError, Checkouts},
+    domain::{CancelAnswer, CheckoutAnswer, Stuck},
+};
 
 /// Checks the order out and answers with the outcome: 200 once paid (at once if it already was); 400 with the
 /// reason, also machine-readable as `reason`, when the saga failed and took nothing; 404 for an unknown order,
@@ -23,12 +26,8 @@ pub(super) async fn check_out(
             Ok(HttpResponse::BadRequest().json(serde_json::json!({ "error": reason.to_string(), "reason": reason })))
         }
         CheckoutAnswer::NeedsAttention(stuck) => Ok(needs_attention(&stuck)),
-        CheckoutAnswer::StillRunning => Err(ApiError::Timeout(format!(
-            "checkout of order {order_id} is still in progress; GET /orders/find/{order_id} shows its outcome"
-        ))),
-        CheckoutAnswer::Discarded => Err(ApiError::Conflict(format!(
-            "the checkout of order {order_id} was discarded because the order was re-initialised; check out again"
-        ))),
+        CheckoutAnswer::StillRunning => Err(CheckoutError::CheckoutStillRunning(order_id.to_owned()).into()),
+        CheckoutAnswer::Discarded => Err(CheckoutError::CheckoutDiscarded(order_id.to_owned()).into()),
     }
 }
 
@@ -57,12 +56,8 @@ pub(super) async fn cancel(
             "order_id": order_id, "paid": false, "cancelled": true
         }))),
         CancelAnswer::NeedsAttention(stuck) => Ok(needs_attention(&stuck)),
-        CancelAnswer::StillRunning => Err(ApiError::Timeout(format!(
-            "cancellation of order {order_id} is still in progress; GET /orders/find/{order_id} shows its outcome"
-        ))),
-        CancelAnswer::Discarded => Err(ApiError::Conflict(format!(
-            "the cancellation of order {order_id} was discarded because the order was re-initialised"
-        ))),
+        CancelAnswer::StillRunning => Err(CheckoutError::CancelStillRunning(order_id.to_owned()).into()),
+        CancelAnswer::Discarded => Err(CheckoutError::CancelDiscarded(order_id.to_owned()).into()),
     }
 }
 

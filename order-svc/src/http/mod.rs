@@ -10,6 +10,7 @@ use actix_web::{http::Method, web};
 use platform::http::{resource, ApiError};
 
 use crate::{
+    checkout::CheckoutError,
     domain::{InvalidBatch, Refusal},
     payment::UserError,
     stock::PriceError,
@@ -55,12 +56,25 @@ impl From<StoreError> for ApiError {
             StoreError::UnfinishedCheckouts(unfinished) => {
                 Self::Unfinished { unfinished, what: "checkouts of these orders", changes: "the orders" }
             }
-            StoreError::Corrupt(_) | StoreError::Shared(_) => {
+            StoreError::Corrupt(_) => {
                 tracing::error!(error = %e, "inconsistent data");
                 Self::Unavailable(e.to_string())
             }
             StoreError::Database(e) => e.into(),
             StoreError::Pool(e) => e.into(),
+        }
+    }
+}
+
+impl From<CheckoutError> for ApiError {
+    fn from(e: CheckoutError) -> Self {
+        match e {
+            CheckoutError::Store(e) => e.into(),
+            CheckoutError::Batch(_) | CheckoutError::IntakeStopped => Self::Unavailable(e.to_string()),
+            CheckoutError::CheckoutStillRunning(_) | CheckoutError::CancelStillRunning(_) => {
+                Self::Timeout(e.to_string())
+            }
+            CheckoutError::CheckoutDiscarded(_) | CheckoutError::CancelDiscarded(_) => Self::Conflict(e.to_string()),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Starting the cancellation of a paid order: its paying checkout becomes `cancelling`, and the coordinator is
-//! asked, after the commit, to undo that checkout's saga. What the request then waits for is recorded by
+//! asked, after the commit, to undo that checkout's saga (the request builds that message, see
+//! [`crate::checkout`]). What the request then waits for is recorded by
 //! [`super::outcomes`]; until then [`super::checkouts::take_due_resends`] sends the `CancelCheckout` again.
 
 use diesel::{
@@ -7,62 +8,39 @@ use diesel::{
     QueryableByName,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use platform::{amqp::Outgoing, db::prepared};
-use shared_contracts::SagaId;
+use platform::db::prepared;
 
-use super::{checkouts::cancel_message, orders, StoreError};
+use super::{orders, StoreError};
 use crate::domain::{CancelFacts, CancelStep, CheckoutPhase};
-
-/// What a cancellation request found, or set going.
-#[derive(Debug, Clone)]
-pub enum CancelBegun {
-    /// The order's last checkout is already cancelled; nothing was started.
-    AlreadyCancelled,
-    /// The paid checkout of saga `saga_id` is now being cancelled; `message`, the `CancelCheckout`, is to be sent
-    /// once the transaction has committed.
-    Started {
-        /// The saga undone.
-        saga_id: SagaId,
-        /// What asks the coordinator to undo it.
-        message: Outgoing,
-    },
-    /// A cancellation of the order was already in flight; the request waits for it.
-    Joined(SagaId),
-}
 
 /// Begins the cancellation of `order_id`, in a transaction that holds the order's row locked: decides, from the
 /// order and its checkouts, what the request does ([`crate::domain::OrderStatus::cancel_step`]), and when that
-/// is to cancel, marks the paid checkout `cancelling`, due to send its message again `resend_after_ms` from now.
-/// The message carries the trace context `traceparent` of the request.
+/// is to cancel, marks the paid checkout `cancelling`, due to send its `CancelCheckout` again `resend_after_ms` from
+/// now. Returns what it decided; a [`CancelStep::Start`] is the caller's to send once this has committed.
 pub async fn begin_cancel(
     conn: &mut AsyncPgConnection,
     order_id: &str,
-    traceparent: Option<String>,
     resend_after_ms: i64,
-) -> Result<CancelBegun, StoreError> {
+) -> Result<CancelStep, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let order = orders::lock(conn, order_id).await?;
         let facts = cancel_facts(conn, order_id).await?;
-        match order.status.cancel_step(facts)? {
-            CancelStep::AlreadyCancelled => Ok(CancelBegun::AlreadyCancelled),
-            CancelStep::Join(saga_id) => Ok(CancelBegun::Joined(saga_id)),
-            CancelStep::Start(saga_id) => {
-                // The earlier cancellation's problem, if there was one, no longer describes the checkout.
-                prepared(
-                    diesel::sql_query(
-                        "UPDATE checkouts SET state = 'cancelling', reason = NULL, resends = 0,
-                             resend_at = now() + make_interval(secs => $2::double precision / 1000)
-                         WHERE saga_id = $1::uuid AND state = 'paid'",
-                    )
-                    .bind::<Text, _>(saga_id.to_string())
-                    .bind::<BigInt, _>(resend_after_ms),
+        let step = order.status.cancel_step(facts)?;
+        if let CancelStep::Start(saga_id) = step {
+            // The earlier cancellation's problem, if there was one, no longer describes the checkout.
+            prepared(
+                diesel::sql_query(
+                    "UPDATE checkouts SET state = 'cancelling', reason = NULL, resends = 0,
+                         resend_at = now() + make_interval(secs => $2::double precision / 1000)
+                     WHERE saga_id = $1::uuid AND state = 'paid'",
                 )
-                .execute(conn)
-                .await?;
-                let message = cancel_message(saga_id, order_id).in_trace(traceparent);
-                Ok(CancelBegun::Started { saga_id, message })
-            }
+                .bind::<Text, _>(saga_id.to_string())
+                .bind::<BigInt, _>(resend_after_ms),
+            )
+            .execute(conn)
+            .await?;
         }
+        Ok(step)
     })
     .await
 }

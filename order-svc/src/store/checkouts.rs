@@ -1,55 +1,32 @@
-//! Checkout attempts: starting one (recording the intent, whose `StartCheckout` message is sent after the commit),
-//! finding the checkouts in flight whose message (`StartCheckout`, or `CancelCheckout` for one being cancelled) is
-//! due to be sent again, and reading how one stands. Starting a cancellation is in [`super::cancellations`],
-//! recording the outcomes the coordinator sends back in [`super::outcomes`].
+//! Checkout attempts: starting them (reading the orders, recording the intents [`domain::plan_intake`] decides
+//! on), finding the checkouts in flight whose request to the coordinator (a start, or a cancellation for one being
+//! cancelled) is due to be sent again, and reading how one stands. The messages themselves are built by
+//! [`crate::messaging`]. Starting a cancellation is in [`super::cancellations`], recording the outcomes the
+//! coordinator sends back in [`super::outcomes`].
 
 use diesel::{
     sql_types::{Array, BigInt, Double, Nullable, Text},
     OptionalExtension, QueryableByName,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use platform::{amqp::Outgoing, db::prepared};
-use shared_contracts::{queues, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, LineItem, SagaId};
+use platform::db::prepared;
+use shared_contracts::SagaId;
 
 use super::{orders, StoreError};
-use crate::domain::{self, CheckoutPhase, CheckoutStep};
+use crate::domain::{
+    self, Begun, CheckoutFacts, CheckoutPhase, CheckoutState, CoordinatorRequest, NewCheckout, NotBegun, Snapshot,
+};
 
-/// What a checkout request found, or set going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Begun {
-    /// The order is paid; nothing was started.
-    AlreadyPaid,
-    /// A new saga was recorded; its `StartCheckout` message goes out once the transaction has committed.
-    Started(SagaId),
-    /// A saga of the order was already in flight; the request waits for it.
-    Joined(SagaId),
-}
-
-/// How a checkout stands: its [`CheckoutPhase`] with what the phase keeps in the row's `reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckoutState {
-    /// The saga has not reported back yet.
-    Pending,
-    /// The order is paid. `cancel_problem` says why the last cancellation of it could not be carried out, when
-    /// one was tried and ended so.
-    Paid {
-        /// What the coordinator reported when the cancellation ended needing attention.
-        cancel_problem: Option<String>,
-    },
-    /// Nothing was taken or charged, for this reason.
-    Failed(FailureReason),
-    /// The saga could neither complete nor be fully undone; the order is unpaid and an operator must repair it.
-    NeedsAttention {
-        /// What the coordinator reported.
-        problem: String,
-    },
-    /// The paid checkout is being undone.
-    Cancelling,
-    /// The paid checkout was undone.
-    Cancelled,
+/// What a batch of checkout requests found, or set going.
+#[derive(Debug)]
+pub struct BegunBatch {
+    /// Per request, in the order of the batch: what it found or started, or why it begins nothing.
+    pub answers: Vec<Result<Begun, StoreError>>,
+    /// What to ask of the coordinator once the transaction has committed, each with the index of the request that
+    /// started it.
+    pub started: Vec<(usize, CoordinatorRequest)>,
 }
 
 /// The `reason` of a checkout whose saga, or whose cancellation, needs an operator: what the coordinator said.
@@ -96,97 +73,90 @@ impl StateRow {
     }
 }
 
-/// Begins the checkout of each of `order_ids` (duplicates allowed) in one transaction and returns, in the same
-/// order, what each found or set going. The orders are locked in ID order, so concurrent batches cannot
-/// deadlock; a second checkout of an order within the batch joins the saga the first one started. The outer
-/// error is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items). A
-/// started saga's `StartCheckout` carries the trace context of the request that started it (`traceparents`, in
-/// the order of `order_ids`). Also returns those messages, to send once the transaction has committed; each
-/// checkout is due to send its message again `resend_after_ms` from now, unless its outcome has come back by then.
+/// Begins the checkout of each of `order_ids` (duplicates allowed) in one transaction, as
+/// [`domain::plan_intake`] decides from the orders and their lines, and returns, in the same order, what each
+/// found or set going. The orders are locked in ID order, so concurrent batches cannot deadlock. The outer error
+/// is a failure of the whole transaction; the inner ones belong to single orders (unknown, no items). Also
+/// returns what each started checkout asks of the coordinator, to send once the transaction has committed; each
+/// is due to be sent again `resend_after_ms` from now, unless its outcome has come back by then.
 pub async fn begin_many(
     conn: &mut AsyncPgConnection,
     order_ids: &[String],
-    traceparents: &[Option<String>],
     resend_after_ms: i64,
-) -> Result<(Vec<Result<Begun, StoreError>>, Vec<Outgoing>), StoreError> {
+) -> Result<BegunBatch, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         // Pipelined: one round trip for the three reads, which PostgreSQL still runs in the order sent.
         let (orders, mut lines) =
             futures::try_join!(orders::lock_many(conn, order_ids), orders::lines_of_many(conn, order_ids))?;
-        let mut started: HashMap<&str, SagaId> = HashMap::new();
-        let mut new_checkouts: Vec<(SagaId, &str)> = Vec::new();
-        let mut messages = Vec::new();
-        let mut results = Vec::with_capacity(order_ids.len());
-        for (order_id, traceparent) in order_ids.iter().zip(traceparents) {
-            let Some(order) = orders.get(order_id.as_str()) else {
-                results.push(Err(StoreError::UnknownOrder(order_id.clone())));
-                continue;
-            };
-            if let Some(saga_id) = started.get(order_id.as_str()) {
-                results.push(Ok(Begun::Joined(*saga_id)));
-                continue;
-            }
-            let items = lines.remove(order_id.as_str()).unwrap_or_default();
-            match order.status.checkout_step(!items.is_empty()) {
-                Err(refusal) => results.push(Err(refusal.into())),
-                Ok(CheckoutStep::AlreadyPaid) => results.push(Ok(Begun::AlreadyPaid)),
-                Ok(CheckoutStep::Join(saga_id)) => results.push(Ok(Begun::Joined(saga_id))),
-                Ok(CheckoutStep::Start) => {
-                    let saga_id = SagaId::new();
-                    let request = request_of(order_id, &order.user_id, order.total, items);
-                    messages.push(start_message(saga_id, request).in_trace(traceparent.clone()));
-                    started.insert(order_id, saga_id);
-                    new_checkouts.push((saga_id, order_id));
-                    results.push(Ok(Begun::Started(saga_id)));
-                }
-            }
-        }
-        if !new_checkouts.is_empty() {
-            let saga_ids: Vec<String> = new_checkouts.iter().map(|(saga_id, _)| saga_id.to_string()).collect();
-            let checkout_orders: Vec<&str> = new_checkouts.iter().map(|(_, order_id)| *order_id).collect();
-            prepared(
-                diesel::sql_query(
-                    "INSERT INTO checkouts (saga_id, order_id, state, resend_at)
-                 SELECT s::uuid, o, 'pending', now() + make_interval(secs => $3::double precision / 1000)
-                 FROM unnest($1::text[], $2::text[]) AS t(s, o)",
-                )
-                .bind::<Array<Text>, _>(saga_ids)
-                .bind::<Array<Text>, _>(checkout_orders)
-                .bind::<BigInt, _>(resend_after_ms),
-            )
-            .execute(conn)
-            .await?;
-        }
-        Ok((results, messages))
+        let facts = |order_id: &str| {
+            let order = orders.get(order_id)?;
+            Some(CheckoutFacts { status: order.status, has_items: lines.get(order_id).is_some_and(|l| !l.is_empty()) })
+        };
+        let plan = domain::plan_intake(order_ids, facts, SagaId::new);
+        insert_pending(conn, order_ids, &plan.started, resend_after_ms).await?;
+        let started = plan
+            .started
+            .iter()
+            .filter_map(|&NewCheckout { saga_id, request }| {
+                let order_id = &order_ids[request];
+                let order = orders.get(order_id.as_str())?;
+                let order = Snapshot {
+                    order_id: order_id.clone(),
+                    user_id: order.user_id.clone(),
+                    total: order.total,
+                    lines: lines.remove(order_id.as_str()).unwrap_or_default(),
+                };
+                Some((request, CoordinatorRequest::Start { saga_id, order }))
+            })
+            .collect();
+        let answers = plan
+            .answers
+            .into_iter()
+            .zip(order_ids)
+            .map(|(answer, order_id)| {
+                answer.map_err(|not_begun| match not_begun {
+                    NotBegun::UnknownOrder => StoreError::UnknownOrder(order_id.clone()),
+                    NotBegun::Refused(refusal) => StoreError::Refused(refusal),
+                })
+            })
+            .collect();
+        Ok(BegunBatch { answers, started })
     })
     .await
 }
 
-/// What the coordinator is asked to carry out for `order_id`: its lines, merged per item, and its total.
-fn request_of(order_id: &str, user_id: &str, total: u64, lines: Vec<LineItem>) -> CheckoutRequest {
-    CheckoutRequest {
-        order_id: order_id.to_owned(),
-        user_id: user_id.to_owned(),
-        items: domain::aggregate_lines(lines),
-        total,
+/// Records the checkouts `started` as pending, each of the order of its request among `order_ids`, due to be sent
+/// again `resend_after_ms` from now.
+async fn insert_pending(
+    conn: &mut AsyncPgConnection,
+    order_ids: &[String],
+    started: &[NewCheckout],
+    resend_after_ms: i64,
+) -> Result<(), StoreError> {
+    if started.is_empty() {
+        return Ok(());
     }
-}
-
-/// The message that starts (or asks again about) saga `saga_id`.
-fn start_message(saga_id: SagaId, request: CheckoutRequest) -> Outgoing {
-    Outgoing::envelope(queues::COORDINATOR, &Envelope::new(saga_id, CoordinatorMessage::StartCheckout(request)))
-}
-
-/// The message that asks the coordinator (again) to undo the paid checkout `saga_id` of `order_id`.
-pub(super) fn cancel_message(saga_id: SagaId, order_id: &str) -> Outgoing {
-    let cancel = CoordinatorMessage::CancelCheckout { order_id: order_id.to_owned() };
-    Outgoing::envelope(queues::COORDINATOR, &Envelope::new(saga_id, cancel))
+    let saga_ids: Vec<String> = started.iter().map(|new| new.saga_id.to_string()).collect();
+    let checkout_orders: Vec<&str> = started.iter().map(|new| order_ids[new.request].as_str()).collect();
+    prepared(
+        diesel::sql_query(
+            "INSERT INTO checkouts (saga_id, order_id, state, resend_at)
+             SELECT s::uuid, o, 'pending', now() + make_interval(secs => $3::double precision / 1000)
+             FROM unnest($1::text[], $2::text[]) AS t(s, o)",
+        )
+        .bind::<Array<Text>, _>(saga_ids)
+        .bind::<Array<Text>, _>(checkout_orders)
+        .bind::<BigInt, _>(resend_after_ms),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Takes up to `limit` checkouts in flight whose message is due to be sent again, pushes each one's next time
-/// back (`first_ms` after the first send, doubling per send, at most `max_ms` apart), and returns their messages:
-/// a `StartCheckout` for a pending checkout, rebuilt from the order (an order's lines cannot change while its
-/// checkout is pending), and a `CancelCheckout` for one being cancelled. One statement does it all, so the order
+/// back (`first_ms` after the first send, doubling per send, at most `max_ms` apart), and returns what each asks
+/// of the coordinator again ([`domain::InFlight::request_again`]): a pending checkout its start, rebuilt from the
+/// order (an order's lines cannot change while its checkout is pending), one being cancelled its cancellation. One statement does it all, so the order
 /// and its lines are read in the snapshot that found the checkout pending (a `batch_init` replacing the order
 /// meanwhile cannot leave a request with the old total and no lines). Checkouts another replica is taking at the
 /// same moment are skipped. The new times are committed before the messages go out, so a failed send waits for
@@ -196,7 +166,7 @@ pub async fn take_due_resends(
     limit: i64,
     first_ms: i64,
     max_ms: i64,
-) -> Result<Vec<Outgoing>, StoreError> {
+) -> Result<Vec<CoordinatorRequest>, StoreError> {
     #[derive(QueryableByName)]
     struct Due {
         #[diesel(sql_type = Text)]
@@ -239,13 +209,10 @@ pub async fn take_due_resends(
     .await?;
     due.into_iter()
         .map(|row| {
-            let saga_id = orders::parse_saga_id(&row.saga_id)?;
-            if CheckoutPhase::parse(&row.state) == Some(CheckoutPhase::Cancelling) {
-                return Ok(cancel_message(saga_id, &row.order_id));
-            }
+            let in_flight = orders::parse_in_flight(&row.saga_id, &row.state)?;
             let total = super::stored_amount(row.total, "an order total")?;
-            let items = row.lines.into_items()?;
-            Ok(start_message(saga_id, request_of(&row.order_id, &row.user_id, total, items)))
+            let lines = row.lines.into_items()?;
+            Ok(in_flight.request_again(Snapshot { order_id: row.order_id, user_id: row.user_id, total, lines }))
         })
         .collect()
 }

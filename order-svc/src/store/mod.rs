@@ -1,6 +1,8 @@
 //! The database of order-svc: orders and their lines ([`orders`]), and the checkout attempts of each order with
-//! their cancellations, which also say which `StartCheckout` and `CancelCheckout` messages are due to be sent
-//! again ([`checkouts`]). Queries are plain SQL through diesel-async; the schema is in `migrations/`.
+//! their cancellations, which also say which requests to the coordinator are due to be sent again
+//! ([`checkouts`]). Queries are plain SQL through diesel-async; the schema is in `migrations/`. The store loads and
+//! writes rows; what a request does with them is decided in [`crate::domain`], and the messages that follow are
+//! built in [`crate::messaging`].
 //!
 //! Every change to an order, the start of its checkout or cancellation, the recording of an outcome and a
 //! `batch_init` happen in a transaction that first locks the order's row (several orders' rows in ID order).
@@ -47,9 +49,6 @@ pub enum StoreError {
     /// No connection could be had from the pool.
     #[error("no database connection: {0}")]
     Pool(#[from] PoolError),
-    /// The transaction this request shared with others failed (one error, reported to each of them).
-    #[error("database error: {0}")]
-    Shared(String),
 }
 
 /// An order as clients see it.

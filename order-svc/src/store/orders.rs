@@ -12,7 +12,7 @@ use platform::db::prepared;
 use shared_contracts::{LineItem, SagaId};
 
 use super::{bigint, stored_amount, OrderView, StoreError};
-use crate::domain::{self, BatchInit, CheckoutPhase, InFlight, Line, OrderStatus};
+use crate::domain::{BatchInit, CheckoutPhase, InFlight, Line, OrderStatus};
 
 /// An order's row, locked for the rest of the transaction, and whether a checkout or cancellation of it is in
 /// flight.
@@ -54,15 +54,13 @@ struct InFlightRow {
     state: String,
 }
 
-impl InFlightRow {
-    fn in_flight(&self) -> Result<InFlight, StoreError> {
-        let saga_id = parse_saga_id(&self.saga_id)?;
-        match CheckoutPhase::parse(&self.state) {
-            Some(CheckoutPhase::Pending) => Ok(InFlight::Checkout(saga_id)),
-            Some(CheckoutPhase::Cancelling) => Ok(InFlight::Cancel(saga_id)),
-            _ => Err(StoreError::Corrupt(format!("checkout {saga_id} in flight is in state {:?}", self.state))),
-        }
-    }
+/// The saga in flight that the checkout of saga `saga_id` with `state`, both as stored, is; corrupt when the state
+/// is not one of a checkout in flight.
+pub(crate) fn parse_in_flight(saga_id: &str, state: &str) -> Result<InFlight, StoreError> {
+    let saga_id = parse_saga_id(saga_id)?;
+    CheckoutPhase::parse(state)
+        .and_then(|phase| phase.in_flight(saga_id))
+        .ok_or_else(|| StoreError::Corrupt(format!("checkout {saga_id} in flight is in state {state:?}")))
 }
 
 /// The checkouts in flight of the orders bound as `$1` (an array), as [`InFlightRow`]s.
@@ -244,7 +242,8 @@ pub async fn find(conn: &mut AsyncPgConnection, order_id: &str) -> Result<OrderV
     })
 }
 
-/// Adds `quantity` units of `item_id` at `price` each to the order, if it is open; returns the new state.
+/// Adds `quantity` units of `item_id` at `price` each to the order, if [`OrderStatus::addition`] allows it;
+/// returns the new state.
 pub async fn add_item(
     conn: &mut AsyncPgConnection,
     order_id: &str,
@@ -254,9 +253,8 @@ pub async fn add_item(
 ) -> Result<OrderView, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let order = lock(conn, order_id).await?;
-        order.status.check_items_editable()?;
         let line = line(conn, order_id, item_id).await?.unwrap_or_default();
-        let added = domain::add_units(order.total, line, quantity, price)?;
+        let added = order.status.addition(order.total, line, quantity, price)?;
         diesel::sql_query(
             "INSERT INTO order_items (order_id, item_id, quantity, unit_total) VALUES ($1, $2, $3, $4)
              ON CONFLICT (order_id, item_id) DO UPDATE SET quantity = $3, unit_total = $4",
@@ -273,21 +271,21 @@ pub async fn add_item(
     .await
 }
 
-/// Removes the line of `item_id` from the order, if it is open, taking what the line cost off the total; returns
-/// the new state.
+/// Removes the line of `item_id` from the order, if [`OrderStatus::removal`] allows it, taking what the line cost
+/// off the total; returns the new state.
 pub async fn remove_item(conn: &mut AsyncPgConnection, order_id: &str, item_id: &str) -> Result<OrderView, StoreError> {
     conn.transaction::<_, StoreError, _>(async |conn| {
         let order = lock(conn, order_id).await?;
         let line = line(conn, order_id, item_id)
             .await?
             .ok_or_else(|| StoreError::ItemNotInOrder { order_id: order_id.to_owned(), item_id: item_id.to_owned() })?;
-        order.status.check_items_editable()?;
+        let total = order.status.removal(order.total, line)?;
         diesel::sql_query("DELETE FROM order_items WHERE order_id = $1 AND item_id = $2")
             .bind::<Text, _>(order_id)
             .bind::<Text, _>(item_id)
             .execute(conn)
             .await?;
-        set_total(conn, order_id, domain::remove_line(order.total, line)).await?;
+        set_total(conn, order_id, total).await?;
         find(conn, order_id).await
     })
     .await
@@ -339,7 +337,7 @@ pub(crate) async fn lock_many(
     let (rows, in_flight) = futures::try_join!(locking, in_flight)?;
     let mut in_flight_of = HashMap::with_capacity(in_flight.len());
     for row in &in_flight {
-        in_flight_of.insert(row.order_id.as_str(), row.in_flight()?);
+        in_flight_of.insert(row.order_id.as_str(), parse_in_flight(&row.saga_id, &row.state)?);
     }
     rows.into_iter()
         .map(|row| {

@@ -1,5 +1,5 @@
 //! Recording the outcomes the coordinator sends back: each moves its checkout as
-//! [`CheckoutPhase::after`] says, and the order's `paid` with it. An outcome that does not apply to the checkout
+//! [`Outcome::moves`] says, and the order's `paid` with it. An outcome that does not apply to the checkout
 //! as it stands (a duplicate, a late one) changes nothing, so redelivery is harmless.
 
 use diesel::{
@@ -11,12 +11,12 @@ use platform::db::prepared;
 use shared_contracts::{CheckoutOutcome, SagaId};
 
 use super::{
-    checkouts::{CheckoutState, Problem, StateRow},
+    checkouts::{Problem, StateRow},
     orders, StoreError,
 };
-use crate::domain::{CheckoutPhase, Outcome};
+use crate::domain::{CheckoutState, Outcome};
 
-/// Every move the outcomes may make: one row per outcome and phase it applies to. The statement applies the
+/// Every move the outcomes may make ([`Outcome::moves`]): one row per outcome and phase it applies to. The statement applies the
 /// one whose `from` is the checkout's phase, if any.
 #[derive(Default)]
 struct Moves {
@@ -29,22 +29,17 @@ struct Moves {
 
 impl Moves {
     fn add(&mut self, saga_id: SagaId, outcome: &CheckoutOutcome) -> Result<(), StoreError> {
-        let (kind, reason) = match outcome {
-            CheckoutOutcome::Paid { .. } => (Outcome::Paid, None),
-            CheckoutOutcome::Failed { reason, .. } => (Outcome::Failed, Some(json(reason)?)),
-            CheckoutOutcome::Cancelled { .. } => (Outcome::Cancelled, None),
-            CheckoutOutcome::NeedsAttention { problem, .. } => {
-                (Outcome::NeedsAttention, Some(json(&Problem { problem: problem.clone() })?))
-            }
+        let reason = match outcome {
+            CheckoutOutcome::Paid { .. } | CheckoutOutcome::Cancelled { .. } => None,
+            CheckoutOutcome::Failed { reason, .. } => Some(json(reason)?),
+            CheckoutOutcome::NeedsAttention { problem, .. } => Some(json(&Problem { problem: problem.clone() })?),
         };
-        for from in CheckoutPhase::ALL {
-            if let Some(to) = from.after(kind) {
-                self.saga_ids.push(saga_id.to_string());
-                self.from.push(from.as_str());
-                self.to.push(to.as_str());
-                self.reasons.push(reason.clone());
-                self.order_paid.push(to.order_paid());
-            }
+        for (from, to) in Outcome::of(outcome).moves() {
+            self.saga_ids.push(saga_id.to_string());
+            self.from.push(from.as_str());
+            self.to.push(to.as_str());
+            self.reasons.push(reason.clone());
+            self.order_paid.push(to.order_paid());
         }
         Ok(())
     }
