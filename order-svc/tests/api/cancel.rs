@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use shared_contracts::{CheckoutOutcome, FailureReason};
 
-use crate::helpers::{eventually, spawn_app, spawn_app_configured};
+use platform::testing::eventually;
+
+use crate::helpers::{spawn_app, spawn_app_configured, PATIENCE};
 
 fn cancelled(order_id: &str) -> (StatusCode, serde_json::Value) {
     (StatusCode::OK, json!({ "order_id": order_id, "paid": false, "cancelled": true }))
@@ -38,8 +40,8 @@ async fn cancelling_a_paid_order_undoes_its_checkout_and_opens_the_order_again()
 
     // A second cancel answers the same and sends nothing.
     assert_eq!(app.post(&format!("/orders/cancel/{order_id}")).await, cancelled(&order_id));
-    app.let_stray_messages_arrive().await;
-    assert!(coordinator.try_next().await.is_none(), "a cancelled order was cancelled again");
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "a cancelled order was cancelled again");
 
     // The order is open again: it can change, and a new checkout is a new saga.
     assert_eq!(app.post(&format!("/orders/addItem/{order_id}/{item}")).await.0, StatusCode::OK);
@@ -65,8 +67,8 @@ async fn concurrent_cancels_of_one_order_run_one_cancellation_and_all_see_it_don
     for cancel in cancels {
         assert_eq!(cancel.await.expect("the request task finishes"), cancelled(&order_id));
     }
-    app.let_stray_messages_arrive().await;
-    assert!(coordinator.try_next().await.is_none(), "a second CancelCheckout was sent");
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "a second CancelCheckout was sent");
     assert_eq!(app.checkout_states(&order_id).await, vec!["cancelled"]);
 }
 
@@ -102,8 +104,8 @@ async fn only_a_paid_order_can_be_cancelled() {
     // A failed checkout took nothing, so there is nothing to cancel.
     assert_eq!(app.post(&format!("/orders/cancel/{order_id}")).await, not_paid);
     assert_eq!(app.checkout_states(&order_id).await, vec!["failed"]);
-    app.let_stray_messages_arrive().await;
-    assert!(coordinator.try_next().await.is_none(), "a refused cancel sent a message");
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "a refused cancel sent a message");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,7 +146,7 @@ async fn a_cancellation_started_elsewhere_unpays_the_order_when_its_outcome_come
     let (order_id, paid_saga) = app.paid_order(&coordinator, &[(&item, 1)]).await;
 
     coordinator.send_outcome(paid_saga, CheckoutOutcome::Cancelled { order_id: order_id.clone() }).await;
-    eventually("the cancellation to be recorded", async || {
+    eventually("the cancellation to be recorded", PATIENCE, async || {
         (app.find(&order_id).await["paid"] == json!(false)).then_some(())
     })
     .await;
@@ -191,7 +193,7 @@ async fn a_cancellation_without_an_outcome_times_out_with_504_and_the_order_stay
 
     assert_eq!(coordinator.next_cancel().await, (paid_saga, order_id.clone()));
     coordinator.send_outcome(paid_saga, CheckoutOutcome::Cancelled { order_id: order_id.clone() }).await;
-    eventually("the late outcome to be recorded", async || {
+    eventually("the late outcome to be recorded", PATIENCE, async || {
         (app.find(&order_id).await["paid"] == json!(false)).then_some(())
     })
     .await;
@@ -208,7 +210,7 @@ async fn a_cancelling_checkout_whose_cancel_never_left_is_sent_after_a_restart()
         .await;
     assert_eq!(coordinator.next_cancel().await, (paid_saga, order_id.clone()));
     coordinator.send_outcome(paid_saga, CheckoutOutcome::Cancelled { order_id: order_id.clone() }).await;
-    eventually("the outcome to be recorded", async || {
+    eventually("the outcome to be recorded", PATIENCE, async || {
         (app.find(&order_id).await["paid"] == json!(false)).then_some(())
     })
     .await;

@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use shared_contracts::{CheckoutOutcome, CheckoutRequest, FailureReason, LineItem};
 
-use crate::helpers::{eventually, spawn_app, spawn_app_configured, spawn_app_with_checkout_timeout};
+use platform::testing::eventually;
+
+use crate::helpers::{spawn_app, spawn_app_configured, spawn_app_with_checkout_timeout, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_or_unknown_order_cannot_be_checked_out() {
@@ -19,8 +21,9 @@ async fn an_empty_or_unknown_order_cannot_be_checked_out() {
     assert_eq!(unknown, (StatusCode::NOT_FOUND, json!({ "error": "order nope does not exist" })));
 
     assert_eq!(app.count("SELECT count(*) AS n FROM checkouts").await, 0);
-    app.let_stray_messages_arrive().await;
-    assert!(app.coordinator().await.try_next().await.is_none());
+    let coordinator = app.coordinator().await;
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "{strays:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -46,8 +49,8 @@ async fn concurrent_checkouts_of_one_order_run_one_saga_and_both_see_it_paid() {
 
     assert_eq!(app.find(&order_id).await["paid"], json!(true));
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
-    app.let_stray_messages_arrive().await;
-    assert!(coordinator.try_next().await.is_none(), "a second StartCheckout was sent");
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "a second StartCheckout was sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,8 +66,8 @@ async fn a_paid_order_is_final_and_checking_it_out_again_sends_nothing() {
 
     let again = app.post(&format!("/orders/checkout/{order_id}")).await;
     assert_eq!(again, (StatusCode::OK, json!({ "order_id": order_id, "paid": true })));
-    app.let_stray_messages_arrive().await;
-    assert!(coordinator.try_next().await.is_none(), "checking out a paid order sent a message");
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "checking out a paid order sent a message");
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
 
     let paid = json!({ "error": "order is already paid" });
@@ -143,7 +146,7 @@ async fn a_checkout_without_outcome_times_out_with_504_and_stays_pending() {
     let (saga_id, request) = coordinator.next_checkout().await;
     assert_eq!(request.items, vec![LineItem { item_id: item.clone(), quantity: 3 }]);
     coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
-    eventually("the late outcome to be recorded", async || {
+    eventually("the late outcome to be recorded", PATIENCE, async || {
         (app.find(&order_id).await["paid"] == json!(true)).then_some(())
     })
     .await;
@@ -166,7 +169,10 @@ async fn duplicate_outcomes_change_nothing_and_garbage_is_dead_lettered() {
     coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
     coordinator.send_raw(b"{not an outcome".to_vec()).await;
     // Outcomes are handled in queue order, so once the garbage is dead-lettered the two before it are handled.
-    eventually("the garbage to be dead-lettered", async || (coordinator.dead_letters().await == 1).then_some(())).await;
+    eventually("the garbage to be dead-lettered", PATIENCE, async || {
+        (coordinator.dead_letters().await == 1).then_some(())
+    })
+    .await;
 
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
     assert_eq!(app.find(&order_id).await["paid"], json!(true));
@@ -210,8 +216,8 @@ async fn a_burst_of_checkouts_mixing_good_unknown_empty_and_repeated_orders_answ
         let expected = if order_id == empty { StatusCode::BAD_REQUEST } else { StatusCode::NOT_FOUND };
         assert_eq!(status, expected, "{order_id}");
     }
-    app.let_stray_messages_arrive().await;
-    assert!(coordinator.try_next().await.is_none(), "more StartCheckouts than orders");
+    let strays = app.messages_before_marker(&coordinator).await;
+    assert!(strays.is_empty(), "more StartCheckouts than orders");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -243,8 +249,11 @@ async fn a_checkout_without_an_outcome_sends_its_start_again_until_one_comes() {
     coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
     assert_eq!(checkout.await.expect("the request task finishes").0, StatusCode::OK);
     while coordinator.try_next().await.is_some() {}
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(coordinator.try_next().await.is_none(), "a settled checkout was sent again");
+    // A marker due now is sent in the next pass and again at most 600 ms later; by then the settled checkout, had
+    // it still been due, would be due as well, and sent no later than the marker's second time.
+    let marker = app.pending_marker().await;
+    let (sent_again, _) = coordinator.messages_before(|envelope| envelope.saga_id == marker, 2).await;
+    assert!(sent_again.is_empty(), "a settled checkout was sent again");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -264,8 +273,10 @@ async fn a_pending_checkout_whose_start_never_left_is_sent_after_a_restart() {
     assert_eq!(request.items, vec![LineItem { item_id: item, quantity: 1 }]);
 
     coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
-    eventually("the outcome to be recorded", async || (app.find(&order_id).await["paid"] == json!(true)).then_some(()))
-        .await;
+    eventually("the outcome to be recorded", PATIENCE, async || {
+        (app.find(&order_id).await["paid"] == json!(true)).then_some(())
+    })
+    .await;
     assert_eq!(app.checkout_states(&order_id).await, vec!["paid"]);
 }
 
@@ -296,7 +307,10 @@ async fn a_checkout_that_can_neither_complete_nor_be_undone_answers_500_and_leav
     // A late outcome of the saga changes nothing any more.
     coordinator.send_outcome(saga_id, CheckoutOutcome::Paid { order_id: order_id.clone() }).await;
     coordinator.send_raw(b"{not an outcome".to_vec()).await;
-    eventually("the garbage to be dead-lettered", async || (coordinator.dead_letters().await == 1).then_some(())).await;
+    eventually("the garbage to be dead-lettered", PATIENCE, async || {
+        (coordinator.dead_letters().await == 1).then_some(())
+    })
+    .await;
     assert_eq!(app.checkout_states(&order_id).await, vec!["needs_attention"]);
     assert_eq!(app.find(&order_id).await["paid"], json!(false));
 }

@@ -16,14 +16,14 @@ use order_svc::{config::Config, startup::Application};
 use platform::{
     amqp::{Broker, Outgoing, Publisher},
     db::Pool,
-    testing::{fresh_database, fresh_vhost},
+    testing::{eventually, fresh_database, fresh_vhost},
 };
 use reqwest::StatusCode;
 use serde_json::Value;
 use shared_contracts::{queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, SagaId};
 
 /// How long a test waits for something that should happen promptly.
-const PATIENCE: Duration = Duration::from_secs(15);
+pub const PATIENCE: Duration = Duration::from_secs(15);
 
 /// A running order-svc, stock-svc and payment-svc, and what a test needs to look inside them.
 pub struct TestApp {
@@ -259,10 +259,35 @@ impl TestApp {
         rows.into_iter().map(|row| row.state).collect()
     }
 
-    /// Gives a message that order-svc should not have sent the time to reach the broker: messages go out in the
-    /// background after their commit, within milliseconds.
-    pub async fn let_stray_messages_arrive(&self) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    /// Every message order-svc sent `coordinator` before a marker: the checkout of a new order, asked for now.
+    /// Checkout requests begin one batch after the other, and a batch hands its messages to the publisher before
+    /// the next begins, as a request hands over its cancellation before it waits for the outcome; so a message
+    /// that a request before this call should not have sent is on the queue ahead of the marker's `StartCheckout`,
+    /// and waiting for the marker shows it without waiting a fixed time. The marker's saga is answered `Paid`, so
+    /// its request ends; the new order, user and item are the marker's own.
+    pub async fn messages_before_marker(&self, coordinator: &FakeCoordinator) -> Vec<Envelope<CoordinatorMessage>> {
+        let item = self.create_item(1, 1).await;
+        let marker = self.order_with(&self.create_user().await, &[(&item, 1)]).await;
+        let checkout = tokio::spawn(self.checkout(&marker));
+        let is_marker = |envelope: &Envelope<CoordinatorMessage>| matches!(&envelope.body, CoordinatorMessage::StartCheckout(request) if request.order_id == marker);
+        let (before, start) = coordinator.messages_before(is_marker, 1).await;
+        coordinator.send_outcome(start.saga_id, CheckoutOutcome::Paid { order_id: marker.clone() }).await;
+        let paid = checkout.await.expect("the request task finishes");
+        assert_eq!(paid.0, StatusCode::OK, "the marker's checkout: {}", paid.1);
+        before
+    }
+
+    /// A pending checkout of a new order, due to be sent again now, as a marker for what the resending sends
+    /// (see [`FakeCoordinator::messages_before`]). Returns its saga.
+    pub async fn pending_marker(&self) -> SagaId {
+        let item = self.create_item(1, 1).await;
+        let order_id = self.order_with(&self.create_user().await, &[(&item, 1)]).await;
+        let saga_id = SagaId::new();
+        self.execute(&format!(
+            "INSERT INTO checkouts (saga_id, order_id, state, resend_at) VALUES ('{saga_id}', '{order_id}', 'pending', now())"
+        ))
+        .await;
+        saga_id
     }
 
     /// Stands in for the coordinator on the test's vhost.
@@ -276,18 +301,6 @@ async fn answer(request: reqwest::RequestBuilder) -> Answer {
     let status = response.status();
     let body = response.json().await.expect("the answer is JSON");
     (status, body)
-}
-
-/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
-pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The coordinator's side of the queues: reads what order-svc sends it and answers with outcomes.
@@ -332,7 +345,7 @@ impl FakeCoordinator {
 
     /// Waits for the next `StartCheckout` and returns its saga and request.
     pub async fn next_checkout(&self) -> (SagaId, CheckoutRequest) {
-        let envelope = eventually("a StartCheckout message", async || self.try_next().await).await;
+        let envelope = eventually("a StartCheckout message", PATIENCE, async || self.try_next().await).await;
         match envelope.body {
             CoordinatorMessage::StartCheckout(request) => (envelope.saga_id, request),
             other => panic!("expected StartCheckout, got {other:?}"),
@@ -341,10 +354,35 @@ impl FakeCoordinator {
 
     /// Waits for the next `CancelCheckout` and returns its saga and order.
     pub async fn next_cancel(&self) -> (SagaId, String) {
-        let envelope = eventually("a CancelCheckout message", async || self.try_next().await).await;
+        let envelope = eventually("a CancelCheckout message", PATIENCE, async || self.try_next().await).await;
         match envelope.body {
             CoordinatorMessage::CancelCheckout { order_id } => (envelope.saga_id, order_id),
             other => panic!("expected CancelCheckout, got {other:?}"),
+        }
+    }
+
+    /// Every message on the coordinator's queue ahead of the `count`th one that `is_marker` picks, with those that
+    /// came in the same delivery as that one (the messages of one publish travel as one bundle), and that marker.
+    /// The markers before it are not returned.
+    pub async fn messages_before(
+        &self,
+        is_marker: impl Fn(&Envelope<CoordinatorMessage>) -> bool,
+        count: usize,
+    ) -> (Vec<Envelope<CoordinatorMessage>>, Envelope<CoordinatorMessage>) {
+        let mut before = Vec::new();
+        let mut seen = 0;
+        loop {
+            let envelope = eventually("the marker message", PATIENCE, async || self.try_next().await).await;
+            if !is_marker(&envelope) {
+                before.push(envelope);
+                continue;
+            }
+            seen += 1;
+            if seen == count {
+                let bundled: Vec<Vec<u8>> = self.unread.lock().expect("not poisoned").drain(..).collect();
+                before.extend(bundled.iter().map(|body| Envelope::from_bytes(body).expect("a decodable message")));
+                return (before, envelope);
+            }
         }
     }
 
