@@ -9,7 +9,8 @@
 //! comes back on the outcome queue (see [`messaging`]), is recorded, and wakes the requests waiting for it (see
 //! [`checkout`]).
 //! Which changes an order still allows, what a checkout or cancellation request does, how an outcome moves a
-//! checkout and how totals add up is decided free of I/O in [`domain`].
+//! checkout and how totals add up is decided free of I/O in [`domain`]; the store loads and writes the rows
+//! around those decisions, and every message to the coordinator is built in [`messaging`].
 
 pub mod checkout;
 pub mod config;
