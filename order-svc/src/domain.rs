@@ -1,6 +1,9 @@
 //! The rules of order-svc, free of I/O: when an order may still change, what a checkout or a cancellation request
-//! does given the order's state, how a checkout moves when its saga reports, how lines and totals add up without
-//! overflowing, and what a `batch_init` may ask for.
+//! does given the order's state (a batch of checkout requests at once: [`plan_intake`]), what is asked of the
+//! coordinator ([`CoordinatorRequest`]), how a checkout moves when its saga reports, what a checkout's state
+//! answers the requests waiting on it, how lines and totals add up without overflowing, and what a `batch_init`
+//! may ask for. The store loads the facts these rules take and writes what they decide; messaging turns the
+//! requests into messages.
 //!
 //! An order is open until it is paid. While a checkout saga is in flight the order is frozen: the coordinator is
 //! taking stock and credit for the snapshot it was sent, so changing the order under it would make the books
