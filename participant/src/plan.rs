@@ -362,10 +362,8 @@ mod tests {
 
     #[test]
     fn the_commands_of_a_saga_whose_record_is_unreadable_are_not_applied_and_touch_nothing() {
-        let recorded = Recorded {
-            records: HashMap::new(),
-            unreadable: HashMap::from([(saga(1), "state \"lost\"".to_owned())]),
-        };
+        let recorded =
+            Recorded { records: HashMap::new(), unreadable: HashMap::from([(saga(1), "state \"lost\"".to_owned())]) };
         let (take_b, take_a) = (step(&[("b", 1)]), step(&[("a", 1)]));
         let commands = [(saga(1), &take_b), (saga(1), &Command::Compensate), (saga(2), &take_a)];
 
@@ -441,10 +439,7 @@ mod tests {
     /// A command of a random batch: a step on up to two of shelves `a`, `b`, `c` (`c` does not exist), or a
     /// compensation.
     fn any_command() -> impl Strategy<Value = Command<Units>> {
-        prop_oneof![
-            prop::collection::vec(("[a-c]", 0..8i64), 1..3).prop_map(Command::Step),
-            Just(Command::Compensate),
-        ]
+        prop_oneof![prop::collection::vec(("[a-c]", 0..8i64), 1..3).prop_map(Command::Step), Just(Command::Compensate),]
     }
 
     proptest! {

@@ -68,7 +68,9 @@ pub fn decide<'a, R, T: Clone>(recorded: Option<&Record<T>>, command: &'a Comman
     match (recorded, command) {
         (None, Command::Step(request)) => Action::Attempt(request),
         (Some(Record::Applied(_)), Command::Step(_)) => Action::Repeat(Reply::Applied),
-        (Some(Record::Rejected(reason)), Command::Step(_)) => Action::Repeat(Reply::Rejected { reason: reason.clone() }),
+        (Some(Record::Rejected(reason)), Command::Step(_)) => {
+            Action::Repeat(Reply::Rejected { reason: reason.clone() })
+        }
         (Some(Record::Compensated(_) | Record::Tombstone), Command::Step(_)) => {
             Action::Repeat(Reply::Rejected { reason: FailureReason::Cancelled })
         }
