@@ -18,12 +18,13 @@ COPY platform/Cargo.toml platform/
 COPY shared-contracts/Cargo.toml shared-contracts/
 COPY stock-svc/Cargo.toml stock-svc/
 COPY payment-svc/Cargo.toml payment-svc/
+COPY participant/Cargo.toml participant/
 COPY order-svc/Cargo.toml order-svc/
 COPY coordinator/Cargo.toml coordinator/
 COPY sagactl/Cargo.toml sagactl/
 COPY tests/Cargo.toml tests/
 COPY bench/Cargo.toml bench/
-ARG CRATES="platform shared-contracts stock-svc payment-svc order-svc coordinator sagactl tests bench"
+ARG CRATES="platform shared-contracts stock-svc payment-svc participant order-svc coordinator sagactl tests bench"
 # The four services, and sagactl, the operator's command line for the coordinator's admin API.
 ARG BINARIES="order-svc payment-svc stock-svc coordinator sagactl"
 RUN for crate in $CRATES; do \

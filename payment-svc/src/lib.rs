@@ -6,8 +6,10 @@
 //! and `batch_init` first asks the coordinator whether sagas are unfinished (see [`platform::sagas`]). Over RabbitMQ (see [`messaging`]) it is the payment participant of the checkout saga: it
 //! charges a checkout's total and refunds it when the coordinator compensates. Every payment is a row of the
 //! `payments` table (see [`store`]); for the saga that row is also the inbox that makes redelivered commands
-//! harmless. The rules deciding what a command does, and the bound on credit that leaves room for every refund,
-//! free of I/O, live in [`domain`].
+//! harmless. The protocol of a participant (the record per saga, the tombstone of an early refund, the repeated
+//! replies, the worker) is the `participant` crate's; payment-svc supplies its effect, charging and refunding
+//! credit, and the bound on credit that leaves room for every refund, free of I/O, in [`domain`], and where it
+//! keeps its records, in [`store::saga`].
 
 pub mod config;
 pub mod domain;

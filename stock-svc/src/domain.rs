@@ -1,19 +1,17 @@
-//! The rules of stock-svc, free of I/O: what an item looks like, why a stock change is refused, and what the saga
-//! worker does with a command given what it recorded for that saga before.
-//!
-//! The saga step of one checkout is a small state machine. It starts with no record; a `Reserve` takes the stock
-//! (recorded `reserved`) or is refused (`rejected`); a `Release` gives a reservation back (`released`) or, when it
-//! comes first, leaves a `cancelled` tombstone so that the late `Reserve` takes nothing. Every other combination
-//! repeats the answer already given, which is what makes redelivered and duplicated commands harmless.
+//! The rules of stock-svc, free of I/O: what an item looks like, why a stock change is refused, and stock's
+//! effect in the checkout saga ([`Stock`]): a reservation takes its lines from the items' holdings, all or
+//! nothing, and a release gives them back. The protocol around it (what is recorded per saga, the tombstone of a
+//! release that comes first, the repeated replies) is the `participant` crate's.
 //!
 //! Stock is bounded so that every compensation fits: an item keeps, beside its stock, the units reserved by sagas
 //! and not released (see [`Holding`]), and no write that adds stock may take the two together beyond
 //! [`MAX_STOCK`]. A release moves units from reserved back to stock, so it can never overflow.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
+use participant::{Changes, Effect, Held};
 use serde::{Deserialize, Serialize};
-use shared_contracts::{FailureReason, LineItem, SagaId, StockCommand, StockReply};
+use shared_contracts::{FailureReason, LineItem};
 
 /// The most an item may hold in stock and reserved by checkout sagas together: the largest `BIGINT`. Adding
 /// stock (`/stock/add`, `/stock/batch_init`) is refused beyond it, which leaves room for every release to come.
@@ -159,206 +157,56 @@ pub struct Line {
     pub quantity: i64,
 }
 
-/// What the worker recorded for one saga; one variant per value of the `saga_steps.state` column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordedStep {
-    /// The lines were taken from stock.
-    Reserved {
-        /// What was taken.
-        lines: Vec<Line>,
-    },
-    /// Nothing was taken.
-    Rejected {
-        /// What was asked for.
-        items: Vec<LineItem>,
-        /// Why it was refused.
-        reason: FailureReason,
-    },
-    /// A reservation was given back.
-    Released {
-        /// What was given back.
-        lines: Vec<Line>,
-    },
-    /// The release came before any reservation: none will be made for this saga.
-    Cancelled,
-}
+/// stock-svc's effect in the checkout saga: a reservation asks for line items and takes [`Line`]s from the
+/// items' [`Holding`]s, a release gives those lines back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stock;
 
-/// What the worker must do for one command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepAction {
-    /// The command was decided before: answer the same way and change nothing.
-    Repeat(StockReply),
-    /// Take these lines, in this order, all or nothing, and record the outcome.
-    Reserve(Vec<Line>),
-    /// Refuse without touching stock (the request can never be met) and record it.
-    Reject(FailureReason),
-    /// Put these lines back into stock and record the saga as released.
-    Restore(Vec<Line>),
-    /// Record a cancelled tombstone so that a later reserve is refused, and answer released.
-    Tombstone,
-}
+impl Effect for Stock {
+    type Request = Vec<LineItem>;
+    type Taken = Vec<Line>;
+    type Resource = Holding;
+    type Unprocessable = Unprocessable;
 
-/// Decides what `command` means for a saga whose record is `recorded`.
-pub fn decide(recorded: Option<&RecordedStep>, command: &StockCommand) -> StepAction {
-    match (recorded, command) {
-        (None, StockCommand::Reserve { items }) => match lines_to_take(items) {
-            Ok(lines) => StepAction::Reserve(lines),
-            Err(reason) => StepAction::Reject(reason),
-        },
-        (Some(RecordedStep::Reserved { .. }), StockCommand::Reserve { .. }) => StepAction::Repeat(StockReply::Reserved),
-        (Some(RecordedStep::Rejected { reason, .. }), StockCommand::Reserve { .. }) => {
-            StepAction::Repeat(StockReply::Rejected { reason: reason.clone() })
+    fn keys_of_request(items: &Vec<LineItem>) -> impl Iterator<Item = &str> {
+        items.iter().map(|item| item.item_id.as_str())
+    }
+
+    fn keys_of_taken(lines: &Vec<Line>) -> impl Iterator<Item = &str> {
+        lines.iter().map(|line| line.item_id.as_str())
+    }
+
+    /// Takes every line or none, in item order (see [`lines_to_take`]); the first line that is unknown or short
+    /// refuses the whole reservation.
+    fn take(held: &Held<'_, Holding>, items: &Vec<LineItem>) -> Result<(Vec<Line>, Changes<Holding>), FailureReason> {
+        let lines = lines_to_take(items)?;
+        let mut taken = Vec::with_capacity(lines.len());
+        for line in &lines {
+            let holding =
+                held.get(&line.item_id).ok_or_else(|| FailureReason::UnknownItem { item_id: line.item_id.clone() })?;
+            let after = holding
+                .reserve(line.quantity)
+                .ok_or_else(|| FailureReason::OutOfStock { item_id: line.item_id.clone() })?;
+            taken.push((line.item_id.clone(), after));
         }
-        (Some(RecordedStep::Released { .. } | RecordedStep::Cancelled), StockCommand::Reserve { .. }) => {
-            StepAction::Repeat(StockReply::Rejected { reason: FailureReason::Cancelled })
+        Ok((lines, taken))
+    }
+
+    /// Gives every line back or none; the first line whose item is gone or full refuses the whole release.
+    fn give_back(held: &Held<'_, Holding>, lines: &Vec<Line>) -> Result<Changes<Holding>, Unprocessable> {
+        let mut restored = Vec::with_capacity(lines.len());
+        for line in lines {
+            let holding =
+                held.get(&line.item_id).ok_or_else(|| Unprocessable::ItemGone { item_id: line.item_id.clone() })?;
+            let after = holding.release(line.quantity).ok_or_else(|| Unprocessable::WouldOverflow {
+                item_id: line.item_id.clone(),
+                in_stock: holding.stock,
+                released: line.quantity,
+            })?;
+            restored.push((line.item_id.clone(), after));
         }
-        (None, StockCommand::Release) => StepAction::Tombstone,
-        (Some(RecordedStep::Reserved { lines }), StockCommand::Release) => StepAction::Restore(lines.clone()),
-        (
-            Some(RecordedStep::Rejected { .. } | RecordedStep::Released { .. } | RecordedStep::Cancelled),
-            StockCommand::Release,
-        ) => StepAction::Repeat(StockReply::Released),
+        Ok(restored)
     }
-}
-
-/// What a batch of saga commands does, worked out in memory from the rows the batch locked: one outcome per
-/// command and the rows to write back. The worker writes it with a few set-based statements instead of several
-/// round trips per command.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BatchPlan {
-    /// Per command, in the order the commands were given: the reply for the coordinator, or why the command can
-    /// never be applied (it then changed nothing).
-    pub outcomes: Vec<Result<StockReply, Unprocessable>>,
-    /// The new holding of every item the batch changed.
-    pub stock: BTreeMap<String, Holding>,
-    /// Records of sagas that had none before the batch: their state at its end.
-    pub inserted: BTreeMap<SagaId, RecordedStep>,
-    /// Records that existed before the batch and changed in it: their state at its end.
-    pub updated: BTreeMap<SagaId, RecordedStep>,
-}
-
-/// The items a batch must lock and read before it is planned: every item a reservation asks for, and every item of
-/// a recorded reservation that a release may give back. Sorted, without duplicates.
-pub fn items_to_lock<'a>(
-    recorded: &'a HashMap<SagaId, RecordedStep>,
-    commands: &[(SagaId, &'a StockCommand)],
-) -> Vec<&'a str> {
-    let mut wanted = BTreeSet::new();
-    for (saga_id, command) in commands {
-        match command {
-            StockCommand::Reserve { items } => wanted.extend(items.iter().map(|item| item.item_id.as_str())),
-            StockCommand::Release => {
-                if let Some(RecordedStep::Reserved { lines }) = recorded.get(saga_id) {
-                    wanted.extend(lines.iter().map(|line| line.item_id.as_str()));
-                }
-            }
-        }
-    }
-    wanted.into_iter().collect()
-}
-
-/// Applies `commands` in order to the sagas' records `recorded` and the items' holdings `stock` (an item missing
-/// from `stock` does not exist), each command exactly as [`decide`] rules, every command seeing what the ones
-/// before it did. A command that can never be applied (see [`Unprocessable`]) changes nothing and holds back none
-/// of the others.
-pub fn plan_batch(
-    recorded: &HashMap<SagaId, RecordedStep>,
-    stock: &HashMap<String, Holding>,
-    commands: &[(SagaId, &StockCommand)],
-) -> BatchPlan {
-    let mut records: HashMap<SagaId, RecordedStep> = HashMap::new();
-    let mut levels: HashMap<String, Holding> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(commands.len());
-    for &(saga_id, command) in commands {
-        let current = records.get(&saga_id).or_else(|| recorded.get(&saga_id));
-        let decided = match decide(current, command) {
-            StepAction::Repeat(reply) => Ok((reply, None)),
-            StepAction::Reserve(lines) => Ok(match take(stock, &mut levels, &lines) {
-                Ok(()) => (StockReply::Reserved, Some(RecordedStep::Reserved { lines })),
-                Err(reason) => rejected(command, reason),
-            }),
-            StepAction::Reject(reason) => Ok(rejected(command, reason)),
-            StepAction::Restore(lines) => put_back(stock, &mut levels, &lines)
-                .map(|()| (StockReply::Released, Some(RecordedStep::Released { lines }))),
-            StepAction::Tombstone => Ok((StockReply::Released, Some(RecordedStep::Cancelled))),
-        };
-        outcomes.push(decided.map(|(reply, record)| {
-            if let Some(record) = record {
-                records.insert(saga_id, record);
-            }
-            reply
-        }));
-    }
-    let mut plan = BatchPlan { outcomes, ..BatchPlan::default() };
-    for (item_id, level) in levels {
-        if stock.get(&item_id) != Some(&level) {
-            plan.stock.insert(item_id, level);
-        }
-    }
-    for (saga_id, record) in records {
-        match recorded.get(&saga_id) {
-            None => {
-                plan.inserted.insert(saga_id, record);
-            }
-            Some(before) if *before != record => {
-                plan.updated.insert(saga_id, record);
-            }
-            Some(_) => {}
-        }
-    }
-    plan
-}
-
-fn rejected(command: &StockCommand, reason: FailureReason) -> (StockReply, Option<RecordedStep>) {
-    let items = match command {
-        StockCommand::Reserve { items } => items.clone(),
-        StockCommand::Release => Vec::new(),
-    };
-    (StockReply::Rejected { reason: reason.clone() }, Some(RecordedStep::Rejected { items, reason }))
-}
-
-/// The holding of `item_id` as the batch has left it so far.
-fn level(stock: &HashMap<String, Holding>, levels: &HashMap<String, Holding>, item_id: &str) -> Option<Holding> {
-    levels.get(item_id).or_else(|| stock.get(item_id)).copied()
-}
-
-/// Takes every line or none; the first line that is unknown or short refuses the whole reservation.
-fn take(
-    stock: &HashMap<String, Holding>,
-    levels: &mut HashMap<String, Holding>,
-    lines: &[Line],
-) -> Result<(), FailureReason> {
-    let mut taken = Vec::with_capacity(lines.len());
-    for line in lines {
-        let held = level(stock, levels, &line.item_id)
-            .ok_or_else(|| FailureReason::UnknownItem { item_id: line.item_id.clone() })?;
-        let after =
-            held.reserve(line.quantity).ok_or_else(|| FailureReason::OutOfStock { item_id: line.item_id.clone() })?;
-        taken.push((line.item_id.clone(), after));
-    }
-    levels.extend(taken);
-    Ok(())
-}
-
-/// Gives every line back or none; the first line whose item is gone or full refuses the whole release.
-fn put_back(
-    stock: &HashMap<String, Holding>,
-    levels: &mut HashMap<String, Holding>,
-    lines: &[Line],
-) -> Result<(), Unprocessable> {
-    let mut restored = Vec::with_capacity(lines.len());
-    for line in lines {
-        let held = level(stock, levels, &line.item_id)
-            .ok_or_else(|| Unprocessable::ItemGone { item_id: line.item_id.clone() })?;
-        let after = held.release(line.quantity).ok_or_else(|| Unprocessable::WouldOverflow {
-            item_id: line.item_id.clone(),
-            in_stock: held.stock,
-            released: line.quantity,
-        })?;
-        restored.push((line.item_id.clone(), after));
-    }
-    levels.extend(restored);
-    Ok(())
 }
 
 /// The lines of a reservation in the order the database must take them: one line per item (duplicates summed)
@@ -377,7 +225,11 @@ pub fn lines_to_take(items: &[LineItem]) -> Result<Vec<Line>, FailureReason> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use participant::{keys_to_lock, plan_batch, Command, Record, Recorded, Reply};
     use proptest::prelude::*;
+    use shared_contracts::SagaId;
 
     use super::*;
 
@@ -389,67 +241,50 @@ mod tests {
         Line { item_id: id.into(), quantity }
     }
 
-    fn reserve(items: &[LineItem]) -> StockCommand {
-        StockCommand::Reserve { items: items.to_vec() }
+    fn reserve(items: &[LineItem]) -> Command<Vec<LineItem>> {
+        Command::Step(items.to_vec())
+    }
+
+    fn stock(levels: &[(&str, i64)]) -> HashMap<String, Holding> {
+        levels.iter().map(|(id, level)| (id.to_string(), Holding { stock: *level, reserved: 0 })).collect()
+    }
+
+    fn held(stock: i64, reserved: i64) -> Holding {
+        Holding { stock, reserved }
+    }
+
+    /// What [`Stock::take`] makes of `items` on `holdings`.
+    fn take(
+        holdings: &HashMap<String, Holding>,
+        items: &[LineItem],
+    ) -> Result<(Vec<Line>, Changes<Holding>), FailureReason> {
+        Stock::take(&Held::new(holdings, &HashMap::new()), &items.to_vec())
     }
 
     #[test]
-    fn a_first_reserve_takes_its_lines_in_item_order() {
-        let action = decide(None, &reserve(&[item("b", 1), item("a", 2)]));
-        assert_eq!(action, StepAction::Reserve(vec![line("a", 2), line("b", 1)]));
+    fn a_reservation_takes_its_lines_in_item_order() {
+        let (lines, changes) = take(&stock(&[("a", 5), ("b", 5)]), &[item("b", 1), item("a", 2)]).unwrap();
+        assert_eq!(lines, [line("a", 2), line("b", 1)]);
+        assert_eq!(changes, [("a".into(), held(3, 2)), ("b".into(), held(4, 1))]);
     }
 
     #[test]
-    fn a_reserve_that_can_never_be_met_is_rejected_without_touching_stock() {
-        let action = decide(None, &reserve(&[item("a", u64::MAX)]));
-        assert_eq!(action, StepAction::Reject(FailureReason::OutOfStock { item_id: "a".into() }));
+    fn a_reservation_that_can_never_be_met_is_refused_as_out_of_stock() {
+        let refusal = take(&stock(&[("a", 5)]), &[item("a", u64::MAX)]);
+        assert_eq!(refusal, Err(FailureReason::OutOfStock { item_id: "a".into() }));
     }
 
     #[test]
-    fn a_repeated_reserve_repeats_its_answer() {
-        let reserved = RecordedStep::Reserved { lines: vec![line("a", 1)] };
-        assert_eq!(decide(Some(&reserved), &reserve(&[item("a", 1)])), StepAction::Repeat(StockReply::Reserved));
-
-        let reason = FailureReason::UnknownItem { item_id: "x".into() };
-        let rejected = RecordedStep::Rejected { items: vec![item("x", 1)], reason: reason.clone() };
+    fn an_unknown_item_or_a_short_line_refuses_the_whole_reservation() {
+        let holdings = stock(&[("a", 5), ("b", 1)]);
         assert_eq!(
-            decide(Some(&rejected), &reserve(&[item("x", 1)])),
-            StepAction::Repeat(StockReply::Rejected { reason })
+            take(&holdings, &[item("a", 1), item("zz", 1)]),
+            Err(FailureReason::UnknownItem { item_id: "zz".into() })
         );
-    }
-
-    #[test]
-    fn a_reserve_after_a_release_is_refused_as_cancelled() {
-        let cancelled = StockReply::Rejected { reason: FailureReason::Cancelled };
-        let released = RecordedStep::Released { lines: vec![line("a", 1)] };
-        assert_eq!(decide(Some(&released), &reserve(&[item("a", 1)])), StepAction::Repeat(cancelled.clone()));
-        assert_eq!(decide(Some(&RecordedStep::Cancelled), &reserve(&[item("a", 1)])), StepAction::Repeat(cancelled));
-    }
-
-    #[test]
-    fn a_release_gives_back_exactly_what_was_reserved() {
-        let reserved = RecordedStep::Reserved { lines: vec![line("a", 2), line("b", 1)] };
         assert_eq!(
-            decide(Some(&reserved), &StockCommand::Release),
-            StepAction::Restore(vec![line("a", 2), line("b", 1)])
+            take(&holdings, &[item("a", 1), item("b", 2)]),
+            Err(FailureReason::OutOfStock { item_id: "b".into() })
         );
-    }
-
-    #[test]
-    fn a_release_before_any_reserve_leaves_a_tombstone() {
-        assert_eq!(decide(None, &StockCommand::Release), StepAction::Tombstone);
-    }
-
-    #[test]
-    fn a_release_with_nothing_to_give_back_changes_nothing() {
-        let rejected = RecordedStep::Rejected {
-            items: vec![item("a", 5)],
-            reason: FailureReason::OutOfStock { item_id: "a".into() },
-        };
-        let released = RecordedStep::Released { lines: vec![line("a", 1)] };
-        for recorded in [rejected, released, RecordedStep::Cancelled] {
-            assert_eq!(decide(Some(&recorded), &StockCommand::Release), StepAction::Repeat(StockReply::Released));
-        }
     }
 
     #[test]
@@ -466,85 +301,22 @@ mod tests {
         );
     }
 
-    fn stock(levels: &[(&str, i64)]) -> HashMap<String, Holding> {
-        levels.iter().map(|(id, level)| (id.to_string(), Holding { stock: *level, reserved: 0 })).collect()
-    }
-
-    fn held(stock: i64, reserved: i64) -> Holding {
-        Holding { stock, reserved }
-    }
-
-    fn replied(replies: impl IntoIterator<Item = StockReply>) -> Vec<Result<StockReply, Unprocessable>> {
-        replies.into_iter().map(Ok).collect()
-    }
-
     #[test]
-    fn a_batch_takes_stock_in_command_order_and_refuses_what_is_left_short() {
-        let (first, second, third) = (SagaId::new(), SagaId::new(), SagaId::new());
+    fn a_batch_moves_reserved_units_and_gives_released_ones_back() {
+        let (first, second, third, released) = (SagaId::new(), SagaId::new(), SagaId::new(), SagaId::new());
+        let recorded = HashMap::from([(released, Record::Applied(vec![line("b", 2)]))]);
         let (take_3, take_2) = (reserve(&[item("a", 3)]), reserve(&[item("a", 2), item("b", 1)]));
-        let commands = [(first, &take_3), (second, &take_3), (third, &take_2)];
+        let commands = [(first, &take_3), (second, &take_3), (third, &take_2), (released, &Command::Compensate)];
+        let holdings = HashMap::from([("a".into(), held(5, 0)), ("b".into(), held(1, 2))]);
 
-        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 5), ("b", 1)]), &commands);
+        assert_eq!(keys_to_lock::<Stock>(&Recorded::from(recorded.clone()), &commands), ["a", "b"]);
+        let plan = plan_batch::<Stock>(&recorded.into(), &holdings, &commands);
 
-        let short = StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: "a".into() } };
-        assert_eq!(plan.outcomes, replied([StockReply::Reserved, short, StockReply::Reserved]));
-        assert_eq!(plan.stock, BTreeMap::from([("a".into(), held(0, 5)), ("b".into(), held(0, 1))]));
-        assert_eq!(plan.inserted.len(), 3);
-        assert!(plan.updated.is_empty());
-    }
-
-    #[test]
-    fn an_unknown_item_refuses_the_reservation_without_taking_its_other_lines() {
-        let saga = SagaId::new();
-        let command = reserve(&[item("a", 1), item("zz", 1)]);
-
-        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 5)]), &[(saga, &command)]);
-
-        let unknown = FailureReason::UnknownItem { item_id: "zz".into() };
-        assert_eq!(plan.outcomes, replied([StockReply::Rejected { reason: unknown.clone() }]));
-        assert!(plan.stock.is_empty());
-        let items = vec![item("a", 1), item("zz", 1)];
-        assert_eq!(plan.inserted[&saga], RecordedStep::Rejected { items, reason: unknown });
-    }
-
-    #[test]
-    fn a_release_of_a_recorded_reservation_updates_its_record_and_a_repeat_changes_nothing() {
-        let (released, repeated) = (SagaId::new(), SagaId::new());
-        let recorded = HashMap::from([
-            (released, RecordedStep::Reserved { lines: vec![line("a", 2)] }),
-            (repeated, RecordedStep::Reserved { lines: vec![line("a", 1)] }),
-        ]);
-        let again = reserve(&[item("a", 1)]);
-        let commands = [(released, &StockCommand::Release), (repeated, &again)];
-
-        let plan = plan_batch(&recorded, &HashMap::from([("a".into(), held(0, 3))]), &commands);
-
-        assert_eq!(plan.outcomes, replied([StockReply::Released, StockReply::Reserved]));
-        assert_eq!(plan.stock, BTreeMap::from([("a".into(), held(2, 1))]));
-        assert!(plan.inserted.is_empty());
-        assert_eq!(plan.updated, BTreeMap::from([(released, RecordedStep::Released { lines: vec![line("a", 2)] })]));
-    }
-
-    #[test]
-    fn a_release_before_its_reserve_in_one_batch_blocks_it() {
-        let saga = SagaId::new();
-        let take = reserve(&[item("a", 1)]);
-
-        let plan = plan_batch(&HashMap::new(), &stock(&[("a", 1)]), &[(saga, &StockCommand::Release), (saga, &take)]);
-
-        let cancelled = StockReply::Rejected { reason: FailureReason::Cancelled };
-        assert_eq!(plan.outcomes, replied([StockReply::Released, cancelled]));
-        assert!(plan.stock.is_empty());
-        assert_eq!(plan.inserted, BTreeMap::from([(saga, RecordedStep::Cancelled)]));
-    }
-
-    #[test]
-    fn items_to_lock_covers_reservations_and_recorded_lines_to_give_back() {
-        let (saga, other) = (SagaId::new(), SagaId::new());
-        let recorded = HashMap::from([(saga, RecordedStep::Reserved { lines: vec![line("c", 1)] })]);
-        let take = reserve(&[item("b", 1), item("a", 1), item("b", 2)]);
-        let commands = [(saga, &StockCommand::Release), (other, &take)];
-        assert_eq!(items_to_lock(&recorded, &commands), ["a", "b", "c"]);
+        let short = Reply::Rejected { reason: FailureReason::OutOfStock { item_id: "a".into() } };
+        assert_eq!(plan.outcomes, [Ok(Reply::Applied), Ok(short), Ok(Reply::Applied), Ok(Reply::Compensated)]);
+        assert_eq!(plan.resources, BTreeMap::from([("a".into(), held(0, 5)), ("b".into(), held(2, 1))]));
+        assert_eq!(plan.inserted[&third].record, Record::Applied(vec![line("a", 2), line("b", 1)]));
+        assert_eq!(plan.compensated, BTreeMap::from([(released, vec![line("b", 2)])]));
     }
 
     #[test]
@@ -590,33 +362,37 @@ mod tests {
     fn a_release_that_cannot_apply_changes_nothing_and_the_rest_of_the_batch_goes_on() {
         let (full, gone, kept, reserving) = (SagaId::new(), SagaId::new(), SagaId::new(), SagaId::new());
         let recorded = HashMap::from([
-            (full, RecordedStep::Reserved { lines: vec![line("a", 1), line("b", 2)] }),
-            (gone, RecordedStep::Reserved { lines: vec![line("a", 1), line("zz", 1)] }),
-            (kept, RecordedStep::Reserved { lines: vec![line("a", 1)] }),
+            (full, Record::Applied(vec![line("a", 1), line("b", 2)])),
+            (gone, Record::Applied(vec![line("a", 1), line("zz", 1)])),
+            (kept, Record::Applied(vec![line("a", 1)])),
         ]);
         let holdings = HashMap::from([("a".into(), held(5, 3)), ("b".into(), held(MAX_STOCK - 1, 2))]);
         let take = reserve(&[item("a", 2)]);
         let commands = [
-            (full, &StockCommand::Release),
-            (gone, &StockCommand::Release),
-            (kept, &StockCommand::Release),
+            (full, &Command::Compensate),
+            (gone, &Command::Compensate),
+            (kept, &Command::Compensate),
             (reserving, &take),
         ];
 
-        let plan = plan_batch(&recorded, &holdings, &commands);
+        let plan = plan_batch::<Stock>(&recorded.into(), &holdings, &commands);
 
         let overflow = Unprocessable::WouldOverflow { item_id: "b".into(), in_stock: MAX_STOCK - 1, released: 2 };
         assert_eq!(
+            overflow.to_string(),
+            format!("item b has {} in stock, giving back 2 would exceed the maximum of {MAX_STOCK}", MAX_STOCK - 1)
+        );
+        assert_eq!(
             plan.outcomes,
             [
-                Err(overflow),
-                Err(Unprocessable::ItemGone { item_id: "zz".into() }),
-                Ok(StockReply::Released),
-                Ok(StockReply::Reserved)
+                Err(participant::NotApplied::Unprocessable(overflow)),
+                Err(participant::NotApplied::Unprocessable(Unprocessable::ItemGone { item_id: "zz".into() })),
+                Ok(Reply::Compensated),
+                Ok(Reply::Applied)
             ]
         );
-        assert_eq!(plan.stock, BTreeMap::from([("a".into(), held(4, 4))]), "only kept and reserving moved stock");
-        assert_eq!(plan.updated, BTreeMap::from([(kept, RecordedStep::Released { lines: vec![line("a", 1)] })]));
+        assert_eq!(plan.resources, BTreeMap::from([("a".into(), held(4, 4))]), "only kept and reserving moved stock");
+        assert_eq!(plan.compensated, BTreeMap::from([(kept, vec![line("a", 1)])]));
         assert_eq!(plan.inserted.keys().collect::<Vec<_>>(), [&reserving]);
     }
 
@@ -691,7 +467,7 @@ mod tests {
         }
 
         #[test]
-        fn a_batch_never_takes_stock_below_zero_and_keeps_every_unit_accounted_for(
+        fn a_batch_never_takes_stock_below_zero_and_counts_what_the_records_hold_as_reserved(
             commands in prop::collection::vec(
                 (0usize..4, prop::option::of(prop::collection::vec(("[a-c]", 1u64..4), 1..3))),
                 0..30,
@@ -699,12 +475,12 @@ mod tests {
             start in prop::collection::vec(0i64..8, 3),
         ) {
             let sagas: Vec<SagaId> = (0..4).map(|_| SagaId::new()).collect();
-            let commands: Vec<(SagaId, StockCommand)> = commands
+            let commands: Vec<(SagaId, Command<Vec<LineItem>>)> = commands
                 .into_iter()
                 .map(|(saga, lines)| {
                     let command = match lines {
                         Some(lines) => reserve(&lines.iter().map(|(id, q)| item(id, *q)).collect::<Vec<_>>()),
-                        None => StockCommand::Release,
+                        None => Command::Compensate,
                     };
                     (sagas[saga], command)
                 })
@@ -713,16 +489,16 @@ mod tests {
                 ["a", "b", "c"].iter().zip(&start).map(|(id, level)| (id.to_string(), held(*level, 0))).collect();
             let borrowed: Vec<_> = commands.iter().map(|(saga, command)| (*saga, command)).collect();
 
-            let plan = plan_batch(&HashMap::new(), &before, &borrowed);
+            let plan = plan_batch::<Stock>(&Recorded::default(), &before, &borrowed);
 
             prop_assert_eq!(plan.outcomes.len(), commands.len());
             prop_assert!(plan.outcomes.iter().all(Result::is_ok));
             let mut after = before.clone();
-            after.extend(plan.stock.clone());
+            after.extend(plan.resources.clone());
             prop_assert!(after.values().all(|level| level.stock >= 0));
             let mut recorded_reserved: HashMap<String, i64> = HashMap::new();
-            for step in plan.inserted.values() {
-                if let RecordedStep::Reserved { lines } = step {
+            for new in plan.inserted.values() {
+                if let Record::Applied(lines) = &new.record {
                     for l in lines {
                         *recorded_reserved.entry(l.item_id.clone()).or_default() += l.quantity;
                     }

@@ -5,7 +5,7 @@
 //! decide a new account themselves (a cancel's refund, a batch of saga commands) lock the rows first and write the
 //! decided account back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use diesel::{
     sql_types::{Array, BigInt, Text},
@@ -206,9 +206,9 @@ pub async fn pay(
 /// The account of each of `user_ids` that exists, locking their rows until the end of the transaction. Rows are
 /// locked in byte order of their IDs, whatever the database's collation, so that transactions locking overlapping
 /// users this way queue behind each other instead of deadlocking.
-pub async fn lock_accounts(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> QueryResult<BTreeMap<String, Account>> {
+pub async fn lock_accounts(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> QueryResult<HashMap<String, Account>> {
     if user_ids.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(HashMap::new());
     }
     let rows: Vec<UserAccount> = prepared(
         diesel::sql_query(

@@ -223,9 +223,12 @@ async fn a_release_of_an_item_that_is_gone_cannot_apply_and_gives_nothing_back()
 /// The worker applies a whole batch in one transaction; these drive that transaction directly, so that the
 /// commands are certain to share it.
 mod one_transaction {
-    use diesel_async::AsyncConnection;
+    use participant::apply_batch;
     use shared_contracts::{FailureReason, SagaId, StockCommand, StockReply};
-    use stock_svc::messaging::apply_batch;
+    use stock_svc::{
+        messaging::{command, reply_of},
+        store::saga_steps::SagaSteps,
+    };
 
     use super::reserve;
     use crate::helpers::spawn_app;
@@ -234,13 +237,14 @@ mod one_transaction {
         app: &crate::helpers::TestApp,
         commands: &[(SagaId, StockCommand)],
     ) -> Vec<StockReply> {
+        let commands: Vec<_> = commands.iter().map(|(saga_id, wire)| (*saga_id, command(wire.clone()))).collect();
         let commands: Vec<_> = commands.iter().map(|(saga_id, command)| (*saga_id, command)).collect();
         let mut conn = app.connection().await;
-        conn.transaction::<_, diesel::result::Error, _>(async |conn| apply_batch(conn, &commands).await)
+        apply_batch::<SagaSteps>(&mut conn, &commands)
             .await
             .expect("the transaction commits")
             .into_iter()
-            .map(|outcome| outcome.expect("every command applies"))
+            .map(|outcome| reply_of(outcome.expect("every command applies")))
             .collect()
     }
 
