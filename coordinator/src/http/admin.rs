@@ -51,7 +51,12 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     access.check(&req)?;
     let query = query.into_inner();
-    let status = query.status.as_deref().map(str::parse::<Status>).transpose().map_err(ApiError::BadRequest)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let limit = query.limit.as_deref().map(|l| parse_amount("limit", l)).transpose()?.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
@@ -124,10 +129,5 @@ async fn stats(
     access.check(&req)?;
     let mut conn = pool.get().await?;
     let counts = store::counts(&mut conn).await?;
-    let mut by_status = serde_json::Map::new();
-    for status in Status::ALL {
-        let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
-        by_status.insert(status.as_str().to_owned(), n.into());
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": by_status })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": counts })))
 }

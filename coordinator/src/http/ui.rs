@@ -149,7 +149,7 @@ fn saga_rows(sagas: &[SagaSummary]) -> String {
              <td>{}</td></tr>",
             escape_html(&saga.order_id),
             escape_html(&saga.user_id),
-            status_span(&saga.status),
+            status_span(saga.status.as_str()),
             saga.retries,
             time(&saga.updated_at),
             id = escape_html(&saga.id),
@@ -208,7 +208,7 @@ async fn render_overview(
     body.push_str(&flash.html());
     body.push_str("<h2>By status</h2><table><tr><th>Status</th><th>Sagas</th></tr>");
     for status in Status::ALL {
-        let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+        let n = counts.get(&status).copied().unwrap_or(0);
         let _ = write!(
             body,
             "<tr><td>{}</td><td class=\"count\" id=\"count-{}\">{n}</td></tr>",
@@ -322,7 +322,7 @@ async fn render_saga(
          <tr><th>Version</th><td>{}</td></tr><tr><th>Retries</th><td>{}</td></tr>\
          <tr><th>Next retry</th><td>{}</td></tr><tr><th>Created</th><td>{}</td></tr>\
          <tr><th>Updated</th><td>{}</td></tr></table>",
-        status_span(&saga.status),
+        status_span(saga.status.as_str()),
         escape_html(&saga.order_id),
         escape_html(&saga.user_id),
         saga.version,
@@ -331,7 +331,7 @@ async fn render_saga(
         time(&saga.created_at),
         time(&saga.updated_at),
     );
-    let terminal = saga.status.parse::<Status>().map_or(true, Status::is_terminal);
+    let terminal = saga.status.is_terminal();
     if !terminal {
         let _ = write!(
             body,
@@ -400,8 +400,8 @@ fn timeline_html(history: &[HistoryLine]) -> String {
             "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
             time(&line.at),
             escape_html(&tagged(&line.event, "event")),
-            line.from_status.as_deref().map_or_else(|| "·".to_owned(), status_span),
-            status_span(&line.to_status),
+            line.from_status.map_or_else(|| "·".to_owned(), |s| status_span(s.as_str())),
+            status_span(line.to_status.as_str()),
             escape_html(&commands.join(", ")),
         );
     }
