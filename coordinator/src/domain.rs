@@ -490,17 +490,10 @@ fn completed(state: &SagaState, event: &Event) -> Transition {
             state: SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Pending },
             commands: vec![Command::ReleaseStock, Command::RefundPayment],
         },
-        Event::Stock {
-            reply:
-                StockReply::Reserved | StockReply::Rejected { .. } | StockReply::Released | StockReply::CannotApply { .. },
-        }
-        | Event::Payment {
-            reply:
-                PaymentReply::Charged
-                | PaymentReply::Rejected { .. }
-                | PaymentReply::Refunded
-                | PaymentReply::CannotApply { .. },
-        }
+        Event::Stock { reply: StockReply::Reserved | StockReply::Released }
+        | Event::Stock { reply: StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment { reply: PaymentReply::Charged | PaymentReply::Refunded }
+        | Event::Payment { reply: PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } }
         | Event::RetryDue
         | Event::DeadlinePassed
         | Event::Abort => unchanged(state),
@@ -513,17 +506,10 @@ fn failed(state: &SagaState, reason: &FailureReason, event: &Event) -> Transitio
         Event::StartRepeated => again(state, Command::ReportFailed { reason: reason.clone() }),
         // Nothing of a failed checkout is held, so undoing it is done already.
         Event::Cancel => again(state, Command::ReportCancelled),
-        Event::Stock {
-            reply:
-                StockReply::Reserved | StockReply::Rejected { .. } | StockReply::Released | StockReply::CannotApply { .. },
-        }
-        | Event::Payment {
-            reply:
-                PaymentReply::Charged
-                | PaymentReply::Rejected { .. }
-                | PaymentReply::Refunded
-                | PaymentReply::CannotApply { .. },
-        }
+        Event::Stock { reply: StockReply::Reserved | StockReply::Released }
+        | Event::Stock { reply: StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment { reply: PaymentReply::Charged | PaymentReply::Refunded }
+        | Event::Payment { reply: PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } }
         | Event::RetryDue
         | Event::DeadlinePassed
         | Event::Abort => unchanged(state),
@@ -534,17 +520,10 @@ fn failed(state: &SagaState, reason: &FailureReason, event: &Event) -> Transitio
 fn cancelled(state: &SagaState, event: &Event) -> Transition {
     match event {
         Event::Cancel => again(state, Command::ReportCancelled),
-        Event::Stock {
-            reply:
-                StockReply::Reserved | StockReply::Rejected { .. } | StockReply::Released | StockReply::CannotApply { .. },
-        }
-        | Event::Payment {
-            reply:
-                PaymentReply::Charged
-                | PaymentReply::Rejected { .. }
-                | PaymentReply::Refunded
-                | PaymentReply::CannotApply { .. },
-        }
+        Event::Stock { reply: StockReply::Reserved | StockReply::Released }
+        | Event::Stock { reply: StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment { reply: PaymentReply::Charged | PaymentReply::Refunded }
+        | Event::Payment { reply: PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } }
         | Event::RetryDue
         | Event::DeadlinePassed
         | Event::Abort

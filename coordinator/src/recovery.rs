@@ -1,8 +1,8 @@
 //! The retry timer: sagas whose commands went unanswered past their `next_retry_at` get a
 //! [`Event::RetryDue`](crate::domain::Event::RetryDue), which re-sends exactly the unanswered commands, with the
 //! wait doubling each time, or, once past their deadline, an [`Event::DeadlinePassed`](crate::domain::Event),
-//! which gives up on them (see [`RetryPolicy::due_event`] and [`Engine::retry_due`]). This is what finishes sagas after a crash lost a
-//! message somewhere, or a participant stopped answering, without a human. Several coordinators may run it at
+//! which gives up on them (see [`RetryPolicy::due_event`] and [`Engine::retry_due`]). This is what finishes sagas
+//! after a crash lost a message somewhere, or a participant stopped answering, without a human. Several coordinators may run it at
 //! once: due sagas are claimed with `SKIP LOCKED`.
 
 use std::time::Duration;
