@@ -113,8 +113,9 @@ pub enum SagaState {
     },
 }
 
-/// The coarse status of a saga, stored beside the state for filtering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The coarse status of a saga, stored beside the state for filtering. Its name (see [`Status::as_str`]) is the
+/// same in the database, the admin API and the pages; it is parsed once where it comes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// See [`SagaState::Executing`].
@@ -134,7 +135,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// The name stored in the database and used in the admin API.
+    /// The name stored in the database and used in the admin API: the one serde gives it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Executing => "executing",
@@ -158,24 +159,40 @@ impl Status {
         Self::Cancelled,
     ];
 
-    /// The statuses of sagas still under way, which the coordinator drives on its own.
-    pub const UNFINISHED: [Status; 3] = [Self::Executing, Self::Compensating, Self::Cancelling];
-
     /// Whether the saga is over: nothing more happens to it unless someone (order-svc cancelling, an operator
-    /// retrying) asks.
+    /// retrying) asks. The one place that says which statuses are: every list of them derives from here.
     pub fn is_terminal(self) -> bool {
-        !Self::UNFINISHED.contains(&self)
+        match self {
+            Self::Executing | Self::Compensating | Self::Cancelling => false,
+            Self::Completed | Self::Failed | Self::Cancelled | Self::NeedsAttention => true,
+        }
+    }
+
+    /// The statuses of sagas still under way, which the coordinator drives on its own.
+    pub fn unfinished() -> impl Iterator<Item = Status> {
+        Self::ALL.into_iter().filter(|status| !status.is_terminal())
     }
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state {name:?}; expected one of {}", Status::ALL.map(Status::as_str).join(", "))]
+pub struct UnknownStatus {
+    /// The name given.
+    pub name: String,
+}
+
 impl std::str::FromStr for Status {
-    type Err = String;
+    type Err = UnknownStatus;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            let known: Vec<&str> = Self::ALL.iter().map(|status| status.as_str()).collect();
-            format!("unknown state {s:?}; expected one of {}", known.join(", "))
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| UnknownStatus { name: s.to_owned() })
     }
 }
 
@@ -297,19 +314,21 @@ impl SagaState {
     /// Whether an operator may retry the saga now: while it runs, and to resume a compensation that needs
     /// attention.
     pub fn check_retry(&self) -> Result<(), NotAllowed> {
-        match self.status() {
-            Status::NeedsAttention => Ok(()),
-            status if status.is_terminal() => Err(NotAllowed { status, action: "retry" }),
-            _ => Ok(()),
+        let status = self.status();
+        // A saga that needs attention is terminal for the timer, but waits for exactly this.
+        if status.is_terminal() && status != Status::NeedsAttention {
+            return Err(NotAllowed { status, action: "retry" });
         }
+        Ok(())
     }
 
     /// Whether an operator may abort the saga now: in every state that is not terminal.
     pub fn check_abort(&self) -> Result<(), NotAllowed> {
-        match self.status() {
-            status if status.is_terminal() => Err(NotAllowed { status, action: "abort" }),
-            _ => Ok(()),
+        let status = self.status();
+        if status.is_terminal() {
+            return Err(NotAllowed { status, action: "abort" });
         }
+        Ok(())
     }
 }
 
@@ -332,7 +351,8 @@ pub fn start() -> Transition {
     }
 }
 
-/// Applies `event` to `state`.
+/// Applies `event` to `state`. Every state matches every event, and every reply a participant can give,
+/// by name: a new event or reply does not compile until each state says what it does with it.
 pub fn transition(state: &SagaState, event: &Event) -> Transition {
     match state {
         SagaState::Executing { stock, payment } => executing(state, stock, payment, event),
@@ -343,33 +363,9 @@ pub fn transition(state: &SagaState, event: &Event) -> Transition {
         SagaState::NeedsAttention { stock, payment, goal, problem } => {
             needing_attention(state, *stock, *payment, goal, problem, event)
         }
-        SagaState::Completed => match event {
-            Event::StartRepeated => again(state, Command::ReportPaid),
-            Event::Cancel => Transition {
-                state: SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Pending },
-                commands: vec![Command::ReleaseStock, Command::RefundPayment],
-            },
-            Event::Stock { .. } | Event::Payment { .. } | Event::RetryDue | Event::DeadlinePassed | Event::Abort => {
-                unchanged(state)
-            }
-        },
-        SagaState::Failed { reason } => match event {
-            Event::StartRepeated => again(state, Command::ReportFailed { reason: reason.clone() }),
-            // Nothing of a failed checkout is held, so undoing it is done already.
-            Event::Cancel => again(state, Command::ReportCancelled),
-            Event::Stock { .. } | Event::Payment { .. } | Event::RetryDue | Event::DeadlinePassed | Event::Abort => {
-                unchanged(state)
-            }
-        },
-        SagaState::Cancelled => match event {
-            Event::Cancel => again(state, Command::ReportCancelled),
-            Event::Stock { .. }
-            | Event::Payment { .. }
-            | Event::RetryDue
-            | Event::DeadlinePassed
-            | Event::Abort
-            | Event::StartRepeated => unchanged(state),
-        },
+        SagaState::Completed => completed(state, event),
+        SagaState::Failed { reason } => failed(state, reason, event),
+        SagaState::Cancelled => cancelled(state, event),
     }
 }
 
@@ -380,25 +376,33 @@ fn executing(state: &SagaState, stock: &Step, payment: &Step, event: &Event) -> 
         Event::DeadlinePassed => compensate(stock, payment, FailureReason::TimedOut),
         // Running: it reports when it ends. A cancel cannot come before the checkout was paid.
         Event::StartRepeated | Event::Cancel => unchanged(state),
-        Event::Stock { reply } => {
-            let stock = match (stock, reply) {
-                (Step::Pending, StockReply::Reserved) => Step::Done,
-                (Step::Pending, StockReply::Rejected { reason }) => Step::Rejected { reason: reason.clone() },
-                // A duplicate, or an answer to a compensation that cannot belong here: nothing changes.
-                (_, StockReply::Reserved | StockReply::Rejected { .. } | StockReply::Released)
-                | (_, StockReply::CannotApply { .. }) => return unchanged(state),
-            };
-            after_forward_reply(stock, payment.clone())
+        Event::Stock { reply: StockReply::Reserved } => stock_answered(state, stock, payment, Step::Done),
+        Event::Stock { reply: StockReply::Rejected { reason } } => {
+            stock_answered(state, stock, payment, Step::Rejected { reason: reason.clone() })
         }
-        Event::Payment { reply } => {
-            let payment = match (payment, reply) {
-                (Step::Pending, PaymentReply::Charged) => Step::Done,
-                (Step::Pending, PaymentReply::Rejected { reason }) => Step::Rejected { reason: reason.clone() },
-                (_, PaymentReply::Charged | PaymentReply::Rejected { .. } | PaymentReply::Refunded)
-                | (_, PaymentReply::CannotApply { .. }) => return unchanged(state),
-            };
-            after_forward_reply(stock.clone(), payment)
+        // Answers to a compensation, which cannot belong here: nothing changes.
+        Event::Stock { reply: StockReply::Released | StockReply::CannotApply { .. } } => unchanged(state),
+        Event::Payment { reply: PaymentReply::Charged } => payment_answered(state, stock, payment, Step::Done),
+        Event::Payment { reply: PaymentReply::Rejected { reason } } => {
+            payment_answered(state, stock, payment, Step::Rejected { reason: reason.clone() })
         }
+        Event::Payment { reply: PaymentReply::Refunded | PaymentReply::CannotApply { .. } } => unchanged(state),
+    }
+}
+
+/// stock-svc answered the reservation with `answer`; only the first answer counts, a duplicate changes nothing.
+fn stock_answered(state: &SagaState, stock: &Step, payment: &Step, answer: Step) -> Transition {
+    match stock {
+        Step::Pending => after_forward_reply(answer, payment.clone()),
+        Step::Done | Step::Rejected { .. } => unchanged(state),
+    }
+}
+
+/// payment-svc answered the charge with `answer`; only the first answer counts, a duplicate changes nothing.
+fn payment_answered(state: &SagaState, stock: &Step, payment: &Step, answer: Step) -> Transition {
+    match payment {
+        Step::Pending => after_forward_reply(stock.clone(), answer),
+        Step::Done | Step::Rejected { .. } => unchanged(state),
     }
 }
 
@@ -412,27 +416,29 @@ fn undoing(state: &SagaState, stock: Undo, payment: Undo, goal: Goal, event: &Ev
         Event::RetryDue => Transition { state: state.clone(), commands: state.pending_commands() },
         Event::DeadlinePassed => stuck("the compensation went unanswered past its deadline"),
         Event::Abort => stuck("an operator aborted the saga while it was compensating"),
-        Event::Stock { reply: StockReply::CannotApply { problem } } if stock == Undo::Pending => {
-            stuck(&format!("stock cannot be given back: {problem}"))
-        }
-        Event::Payment { reply: PaymentReply::CannotApply { problem } } if payment == Undo::Pending => {
-            stuck(&format!("the payment cannot be refunded: {problem}"))
-        }
-        Event::Stock { reply } => match reply {
-            StockReply::Released => after_undo(settle(stock), payment, &goal),
-            // A refusal means the participant recorded that it did nothing and never will: that side needs no
-            // undoing after all.
-            StockReply::Rejected { .. } if stock == Undo::Pending => after_undo(Undo::Done, payment, &goal),
-            // Late answers to forward commands: the compensation already covers them.
-            StockReply::Reserved | StockReply::Rejected { .. } | StockReply::CannotApply { .. } => unchanged(state),
+        Event::Stock { reply: StockReply::Released } => after_undo(settle(stock), payment, &goal),
+        // A refusal means the participant recorded that it did nothing and never will: that side needs no
+        // undoing after all.
+        Event::Stock { reply: StockReply::Rejected { .. } } => match stock {
+            Undo::Pending => after_undo(Undo::Done, payment, &goal),
+            Undo::NotNeeded | Undo::Done => unchanged(state),
         },
-        Event::Payment { reply } => match reply {
-            PaymentReply::Refunded => after_undo(stock, settle(payment), &goal),
-            PaymentReply::Rejected { .. } if payment == Undo::Pending => after_undo(stock, Undo::Done, &goal),
-            PaymentReply::Charged | PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } => {
-                unchanged(state)
-            }
+        Event::Stock { reply: StockReply::CannotApply { problem } } => match stock {
+            Undo::Pending => stuck(&format!("stock cannot be given back: {problem}")),
+            Undo::NotNeeded | Undo::Done => unchanged(state),
         },
+        // A late answer to the reservation: the compensation already covers it.
+        Event::Stock { reply: StockReply::Reserved } => unchanged(state),
+        Event::Payment { reply: PaymentReply::Refunded } => after_undo(stock, settle(payment), &goal),
+        Event::Payment { reply: PaymentReply::Rejected { .. } } => match payment {
+            Undo::Pending => after_undo(stock, Undo::Done, &goal),
+            Undo::NotNeeded | Undo::Done => unchanged(state),
+        },
+        Event::Payment { reply: PaymentReply::CannotApply { problem } } => match payment {
+            Undo::Pending => stuck(&format!("the payment cannot be refunded: {problem}")),
+            Undo::NotNeeded | Undo::Done => unchanged(state),
+        },
+        Event::Payment { reply: PaymentReply::Charged } => unchanged(state),
         // Running: it reports when it ends.
         Event::StartRepeated | Event::Cancel => unchanged(state),
     }
@@ -449,18 +455,79 @@ fn needing_attention(
     event: &Event,
 ) -> Transition {
     let report = || again(state, Command::ReportNeedsAttention { problem: problem.to_owned() });
-    match (event, goal) {
-        (Event::RetryDue, _) => {
+    match event {
+        Event::RetryDue => {
             let resumed = undoing_state(stock, payment, goal.clone());
             let commands = resumed.pending_commands();
             Transition { state: resumed, commands }
         }
-        (Event::Stock { reply: StockReply::Released }, _) => settle_late(settle(stock), payment, goal, problem),
-        (Event::Payment { reply: PaymentReply::Refunded }, _) => settle_late(stock, settle(payment), goal, problem),
-        (Event::StartRepeated, Goal::Fail { .. }) | (Event::Cancel, Goal::Cancel) => report(),
-        (Event::StartRepeated, Goal::Cancel)
-        | (Event::Cancel, Goal::Fail { .. })
-        | (Event::Stock { .. } | Event::Payment { .. } | Event::DeadlinePassed | Event::Abort, _) => unchanged(state),
+        Event::Stock { reply: StockReply::Released } => settle_late(settle(stock), payment, goal, problem),
+        Event::Payment { reply: PaymentReply::Refunded } => settle_late(stock, settle(payment), goal, problem),
+        // What it is waiting for is an operator; other answers change nothing.
+        Event::Stock { reply: StockReply::Reserved | StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment {
+            reply: PaymentReply::Charged | PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. },
+        }
+        | Event::DeadlinePassed
+        | Event::Abort => unchanged(state),
+        // order-svc hears the problem when it asks about what the compensation is for.
+        Event::StartRepeated => match goal {
+            Goal::Fail { .. } => report(),
+            Goal::Cancel => unchanged(state),
+        },
+        Event::Cancel => match goal {
+            Goal::Cancel => report(),
+            Goal::Fail { .. } => unchanged(state),
+        },
+    }
+}
+
+/// Paid: order-svc asking again hears so again, and a cancel gives everything back.
+fn completed(state: &SagaState, event: &Event) -> Transition {
+    match event {
+        Event::StartRepeated => again(state, Command::ReportPaid),
+        Event::Cancel => Transition {
+            state: SagaState::Cancelling { stock: Undo::Pending, payment: Undo::Pending },
+            commands: vec![Command::ReleaseStock, Command::RefundPayment],
+        },
+        Event::Stock { reply: StockReply::Reserved | StockReply::Released }
+        | Event::Stock { reply: StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment { reply: PaymentReply::Charged | PaymentReply::Refunded }
+        | Event::Payment { reply: PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } }
+        | Event::RetryDue
+        | Event::DeadlinePassed
+        | Event::Abort => unchanged(state),
+    }
+}
+
+/// Failed: order-svc asking again hears why again.
+fn failed(state: &SagaState, reason: &FailureReason, event: &Event) -> Transition {
+    match event {
+        Event::StartRepeated => again(state, Command::ReportFailed { reason: reason.clone() }),
+        // Nothing of a failed checkout is held, so undoing it is done already.
+        Event::Cancel => again(state, Command::ReportCancelled),
+        Event::Stock { reply: StockReply::Reserved | StockReply::Released }
+        | Event::Stock { reply: StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment { reply: PaymentReply::Charged | PaymentReply::Refunded }
+        | Event::Payment { reply: PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } }
+        | Event::RetryDue
+        | Event::DeadlinePassed
+        | Event::Abort => unchanged(state),
+    }
+}
+
+/// Cancelled: order-svc asking to cancel again hears so again; nothing else moves it.
+fn cancelled(state: &SagaState, event: &Event) -> Transition {
+    match event {
+        Event::Cancel => again(state, Command::ReportCancelled),
+        Event::Stock { reply: StockReply::Reserved | StockReply::Released }
+        | Event::Stock { reply: StockReply::Rejected { .. } | StockReply::CannotApply { .. } }
+        | Event::Payment { reply: PaymentReply::Charged | PaymentReply::Refunded }
+        | Event::Payment { reply: PaymentReply::Rejected { .. } | PaymentReply::CannotApply { .. } }
+        | Event::RetryDue
+        | Event::DeadlinePassed
+        | Event::Abort
+        | Event::StartRepeated => unchanged(state),
     }
 }
 
@@ -511,11 +578,15 @@ fn again(state: &SagaState, command: Command) -> Transition {
 fn after_forward_reply(stock: Step, payment: Step) -> Transition {
     match (&stock, &payment) {
         (Step::Done, Step::Done) => Transition { state: SagaState::Completed, commands: vec![Command::ReportPaid] },
-        (Step::Rejected { reason }, _) | (_, Step::Rejected { reason }) => {
+        // The stock's reason wins when both were refused.
+        (Step::Rejected { reason }, Step::Pending | Step::Done | Step::Rejected { .. })
+        | (Step::Pending | Step::Done, Step::Rejected { reason }) => {
             let reason = reason.clone();
             compensate(&stock, &payment, reason)
         }
-        _ => Transition { state: SagaState::Executing { stock, payment }, commands: Vec::new() },
+        (Step::Pending, Step::Pending | Step::Done) | (Step::Done, Step::Pending) => {
+            Transition { state: SagaState::Executing { stock, payment }, commands: Vec::new() }
+        }
     }
 }
 

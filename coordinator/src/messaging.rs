@@ -1,14 +1,9 @@
-//! The coordinator's side of the wire: the consumer of [`queues::COORDINATOR`] (checkout requests and participant
-//! replies) and the encoding of the saga's commands as messages.
+//! The coordinator's side of the wire, and the only part of it that knows queues and envelopes: the consumer of
+//! [`queues::COORDINATOR`] (checkout requests, cancels and participant replies), which turns each message into an
+//! input of the [`Engine`], and the encoding of the commands the engine returns as the messages that carry them.
 //!
-//! A batch of deliveries is handled in one transaction: new sagas are inserted, the sagas that replies belong to
-//! are locked, every event is applied in delivery order, and the new states are persisted. Only after the commit
-//! are the commands handed to the dispatcher and the deliveries acked. A start whose saga exists already is
-//! order-svc asking again for an outcome it has not heard: a finished saga reports it once more. A cancel is
-//! order-svc asking to undo a paid checkout; like a repeated start, it is rare, so its saga is locked in a
-//! statement of its own.
-
-use std::collections::{HashMap, HashSet};
+//! A batch of deliveries is handled in one transaction, by [`Engine::handle`]. Only after the commit are the
+//! commands handed to the dispatcher and the deliveries acked.
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -18,89 +13,88 @@ use platform::{
     db::Pool,
     dispatch::Dispatcher,
 };
-use shared_contracts::{
-    queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, PaymentCommand, SagaId, StockCommand,
-};
+use shared_contracts::{queues, CheckoutOutcome, CoordinatorMessage, Envelope, PaymentCommand, SagaId, StockCommand};
 
 use crate::{
-    domain::{self, Command, Event},
-    engine::{Effects, RetryPolicy},
-    store,
+    domain::{Command, Event},
+    engine::{Batch, Engine, RetryPolicy, SagaCommand},
+    store::{NewSaga, PgSagaStore},
 };
 
-/// Turns one saga command into the message that carries it.
-pub fn encode(saga_id: SagaId, request: &CheckoutRequest, command: &Command) -> Outgoing {
+/// Turns one saga command into the message that carries it, in the trace the command continues.
+pub fn encode(command: SagaCommand) -> Outgoing {
     fn outgoing<T: serde::Serialize + serde::de::DeserializeOwned>(queue: &str, envelope: Envelope<T>) -> Outgoing {
         Outgoing::envelope(queue, &envelope)
     }
-    match command {
-        Command::ReserveStock => outgoing(
-            queues::STOCK_COMMANDS,
-            Envelope::new(saga_id, StockCommand::Reserve { items: request.items.clone() }),
-        ),
+    let SagaCommand { saga_id, request, command, traceparent } = command;
+    let message = match command {
+        Command::ReserveStock => {
+            outgoing(queues::STOCK_COMMANDS, Envelope::new(saga_id, StockCommand::Reserve { items: request.items }))
+        }
         Command::ReleaseStock => outgoing(queues::STOCK_COMMANDS, Envelope::new(saga_id, StockCommand::Release)),
         Command::ChargePayment => outgoing(
             queues::PAYMENT_COMMANDS,
             Envelope::new(
                 saga_id,
-                PaymentCommand::Charge {
-                    user_id: request.user_id.clone(),
-                    order_id: request.order_id.clone(),
-                    amount: request.total,
-                },
+                PaymentCommand::Charge { user_id: request.user_id, order_id: request.order_id, amount: request.total },
             ),
         ),
         Command::RefundPayment => outgoing(queues::PAYMENT_COMMANDS, Envelope::new(saga_id, PaymentCommand::Refund)),
         Command::ReportPaid => outgoing(
             queues::ORDER_OUTCOMES,
-            Envelope::new(saga_id, CheckoutOutcome::Paid { order_id: request.order_id.clone() }),
+            Envelope::new(saga_id, CheckoutOutcome::Paid { order_id: request.order_id }),
         ),
         Command::ReportFailed { reason } => outgoing(
             queues::ORDER_OUTCOMES,
-            Envelope::new(
-                saga_id,
-                CheckoutOutcome::Failed { order_id: request.order_id.clone(), reason: reason.clone() },
-            ),
+            Envelope::new(saga_id, CheckoutOutcome::Failed { order_id: request.order_id, reason }),
         ),
         Command::ReportCancelled => outgoing(
             queues::ORDER_OUTCOMES,
-            Envelope::new(saga_id, CheckoutOutcome::Cancelled { order_id: request.order_id.clone() }),
+            Envelope::new(saga_id, CheckoutOutcome::Cancelled { order_id: request.order_id }),
         ),
         Command::ReportNeedsAttention { problem } => outgoing(
             queues::ORDER_OUTCOMES,
-            Envelope::new(
-                saga_id,
-                CheckoutOutcome::NeedsAttention { order_id: request.order_id.clone(), problem: problem.clone() },
-            ),
+            Envelope::new(saga_id, CheckoutOutcome::NeedsAttention { order_id: request.order_id, problem }),
         ),
-    }
+    };
+    message.in_trace(traceparent)
+}
+
+/// Sends `commands` through `dispatcher`, once the unit of work that emitted them has committed.
+pub async fn send(dispatcher: &Dispatcher, commands: Vec<SagaCommand>) {
+    dispatcher.send(commands.into_iter().map(encode).collect()).await;
 }
 
 /// Handles the coordinator queue.
 pub struct CoordinatorHandler {
     pool: Pool,
     dispatcher: Dispatcher,
-    policy: RetryPolicy,
+    engine: Engine,
 }
 
 impl CoordinatorHandler {
     /// A handler writing to `pool` and sending what each commit calls for through `dispatcher`.
     pub fn new(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) -> Self {
-        Self { pool, dispatcher, policy }
+        Self { pool, dispatcher, engine: Engine::new(policy) }
+    }
+}
+
+/// The engine's input a message is, continuing the trace `traceparent`.
+fn read(batch: &mut Batch, saga_id: SagaId, message: CoordinatorMessage, traceparent: Option<String>) {
+    match message {
+        CoordinatorMessage::StartCheckout(request) => batch.start(NewSaga { id: saga_id, request, traceparent }),
+        CoordinatorMessage::Stock(reply) => batch.event(saga_id, Event::Stock { reply }, traceparent),
+        CoordinatorMessage::Payment(reply) => batch.event(saga_id, Event::Payment { reply }, traceparent),
+        CoordinatorMessage::CancelCheckout { .. } => batch.event(saga_id, Event::Cancel, traceparent),
     }
 }
 
 #[async_trait]
 impl BatchHandler for CoordinatorHandler {
-    async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>> {
-        let mut verdicts = Vec::with_capacity(batch.len());
-        let mut starts: Vec<(SagaId, CheckoutRequest)> = Vec::new();
-        let mut start_traces: Vec<Option<String>> = Vec::new();
-        let mut events: Vec<(SagaId, Event, Option<String>)> = Vec::new();
-        // Cancels, and below repeated starts: events whose sagas are locked in a statement of their own.
-        let mut rare: Vec<(SagaId, Event, Option<String>)> = Vec::new();
-        let mut seen_starts = HashSet::new();
-        for delivery in batch {
+    async fn handle(&self, deliveries: &[Delivery]) -> Result<Vec<Verdict>> {
+        let mut verdicts = Vec::with_capacity(deliveries.len());
+        let mut batch = Batch::default();
+        for delivery in deliveries {
             match Envelope::<CoordinatorMessage>::from_bytes(&delivery.body) {
                 Ok(envelope) => {
                     verdicts.push(Verdict::Done);
@@ -112,71 +106,19 @@ impl BatchHandler for CoordinatorHandler {
                         trace_id = tracing::field::Empty
                     );
                     platform::trace::continue_trace(&span, delivery.traceparent.as_deref());
-                    let traceparent = platform::trace::traceparent(&span);
-                    match envelope.body {
-                        CoordinatorMessage::StartCheckout(request) => {
-                            if seen_starts.insert(envelope.saga_id) {
-                                starts.push((envelope.saga_id, request));
-                                start_traces.push(traceparent);
-                            }
-                        }
-                        CoordinatorMessage::Stock(reply) => {
-                            events.push((envelope.saga_id, Event::Stock { reply }, traceparent))
-                        }
-                        CoordinatorMessage::Payment(reply) => {
-                            events.push((envelope.saga_id, Event::Payment { reply }, traceparent))
-                        }
-                        CoordinatorMessage::CancelCheckout { .. } => {
-                            rare.push((envelope.saga_id, Event::Cancel, traceparent))
-                        }
-                    }
+                    read(&mut batch, envelope.saga_id, envelope.body, platform::trace::traceparent(&span));
                 }
                 Err(e) => verdicts.push(Verdict::DeadLetter(e.to_string())),
             }
         }
-        let policy = self.policy;
+        let engine = self.engine;
         let mut conn = self.pool.get().await?;
-        let outgoing = conn
-            .transaction::<Vec<Outgoing>, anyhow::Error, _>(async |conn| {
-                let mut effects = Effects::default();
-                let start = domain::start();
-                let mut ids: Vec<SagaId> = events.iter().map(|(id, _, _)| *id).collect();
-                ids.sort();
-                ids.dedup();
-                // Pipelined: PostgreSQL still runs them in the order sent, only the wait between them goes.
-                let (inserted, locked) = futures::try_join!(
-                    store::insert_new(conn, &starts, &start_traces, &start.state, policy.delay_ms(0)),
-                    store::lock(conn, &ids),
-                )?;
-                let inserted: HashSet<SagaId> = inserted.into_iter().collect();
-                let mut repeated = std::mem::take(&mut rare);
-                for ((id, request), traceparent) in starts.iter().zip(&start_traces) {
-                    if inserted.contains(id) {
-                        effects.started(*id, request, traceparent.clone());
-                    } else {
-                        repeated.push((*id, Event::StartRepeated, traceparent.clone()));
-                    }
-                }
-
-                let mut sagas: HashMap<SagaId, store::SagaRecord> = locked.into_iter().map(|s| (s.id, s)).collect();
-                // order-svc repeats a start only when it has not heard the outcome for a while, and cancels are
-                // rare, so their sagas are locked in a statement of their own rather than on every batch's way.
-                let mut unlocked: Vec<SagaId> =
-                    repeated.iter().map(|(id, _, _)| *id).filter(|id| !sagas.contains_key(id)).collect();
-                unlocked.sort();
-                unlocked.dedup();
-                sagas.extend(store::lock(conn, &unlocked).await?.into_iter().map(|s| (s.id, s)));
-
-                for (id, event, traceparent) in events.iter().chain(&repeated) {
-                    match sagas.get_mut(id) {
-                        Some(saga) => effects.apply(saga, event, policy, traceparent.clone()),
-                        None => tracing::warn!(saga_id = %id, ?event, "reply for an unknown saga, ignored"),
-                    }
-                }
-                Ok(effects.persist(conn).await?)
+        let commands = conn
+            .transaction::<Vec<SagaCommand>, anyhow::Error, _>(async |conn| {
+                Ok(engine.handle(&PgSagaStore::new(conn), batch).await?)
             })
             .await?;
-        self.dispatcher.send(outgoing).await;
+        send(&self.dispatcher, commands).await;
         Ok(verdicts)
     }
 }

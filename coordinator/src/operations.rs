@@ -3,13 +3,14 @@
 //! row locked, so they are safe against a reply arriving at the same moment and safe to repeat.
 
 use diesel_async::AsyncConnection;
-use platform::{amqp::Outgoing, db::Pool, dispatch::Dispatcher, http::ApiError};
+use platform::{db::Pool, dispatch::Dispatcher, http::ApiError};
 use shared_contracts::SagaId;
 
 use crate::{
     domain::{Event, SagaState},
-    engine::{Effects, RetryPolicy},
-    store,
+    engine::{Engine, Refusal, RetryPolicy, SagaCommand},
+    messaging,
+    store::PgSagaStore,
 };
 
 /// The operator actions.
@@ -36,44 +37,35 @@ impl Action {
 pub struct Operations {
     pool: Pool,
     dispatcher: Dispatcher,
-    policy: RetryPolicy,
+    engine: Engine,
 }
 
 impl Operations {
     /// Operations on the sagas in `pool`.
     pub fn new(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) -> Self {
-        Self { pool, dispatcher, policy }
+        Self { pool, dispatcher, engine: Engine::new(policy) }
     }
 
     /// Applies `action` to saga `id` and returns its state afterwards. An action the saga's state does not allow
     /// (see [`SagaState::check_retry`] and [`SagaState::check_abort`]) is a conflict.
     pub async fn perform(&self, id: SagaId, action: Action) -> Result<SagaState, ApiError> {
-        let policy = self.policy;
-        let event = match action {
-            Action::Retry => Event::RetryDue,
-            Action::Abort => Event::Abort,
+        let engine = self.engine;
+        let (event, allowed): (Event, fn(&SagaState) -> _) = match action {
+            Action::Retry => (Event::RetryDue, SagaState::check_retry),
+            Action::Abort => (Event::Abort, SagaState::check_abort),
         };
         let mut conn = self.pool.get().await?;
-        let (state, outgoing) = conn
-            .transaction::<(SagaState, Vec<Outgoing>), ApiError, _>(async |conn| {
-                let mut saga = store::lock(conn, &[id])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
-                let allowed = match action {
-                    Action::Retry => saga.state.check_retry(),
-                    Action::Abort => saga.state.check_abort(),
-                };
-                allowed.map_err(|refusal| ApiError::Conflict(format!("saga {id} {refusal}")))?;
-                let mut effects = Effects::default();
-                let traceparent = saga.traceparent.clone();
-                effects.apply(&mut saga, &event, policy, traceparent);
-                let outgoing = effects.persist(conn).await?;
-                Ok((saga.state, outgoing))
+        let (state, commands) = conn
+            .transaction::<(SagaState, Vec<SagaCommand>), ApiError, _>(async |conn| {
+                match engine.act(&PgSagaStore::new(conn), id, &event, allowed).await? {
+                    Ok(acted) => Ok(acted),
+                    Err(Refusal::Missing) => Err(ApiError::NotFound(format!("saga {id} does not exist"))),
+                    Err(Refusal::NotAllowed(refusal)) => Err(ApiError::Conflict(format!("saga {id} {refusal}"))),
+                }
             })
             .await?;
         tracing::info!(saga_id = %id, ?action, ?state, "operator action");
-        self.dispatcher.send(outgoing).await;
+        messaging::send(&self.dispatcher, commands).await;
         Ok(state)
     }
 }

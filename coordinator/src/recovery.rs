@@ -1,8 +1,8 @@
 //! The retry timer: sagas whose commands went unanswered past their `next_retry_at` get a
 //! [`Event::RetryDue`](crate::domain::Event::RetryDue), which re-sends exactly the unanswered commands, with the
 //! wait doubling each time, or, once past their deadline, an [`Event::DeadlinePassed`](crate::domain::Event),
-//! which gives up on them (see [`RetryPolicy::due_event`]). This is what finishes sagas after a crash lost a
-//! message somewhere, or a participant stopped answering, without a human. Several coordinators may run it at
+//! which gives up on them (see [`RetryPolicy::due_event`] and [`Engine::retry_due`]). This is what finishes sagas
+//! after a crash lost a message somewhere, or a participant stopped answering, without a human. Several coordinators may run it at
 //! once: due sagas are claimed with `SKIP LOCKED`.
 
 use std::time::Duration;
@@ -10,14 +10,14 @@ use std::time::Duration;
 use anyhow::Result;
 use diesel_async::AsyncConnection;
 use platform::{
-    amqp::Outgoing,
     db::Pool,
     dispatch::{repeat_passes, Dispatcher},
 };
 
 use crate::{
-    engine::{Effects, RetryPolicy},
-    store,
+    engine::{Engine, RetryPolicy, SagaCommand},
+    messaging,
+    store::PgSagaStore,
 };
 
 /// How often the timer looks for due sagas.
@@ -33,21 +33,13 @@ pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) {
 
 /// One pass: retries every due saga (up to [`BATCH`]) and returns how many.
 pub async fn retry_due(pool: &Pool, dispatcher: &Dispatcher, policy: RetryPolicy) -> Result<usize> {
+    let engine = Engine::new(policy);
     let mut conn = pool.get().await?;
-    let (retried, outgoing) = conn
-        .transaction::<(usize, Vec<Outgoing>), anyhow::Error, _>(async |conn| {
-            let mut sagas = store::lock_retry_due(conn, BATCH).await?;
-            let mut effects = Effects::default();
-            let now = chrono::Utc::now();
-            for saga in &mut sagas {
-                let event = policy.due_event(saga, now);
-                tracing::info!(saga_id = %saga.id, retries = saga.retries, state = ?saga.state, ?event, "saga due");
-                let traceparent = saga.traceparent.clone();
-                effects.apply(saga, &event, policy, traceparent);
-            }
-            Ok((sagas.len(), effects.persist(conn).await?))
+    let (retried, commands) = conn
+        .transaction::<(usize, Vec<SagaCommand>), anyhow::Error, _>(async |conn| {
+            Ok(engine.retry_due(&PgSagaStore::new(conn), BATCH, chrono::Utc::now()).await?)
         })
         .await?;
-    dispatcher.send(outgoing).await;
+    messaging::send(dispatcher, commands).await;
     Ok(retried)
 }

@@ -1,10 +1,21 @@
 //! The coordinator's tables: `sagas` (one row per checkout: its request, state and retry schedule) and
-//! `saga_transitions` (the history operators read). Everything here runs on a connection the caller
-//! holds inside a transaction; several rows are written per statement so that a batch of messages costs a
-//! handful of round trips. The statements of one batch take a shared reference to the connection, so that the
-//! caller can pipeline the ones that do not depend on each other.
+//! `saga_transitions` (the history operators read).
+//!
+//! What the saga loop ([`crate::engine`]) needs of them is the narrow [`SagaStore`] trait, implemented here for
+//! PostgreSQL by [`PgSagaStore`] on a connection the caller holds inside a transaction; several rows are written
+//! per statement so that a batch of messages costs a handful of round trips, and the statements take a shared
+//! reference to the connection, so that the ones that do not depend on each other can be pipelined. The
+//! operators' reads (lists, one saga, its history, counts) are plain functions.
+//!
+//! Statuses are [`Status`] values here as everywhere: stored and bound by their name, parsed when read, and the
+//! lists of unfinished statuses the queries need come from [`Status::unfinished`].
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
 use diesel::{
+    deserialize::{self, FromSql},
+    pg::{Pg, PgValue},
     sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz},
     QueryResult, QueryableByName,
 };
@@ -14,6 +25,90 @@ use serde_json::Value;
 use shared_contracts::{CheckoutRequest, SagaId};
 
 use crate::domain::{Command, Event, SagaState, Status};
+
+/// What the saga loop needs of storage, all inside one unit of work that the caller commits (for PostgreSQL, its
+/// transaction): create sagas, lock the ones it is about to change, and write what changed with its history.
+#[async_trait]
+pub trait SagaStore: Sync {
+    /// Why storage failed.
+    type Error: Send;
+
+    /// Creates the sagas that do not exist yet, all in `state`, retried after `retry_in_ms` unless answered, and
+    /// returns the IDs it created (a redelivered start creates nothing).
+    async fn insert_new(
+        &self,
+        sagas: &[NewSaga],
+        state: &SagaState,
+        retry_in_ms: i64,
+    ) -> Result<Vec<SagaId>, Self::Error>;
+
+    /// Loads and locks the sagas with these IDs until the unit of work ends; missing ones are left out.
+    async fn lock(&self, ids: &[SagaId]) -> Result<Vec<SagaRecord>, Self::Error>;
+
+    /// Loads and locks up to `limit` sagas whose retry time has come, skipping ones another coordinator holds.
+    async fn lock_retry_due(&self, limit: i64) -> Result<Vec<SagaRecord>, Self::Error>;
+
+    /// Writes the new states of locked sagas and appends the history lines.
+    async fn write(&self, updates: &[SagaUpdate], history: &[TransitionRecord]) -> Result<(), Self::Error>;
+}
+
+/// [`SagaStore`] on a PostgreSQL connection inside the caller's transaction.
+pub struct PgSagaStore<'c> {
+    conn: &'c AsyncPgConnection,
+}
+
+impl<'c> PgSagaStore<'c> {
+    /// Sagas read and written on `conn`, which the caller has opened a transaction on.
+    pub fn new(conn: &'c AsyncPgConnection) -> Self {
+        Self { conn }
+    }
+}
+
+#[async_trait]
+impl SagaStore for PgSagaStore<'_> {
+    type Error = diesel::result::Error;
+
+    async fn insert_new(&self, sagas: &[NewSaga], state: &SagaState, retry_in_ms: i64) -> QueryResult<Vec<SagaId>> {
+        insert_new(self.conn, sagas, state, retry_in_ms).await
+    }
+
+    async fn lock(&self, ids: &[SagaId]) -> QueryResult<Vec<SagaRecord>> {
+        lock(self.conn, ids).await
+    }
+
+    async fn lock_retry_due(&self, limit: i64) -> QueryResult<Vec<SagaRecord>> {
+        lock_retry_due(self.conn, limit).await
+    }
+
+    async fn write(&self, updates: &[SagaUpdate], history: &[TransitionRecord]) -> QueryResult<()> {
+        // Pipelined: they touch different tables.
+        futures::try_join!(update(self.conn, updates), record_transitions(self.conn, history)).map(drop)
+    }
+}
+
+/// A status column: stored by its name, which must be one of [`Status::ALL`].
+impl FromSql<Text, Pg> for Status {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let name = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Ok(name.parse()?)
+    }
+}
+
+/// The names of the statuses of sagas still under way, bound as a parameter wherever a query needs them.
+fn unfinished_statuses() -> Vec<&'static str> {
+    Status::unfinished().map(Status::as_str).collect()
+}
+
+/// A saga to create.
+#[derive(Debug, Clone)]
+pub struct NewSaga {
+    /// Its ID, also the checkout's.
+    pub id: SagaId,
+    /// What order-svc asked for.
+    pub request: CheckoutRequest,
+    /// The trace context of the start, which its first commands and its retries continue.
+    pub traceparent: Option<String>,
+}
 
 /// The coordinator's schema.
 pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations");
@@ -84,22 +179,21 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).expect("domain types always serialise")
 }
 
-/// Inserts the sagas that do not exist yet, all in `state`, each with its trace context from `traceparents`
-/// (same order), and returns the IDs it inserted (a redelivered `StartCheckout` inserts nothing).
-pub async fn insert_new(
+/// See [`SagaStore::insert_new`].
+async fn insert_new(
     mut conn: &AsyncPgConnection,
-    sagas: &[(SagaId, CheckoutRequest)],
-    traceparents: &[Option<String>],
+    sagas: &[NewSaga],
     state: &SagaState,
     retry_in_ms: i64,
 ) -> QueryResult<Vec<SagaId>> {
     if sagas.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<String> = sagas.iter().map(|(id, _)| id.to_string()).collect();
-    let orders: Vec<&str> = sagas.iter().map(|(_, r)| r.order_id.as_str()).collect();
-    let users: Vec<&str> = sagas.iter().map(|(_, r)| r.user_id.as_str()).collect();
-    let requests: Vec<Value> = sagas.iter().map(|(_, r)| to_json(r)).collect();
+    let ids: Vec<String> = sagas.iter().map(|saga| saga.id.to_string()).collect();
+    let orders: Vec<&str> = sagas.iter().map(|saga| saga.request.order_id.as_str()).collect();
+    let users: Vec<&str> = sagas.iter().map(|saga| saga.request.user_id.as_str()).collect();
+    let requests: Vec<Value> = sagas.iter().map(|saga| to_json(&saga.request)).collect();
+    let traceparents: Vec<Option<&str>> = sagas.iter().map(|saga| saga.traceparent.as_deref()).collect();
     #[derive(QueryableByName)]
     struct Inserted {
         #[diesel(sql_type = Text)]
@@ -120,7 +214,7 @@ pub async fn insert_new(
         .bind::<Text, _>(state.status().as_str())
         .bind::<Jsonb, _>(to_json(state))
         .bind::<BigInt, _>(retry_in_ms)
-        .bind::<Array<Nullable<Text>>, _>(traceparents),
+        .bind::<Array<Nullable<Text>>, _>(&traceparents),
     )
     .load(&mut conn)
     .await?;
@@ -131,7 +225,7 @@ const SAGA_COLUMNS: &str = "id::text AS id, request, state, version, retries, cr
 
 /// Loads and row-locks the sagas with these IDs (missing ones are left out), in ID order so that two
 /// transactions locking overlapping sets cannot deadlock.
-pub async fn lock(mut conn: &AsyncPgConnection, ids: &[SagaId]) -> QueryResult<Vec<SagaRecord>> {
+async fn lock(mut conn: &AsyncPgConnection, ids: &[SagaId]) -> QueryResult<Vec<SagaRecord>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -147,8 +241,8 @@ pub async fn lock(mut conn: &AsyncPgConnection, ids: &[SagaId]) -> QueryResult<V
     rows.into_iter().map(SagaRecord::try_from).collect()
 }
 
-/// Locks up to `limit` sagas whose retry time has come, skipping ones another coordinator holds.
-pub async fn lock_retry_due(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<SagaRecord>> {
+/// See [`SagaStore::lock_retry_due`].
+async fn lock_retry_due(mut conn: &AsyncPgConnection, limit: i64) -> QueryResult<Vec<SagaRecord>> {
     let rows: Vec<SagaRow> = prepared(
         diesel::sql_query(format!(
             "SELECT {SAGA_COLUMNS} FROM sagas WHERE next_retry_at <= now()
@@ -156,12 +250,13 @@ pub async fn lock_retry_due(conn: &mut AsyncPgConnection, limit: i64) -> QueryRe
         ))
         .bind::<BigInt, _>(limit),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     rows.into_iter().map(SagaRecord::try_from).collect()
 }
 
 /// The new state of a saga after a batch, with when to retry if it still waits for replies.
+#[derive(Debug, Clone)]
 pub struct SagaUpdate {
     /// Which saga.
     pub id: SagaId,
@@ -175,7 +270,7 @@ pub struct SagaUpdate {
 
 /// Writes the new states (and bumps versions) in one statement. `updated_at` moves only when the state
 /// changes, so a saga that is merely retried still shows as stuck.
-pub async fn update(mut conn: &AsyncPgConnection, updates: &[SagaUpdate]) -> QueryResult<()> {
+async fn update(mut conn: &AsyncPgConnection, updates: &[SagaUpdate]) -> QueryResult<()> {
     if updates.is_empty() {
         return Ok(());
     }
@@ -232,7 +327,7 @@ impl TransitionRecord {
 }
 
 /// Appends history lines in one statement.
-pub async fn record_transitions(mut conn: &AsyncPgConnection, records: &[TransitionRecord]) -> QueryResult<()> {
+async fn record_transitions(mut conn: &AsyncPgConnection, records: &[TransitionRecord]) -> QueryResult<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -270,9 +365,9 @@ pub struct SagaSummary {
     /// Who pays.
     #[diesel(sql_type = Text)]
     pub user_id: String,
-    /// One of [`Status::ALL`], by name.
+    /// Where it stands, coarsely.
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: Status,
     /// The full state.
     #[diesel(sql_type = Jsonb)]
     pub state: Value,
@@ -342,10 +437,6 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryRes
     .await
 }
 
-fn unfinished_statuses() -> Vec<&'static str> {
-    Status::UNFINISHED.iter().map(|status| status.as_str()).collect()
-}
-
 /// How many sagas are still under way (not in a terminal status).
 pub async fn count_unfinished(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
     #[derive(QueryableByName)]
@@ -381,10 +472,10 @@ pub struct HistoryLine {
     pub event: Value,
     /// Status before.
     #[diesel(sql_type = Nullable<Text>)]
-    pub from_status: Option<String>,
+    pub from_status: Option<Status>,
     /// Status after.
     #[diesel(sql_type = Text)]
-    pub to_status: String,
+    pub to_status: Status,
     /// State after.
     #[diesel(sql_type = Jsonb)]
     pub state: Value,
@@ -404,16 +495,18 @@ pub async fn history(conn: &mut AsyncPgConnection, id: SagaId) -> QueryResult<Ve
     .await
 }
 
-/// How many sagas are in each status.
-pub async fn counts(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64)>> {
+/// How many sagas are in each status, every status included (with 0 when none is in it).
+pub async fn counts(conn: &mut AsyncPgConnection) -> QueryResult<BTreeMap<Status, i64>> {
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = Text)]
-        status: String,
+        status: Status,
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
     let rows: Vec<Count> =
         diesel::sql_query("SELECT status, count(*) AS n FROM sagas GROUP BY status").load(conn).await?;
-    Ok(rows.into_iter().map(|c| (c.status, c.n)).collect())
+    let mut counts: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|status| (status, 0)).collect();
+    counts.extend(rows.into_iter().map(|c| (c.status, c.n)));
+    Ok(counts)
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use coordinator::{config::Config, startup::Application};
-use platform::testing::{fresh_database, fresh_vhost, TestBroker};
+use platform::testing::{eventually, fresh_database, fresh_vhost, TestBroker};
 use serde_json::Value;
 use shared_contracts::{
     queues, CheckoutOutcome, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, LineItem, PaymentCommand,
@@ -78,15 +78,11 @@ impl Harness {
     /// Waits until the admin API shows the saga in `status` (the outcome is published after the commit, so
     /// this normally holds at once).
     async fn saga_in(&self, id: SagaId, status: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(&format!("saga {id} to reach {status}"), WAIT, async || {
             let saga = self.saga(id).await;
-            if saga["saga"]["status"] == status {
-                return saga;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "saga never reached {status}: {saga}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (saga["saga"]["status"] == status).then_some(saga)
+        })
+        .await
     }
 }
 

@@ -8,10 +8,10 @@ use std::{
     net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    time::Duration,
 };
 
 use futures::FutureExt;
+use platform::testing::{eventually, eventually_ok};
 use serde_json::{json, Value};
 use shared_contracts::{
     queues, CoordinatorMessage, Envelope, PaymentCommand, PaymentReply, SagaId, StockCommand, StockReply,
@@ -64,18 +64,12 @@ impl Browser {
     }
 
     async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = self.http.get(format!("{}/status", self.url)).send().await;
-            if let Ok(response) = status {
-                let body: Value = response.json().await.unwrap_or_default();
-                if body["value"]["ready"] == true {
-                    return;
-                }
-            }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not get ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually("chromedriver to get ready", WAIT, async || {
+            let response = self.http.get(format!("{}/status", self.url)).send().await.ok()?;
+            let body: Value = response.json().await.unwrap_or_default();
+            (body["value"]["ready"] == true).then_some(())
+        })
+        .await
     }
 
     /// One WebDriver command; returns its `value`, or the error answer.
@@ -124,17 +118,13 @@ impl Browser {
 
     /// The text of `css` once it satisfies `expected`: pages load after a click, so the old page may still show.
     async fn text_when(&self, css: &str, expected: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let text = self.try_text(css).await;
-            match &text {
-                Ok(text) if expected(text) => return text.clone(),
-                _ if tokio::time::Instant::now() >= deadline => {
-                    panic!("{css} never showed what was expected: {text:?}")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        let what = format!("{css} to show what was expected");
+        let shown = eventually_ok(&what, WAIT, async || match self.try_text(css).await {
+            Ok(text) if expected(&text) => Ok(Some(text)),
+            Ok(text) => Err(anyhow::anyhow!("it shows {text:?}")),
+            Err(e) => Err(anyhow::anyhow!(e)),
+        });
+        shown.await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     async fn text_is(&self, css: &str, expected: &str) {

@@ -138,6 +138,8 @@ fn a_repeated_start_is_answered_with_the_outcome_once_there_is_one() {
 fn status_names_round_trip() {
     for status in Status::ALL {
         assert_eq!(status.as_str().parse::<Status>(), Ok(status));
+        // The admin API serialises statuses with serde, the database stores `as_str`: the names must agree.
+        assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
     }
     assert!("paid".parse::<Status>().is_err());
 }

@@ -1,7 +1,8 @@
 //! Admin endpoints: list sagas (by status, order, user, "stuck"), show one with its history, count sagas per
-//! status, and retry or abort one. Every endpoint first checks [`AdminAccess`].
+//! status, and retry or abort one. Who may call them is decided before, around the whole `/admin` scope
+//! (see [`super::AdminAccess`]).
 
-use actix_web::{http::Method, web, HttpRequest, HttpResponse};
+use actix_web::{http::Method, web, HttpResponse};
 use platform::{
     db::Pool,
     http::{check_id, parse_amount, resource, ApiError},
@@ -9,7 +10,6 @@ use platform::{
 use serde::Deserialize;
 use shared_contracts::SagaId;
 
-use super::AdminAccess;
 use crate::{
     domain::Status,
     operations::{Action, Operations},
@@ -19,12 +19,13 @@ use crate::{
 /// The most sagas one page returns.
 const MAX_PAGE: u64 = 1000;
 
+/// Registers the routes, relative to the `/admin` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/admin/sagas", Method::GET, list))
-        .service(resource("/admin/sagas/{saga_id}", Method::GET, show))
-        .service(resource("/admin/sagas/{saga_id}/retry", Method::POST, retry))
-        .service(resource("/admin/sagas/{saga_id}/abort", Method::POST, abort))
-        .service(resource("/admin/stats", Method::GET, stats));
+    cfg.service(resource("/sagas", Method::GET, list))
+        .service(resource("/sagas/{saga_id}", Method::GET, show))
+        .service(resource("/sagas/{saga_id}/retry", Method::POST, retry))
+        .service(resource("/sagas/{saga_id}/abort", Method::POST, abort))
+        .service(resource("/stats", Method::GET, stats));
 }
 
 fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
@@ -43,15 +44,14 @@ struct ListQuery {
     offset: Option<String>,
 }
 
-async fn list(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    pool: web::Data<Pool>,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    access.check(&req)?;
+async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let status = query.status.as_deref().map(str::parse::<Status>).transpose().map_err(ApiError::BadRequest)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let limit = query.limit.as_deref().map(|l| parse_amount("limit", l)).transpose()?.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_PAGE}")));
@@ -69,13 +69,7 @@ async fn list(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": sagas, "limit": filter.limit, "offset": filter.offset })))
 }
 
-async fn show(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    pool: web::Data<Pool>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    access.check(&req)?;
+async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_saga_id(&path)?;
     let mut conn = pool.get().await?;
     let saga =
@@ -86,48 +80,25 @@ async fn show(
 
 /// `POST /admin/sagas/{id}/retry` and `/abort`.
 async fn act(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
     operations: web::Data<Operations>,
     path: web::Path<String>,
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
-    access.check(&req)?;
     let id = parse_saga_id(&path)?;
     let state = operations.perform(id, action).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": action.name(), "state": state })))
 }
 
-async fn retry(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    operations: web::Data<Operations>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    act(req, access, operations, path, Action::Retry).await
+async fn retry(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    act(operations, path, Action::Retry).await
 }
 
-async fn abort(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    operations: web::Data<Operations>,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    act(req, access, operations, path, Action::Abort).await
+async fn abort(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    act(operations, path, Action::Abort).await
 }
 
-async fn stats(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    pool: web::Data<Pool>,
-) -> Result<HttpResponse, ApiError> {
-    access.check(&req)?;
+async fn stats(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let mut conn = pool.get().await?;
     let counts = store::counts(&mut conn).await?;
-    let mut by_status = serde_json::Map::new();
-    for status in Status::ALL {
-        let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
-        by_status.insert(status.as_str().to_owned(), n.into());
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": by_status })))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": counts })))
 }

@@ -1,19 +1,20 @@
 //! The operator pages under `/admin/ui`: server-rendered HTML with plain forms, no JavaScript, so that they work
 //! from any browser on a jump host. The overview shows how many sagas are in each status, the stuck ones, and a
 //! search by saga, order or user ID; a saga's page shows its request, state and timeline, with Retry and Abort
-//! buttons that go through [`Operations::perform`] like the JSON API.
+//! buttons that go through [`Operations::perform`] like the JSON API. The HTML is written with `maud`, which
+//! checks it at compile time and escapes every value placed in it.
 //!
-//! Access is the JSON API's, with one addition: a browser cannot send a bearer header from a form, so
-//! `GET /admin/ui/login?token=...` stores the token in an `HttpOnly`, `SameSite=Strict` cookie that the pages
-//! accept instead. Forms that change something are also refused when the browser says they come from another
-//! origin, which matters in the token-less, loopback-only mode where no cookie protects them.
-
-use std::fmt::Write as _;
+//! Access is the JSON API's (see [`super::AdminAccess`]), with one addition: a browser cannot send a bearer
+//! header from a form, so `GET /admin/ui/login?token=...` stores the token in an `HttpOnly`, `SameSite=Strict`
+//! cookie that the pages accept instead. Forms that change something are also refused when the browser says they
+//! come from another origin, which matters in the token-less, loopback-only mode where no cookie protects them.
 
 use actix_web::{
     http::{header, Method},
     web, HttpRequest, HttpResponse, ResponseError,
 };
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use platform::{
     db::Pool,
     http::{check_id, parse_amount, resource, ApiError},
@@ -33,42 +34,35 @@ use crate::{
 const DEFAULT_STUCK_SECS: u64 = 10;
 /// The most sagas one list on a page shows.
 const PAGE_ROWS: i64 = 100;
+/// Where the pages live; the cookie is scoped to it.
+const PAGES: &str = "/admin/ui";
 
+/// Whether `path` is one of the operator pages, which answer errors with a page and take the token from the
+/// cookie too.
+pub fn is_page(path: &str) -> bool {
+    path.strip_prefix(PAGES).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Registers the login page, which must stay outside the `/admin` scope's access check: it is how a browser
+/// gets the credential.
+pub fn configure_login(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/admin/ui/login", Method::GET, login));
+}
+
+/// Registers the pages, relative to the `/admin` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/admin/ui", Method::GET, overview))
-        .service(resource("/admin/ui/login", Method::GET, login))
-        .service(resource("/admin/ui/sagas/{saga_id}", Method::GET, saga_page))
-        .service(resource("/admin/ui/sagas/{saga_id}/retry", Method::POST, retry))
-        .service(resource("/admin/ui/sagas/{saga_id}/abort", Method::POST, abort));
+    cfg.service(resource("/ui", Method::GET, overview))
+        .service(resource("/ui/sagas/{saga_id}", Method::GET, saga_page))
+        .service(resource("/ui/sagas/{saga_id}/retry", Method::POST, retry))
+        .service(resource("/ui/sagas/{saga_id}/abort", Method::POST, abort));
 }
 
-/// Makes `text` safe to place in HTML text and in quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
-}
+/// What a query-string value may hold as it is; everything else is percent-encoded.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Percent-encodes `text` for a query-string value.
 fn encode_query(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            let _ = write!(encoded, "%{byte:02X}");
-        }
-    }
-    encoded
+    utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 /// A flash message carried in the query string after a redirect.
@@ -79,13 +73,12 @@ struct Flash {
 }
 
 impl Flash {
-    fn html(&self) -> String {
-        match &self.flash {
-            Some(message) => {
-                let class = if self.kind.as_deref() == Some("error") { "flash error" } else { "flash ok" };
-                format!("<p class=\"{class}\" id=\"flash\">{}</p>", escape_html(message))
+    fn html(&self) -> Markup {
+        let class = if self.kind.as_deref() == Some("error") { "flash error" } else { "flash ok" };
+        html! {
+            @if let Some(message) = &self.flash {
+                p class=(class) id="flash" { (message) }
             }
-            None => String::new(),
         }
     }
 }
@@ -98,27 +91,32 @@ vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.9em}pre{background:
 .status-failed,.status-cancelled{color:#b00}.status-needs_attention{color:#fff;background:#b00;padding:0 .3em}\
 form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}";
 
-fn page(title: &str, body: &str) -> HttpResponse {
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
-         <style>{STYLE}</style></head><body><nav><a href=\"/admin/ui\">Overview</a></nav>{body}</body></html>",
-        escape_html(title)
-    );
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html)
+fn page(title: &str, body: Markup) -> HttpResponse {
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                nav { a href=(PAGES) { "Overview" } }
+                (body)
+            }
+        }
+    };
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html.into_string())
 }
 
 /// An error as a page, with the status the JSON API would give it.
-fn error_page(error: &ApiError) -> HttpResponse {
+pub fn error_page(error: &ApiError) -> HttpResponse {
     let status = error.status_code();
-    let mut response = page(
-        &format!("Error {}", status.as_u16()),
-        &format!(
-            "<h1>{} {}</h1><p class=\"flash error\">{}</p>",
-            status.as_u16(),
-            escape_html(status.canonical_reason().unwrap_or("")),
-            escape_html(&error.to_string())
-        ),
-    );
+    let body = html! {
+        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+        p class="flash error" { (error.to_string()) }
+    };
+    let mut response = page(&format!("Error {}", status.as_u16()), body);
     *response.status_mut() = status;
     response
 }
@@ -127,36 +125,34 @@ fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
-fn status_span(status: &str) -> String {
-    format!("<span class=\"status status-{0}\">{0}</span>", escape_html(status))
+fn status_span(status: Status) -> Markup {
+    html! { span class={ "status status-" (status.as_str()) } { (status.as_str()) } }
 }
 
 fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
-fn saga_rows(sagas: &[SagaSummary]) -> String {
-    if sagas.is_empty() {
-        return "<p class=\"empty\">None.</p>".into();
+fn saga_rows(sagas: &[SagaSummary]) -> Markup {
+    html! {
+        @if sagas.is_empty() {
+            p class="empty" { "None." }
+        } @else {
+            table {
+                tr { th { "Saga" } th { "Order" } th { "User" } th { "Status" } th { "Retries" } th { "Updated" } }
+                @for saga in sagas {
+                    tr {
+                        td { a href={ "/admin/ui/sagas/" (saga.id) } { (saga.id) } }
+                        td { (saga.order_id) }
+                        td { (saga.user_id) }
+                        td { (status_span(saga.status)) }
+                        td { (saga.retries) }
+                        td { (time(&saga.updated_at)) }
+                    }
+                }
+            }
+        }
     }
-    let mut html = String::from(
-        "<table><tr><th>Saga</th><th>Order</th><th>User</th><th>Status</th><th>Retries</th><th>Updated</th></tr>",
-    );
-    for saga in sagas {
-        let _ = write!(
-            html,
-            "<tr><td><a href=\"/admin/ui/sagas/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td></tr>",
-            escape_html(&saga.order_id),
-            escape_html(&saga.user_id),
-            status_span(&saga.status),
-            saga.retries,
-            time(&saga.updated_at),
-            id = escape_html(&saga.id),
-        );
-    }
-    html.push_str("</table>");
-    html
 }
 
 /// Query parameters of the overview.
@@ -166,27 +162,14 @@ struct OverviewQuery {
     q: Option<String>,
 }
 
-async fn overview(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    pool: web::Data<Pool>,
-    query: web::Query<OverviewQuery>,
-    flash: web::Query<Flash>,
-) -> HttpResponse {
-    match render_overview(&req, &access, &pool, &query, &flash).await {
+async fn overview(pool: web::Data<Pool>, query: web::Query<OverviewQuery>, flash: web::Query<Flash>) -> HttpResponse {
+    match render_overview(&pool, &query, &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
     }
 }
 
-async fn render_overview(
-    req: &HttpRequest,
-    access: &AdminAccess,
-    pool: &Pool,
-    query: &OverviewQuery,
-    flash: &Flash,
-) -> Result<HttpResponse, ApiError> {
-    access.check_page(req)?;
+async fn render_overview(pool: &Pool, query: &OverviewQuery, flash: &Flash) -> Result<HttpResponse, ApiError> {
     let stuck_secs = match query.stuck.as_deref().filter(|s| !s.is_empty()) {
         Some(raw) => parse_amount("stuck", raw)?,
         None => DEFAULT_STUCK_SECS,
@@ -204,40 +187,38 @@ async fn render_overview(
         None => None,
     };
 
-    let mut body = String::from("<h1>Checkout sagas</h1>");
-    body.push_str(&flash.html());
-    body.push_str("<h2>By status</h2><table><tr><th>Status</th><th>Sagas</th></tr>");
-    for status in Status::ALL {
-        let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td class=\"count\" id=\"count-{}\">{n}</td></tr>",
-            status_span(status.as_str()),
-            status.as_str()
-        );
-    }
-    body.push_str("</table>");
-
-    let _ = write!(
-        body,
-        "<h2>Stuck: not finished and unchanged for {stuck_secs} s or more</h2>\
-         <form method=\"get\" action=\"/admin/ui\"><label>Unchanged for at least \
-         <input type=\"number\" name=\"stuck\" min=\"0\" value=\"{stuck_secs}\"> s</label> \
-         <button type=\"submit\" id=\"show-stuck\">Show</button></form><div id=\"stuck\">{}</div>",
-        saga_rows(&stuck)
-    );
-
-    let _ = write!(
-        body,
-        "<h2>Search</h2><form method=\"get\" action=\"/admin/ui\"><input type=\"hidden\" name=\"stuck\" \
-         value=\"{stuck_secs}\"><label>Saga, order or user ID <input type=\"search\" name=\"q\" size=\"40\" \
-         value=\"{}\"></label> <button type=\"submit\" id=\"search\">Search</button></form>",
-        escape_html(search.unwrap_or(""))
-    );
-    if let Some(found) = found {
-        let _ = write!(body, "<div id=\"results\">{}</div>", saga_rows(&found));
-    }
-    Ok(page("Checkout sagas", &body))
+    let body = html! {
+        h1 { "Checkout sagas" }
+        (flash.html())
+        h2 { "By status" }
+        table {
+            tr { th { "Status" } th { "Sagas" } }
+            @for status in Status::ALL {
+                tr {
+                    td { (status_span(status)) }
+                    td class="count" id={ "count-" (status.as_str()) } { (counts.get(&status).copied().unwrap_or(0)) }
+                }
+            }
+        }
+        h2 { "Stuck: not finished and unchanged for " (stuck_secs) " s or more" }
+        form method="get" action=(PAGES) {
+            label { "Unchanged for at least " input type="number" name="stuck" min="0" value=(stuck_secs); " s" }
+            " "
+            button type="submit" id="show-stuck" { "Show" }
+        }
+        div id="stuck" { (saga_rows(&stuck)) }
+        h2 { "Search" }
+        form method="get" action=(PAGES) {
+            input type="hidden" name="stuck" value=(stuck_secs);
+            label { "Saga, order or user ID " input type="search" name="q" size="40" value=(search.unwrap_or("")); }
+            " "
+            button type="submit" id="search" { "Search" }
+        }
+        @if let Some(found) = &found {
+            div id="results" { (saga_rows(found)) }
+        }
+    };
+    Ok(page("Checkout sagas", body))
 }
 
 /// Sagas whose ID, order ID or user ID is `term`, newest first, without repeats.
@@ -273,11 +254,8 @@ async fn login(access: web::Data<AdminAccess>, query: web::Query<LoginQuery>) ->
         return error_page(&ApiError::Unauthorized("that is not the admin token".into()));
     }
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/admin/ui"))
-        .insert_header((
-            header::SET_COOKIE,
-            format!("{TOKEN_COOKIE}={token}; Path=/admin/ui; HttpOnly; SameSite=Strict"),
-        ))
+        .insert_header((header::LOCATION, PAGES))
+        .insert_header((header::SET_COOKIE, format!("{TOKEN_COOKIE}={token}; Path={PAGES}; HttpOnly; SameSite=Strict")))
         .finish()
 }
 
@@ -285,85 +263,69 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
     raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))
 }
 
-async fn saga_page(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    pool: web::Data<Pool>,
-    path: web::Path<String>,
-    flash: web::Query<Flash>,
-) -> HttpResponse {
-    match render_saga(&req, &access, &pool, &path, &flash).await {
+async fn saga_page(pool: web::Data<Pool>, path: web::Path<String>, flash: web::Query<Flash>) -> HttpResponse {
+    match render_saga(&pool, &path, &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
     }
 }
 
-async fn render_saga(
-    req: &HttpRequest,
-    access: &AdminAccess,
-    pool: &Pool,
-    raw_id: &str,
-    flash: &Flash,
-) -> Result<HttpResponse, ApiError> {
-    access.check_page(req)?;
+async fn render_saga(pool: &Pool, raw_id: &str, flash: &Flash) -> Result<HttpResponse, ApiError> {
     let id = parse_saga_id(raw_id)?;
     let mut conn = pool.get().await?;
     let saga =
         store::find(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
     let history = store::history(&mut conn, id).await?;
 
-    let mut body = format!("<h1>Saga <code>{id}</code></h1>");
-    body.push_str(&flash.html());
+    let id = id.to_string();
     let next_retry = saga.next_retry_at.as_ref().map_or_else(|| "none".to_owned(), time);
-    let _ = write!(
-        body,
-        "<table id=\"summary\"><tr><th>Status</th><td id=\"status\">{}</td></tr>\
-         <tr><th>Order</th><td>{}</td></tr><tr><th>User</th><td>{}</td></tr>\
-         <tr><th>Version</th><td>{}</td></tr><tr><th>Retries</th><td>{}</td></tr>\
-         <tr><th>Next retry</th><td>{}</td></tr><tr><th>Created</th><td>{}</td></tr>\
-         <tr><th>Updated</th><td>{}</td></tr></table>",
-        status_span(&saga.status),
-        escape_html(&saga.order_id),
-        escape_html(&saga.user_id),
-        saga.version,
-        saga.retries,
-        next_retry,
-        time(&saga.created_at),
-        time(&saga.updated_at),
-    );
-    let terminal = saga.status.parse::<Status>().map_or(true, Status::is_terminal);
-    if !terminal {
-        let _ = write!(
-            body,
-            "<h2>Actions</h2>\
-             <form class=\"inline retry\" method=\"post\" action=\"/admin/ui/sagas/{id}/retry\">\
-             <button type=\"submit\" id=\"retry\">Retry</button> re-send the unanswered commands now</form>\
-             <form class=\"inline abort\" method=\"post\" action=\"/admin/ui/sagas/{id}/abort\">\
-             <button type=\"submit\" id=\"abort\">Abort</button> undo whatever was done, then fail</form>"
-        );
-    }
-    body.push_str(&request_html(&saga.request));
-    let _ = write!(body, "<h2>State</h2><pre id=\"state\">{}</pre>", escape_html(&pretty(&saga.state)));
-    body.push_str(&timeline_html(&history));
-    Ok(page(&format!("Saga {id}"), &body))
+    let body = html! {
+        h1 { "Saga " code { (id) } }
+        (flash.html())
+        table id="summary" {
+            tr { th { "Status" } td id="status" { (status_span(saga.status)) } }
+            tr { th { "Order" } td { (saga.order_id) } }
+            tr { th { "User" } td { (saga.user_id) } }
+            tr { th { "Version" } td { (saga.version) } }
+            tr { th { "Retries" } td { (saga.retries) } }
+            tr { th { "Next retry" } td { (next_retry) } }
+            tr { th { "Created" } td { (time(&saga.created_at)) } }
+            tr { th { "Updated" } td { (time(&saga.updated_at)) } }
+        }
+        @if !saga.status.is_terminal() {
+            h2 { "Actions" }
+            form class="inline retry" method="post" action={ "/admin/ui/sagas/" (id) "/retry" } {
+                button type="submit" id="retry" { "Retry" }
+                " re-send the unanswered commands now"
+            }
+            form class="inline abort" method="post" action={ "/admin/ui/sagas/" (id) "/abort" } {
+                button type="submit" id="abort" { "Abort" }
+                " undo whatever was done, then fail"
+            }
+        }
+        (request_html(&saga.request))
+        h2 { "State" }
+        pre id="state" { (pretty(&saga.state)) }
+        (timeline_html(&history))
+    };
+    Ok(page(&format!("Saga {id}"), body))
 }
 
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
-fn request_html(request: &Value) -> String {
-    let mut html = String::from("<h2>Request</h2><table id=\"items\"><tr><th>Item</th><th>Quantity</th></tr>");
-    for item in request["items"].as_array().into_iter().flatten() {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td></tr>",
-            escape_html(&plain(&item["item_id"])),
-            escape_html(&plain(&item["quantity"]))
-        );
+fn request_html(request: &Value) -> Markup {
+    html! {
+        h2 { "Request" }
+        table id="items" {
+            tr { th { "Item" } th { "Quantity" } }
+            @for item in request["items"].as_array().into_iter().flatten() {
+                tr { td { (plain(&item["item_id"])) } td { (plain(&item["quantity"])) } }
+            }
+        }
+        p { "Total: " strong { (plain(&request["total"])) } }
     }
-    let _ = write!(html, "</table><p>Total: <strong>{}</strong></p>", escape_html(&plain(&request["total"])));
-    html
 }
 
 /// A JSON value as text: strings without their quotes.
@@ -387,26 +349,30 @@ fn tagged(value: &Value, tag: &str) -> String {
     }
 }
 
-fn timeline_html(history: &[HistoryLine]) -> String {
-    let mut html = String::from(
-        "<h2>Timeline</h2><table id=\"timeline\"><tr><th>Time</th><th>Event</th><th>From → to</th>\
-         <th>Commands</th></tr>",
-    );
-    for line in history {
-        let commands: Vec<String> =
-            line.commands.as_array().into_iter().flatten().map(|c| tagged(c, "command")).collect();
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
-            time(&line.at),
-            escape_html(&tagged(&line.event, "event")),
-            line.from_status.as_deref().map_or_else(|| "·".to_owned(), status_span),
-            status_span(&line.to_status),
-            escape_html(&commands.join(", ")),
-        );
+fn timeline_html(history: &[HistoryLine]) -> Markup {
+    html! {
+        h2 { "Timeline" }
+        table id="timeline" {
+            tr { th { "Time" } th { "Event" } th { "From → to" } th { "Commands" } }
+            @for line in history {
+                @let commands: Vec<String> =
+                    line.commands.as_array().into_iter().flatten().map(|c| tagged(c, "command")).collect();
+                tr {
+                    td { (time(&line.at)) }
+                    td { (tagged(&line.event, "event")) }
+                    td {
+                        @match line.from_status {
+                            Some(from) => (status_span(from)),
+                            None => "·",
+                        }
+                        " → "
+                        (status_span(line.to_status))
+                    }
+                    td { (commands.join(", ")) }
+                }
+            }
+        }
     }
-    html.push_str("</table>");
-    html
 }
 
 /// Whether a form post comes from these pages: a browser names the page's origin in `Origin`; tools such as
@@ -417,36 +383,17 @@ fn same_origin(req: &HttpRequest) -> bool {
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str())
 }
 
-async fn retry(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    operations: web::Data<Operations>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    act(&req, &access, &operations, &path, Action::Retry).await
+async fn retry(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+    act(&req, &operations, &path, Action::Retry).await
 }
 
-async fn abort(
-    req: HttpRequest,
-    access: web::Data<AdminAccess>,
-    operations: web::Data<Operations>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    act(&req, &access, &operations, &path, Action::Abort).await
+async fn abort(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+    act(&req, &operations, &path, Action::Abort).await
 }
 
 /// Performs `action` and sends the browser back to the saga's page with what happened; a saga that is
 /// already over is a message there, not an error page.
-async fn act(
-    req: &HttpRequest,
-    access: &AdminAccess,
-    operations: &Operations,
-    raw_id: &str,
-    action: Action,
-) -> HttpResponse {
-    if let Err(e) = access.check_page(req) {
-        return error_page(&e);
-    }
+async fn act(req: &HttpRequest, operations: &Operations, raw_id: &str, action: Action) -> HttpResponse {
     if !same_origin(req) {
         return error_page(&ApiError::Forbidden("this form was posted from another site".into()));
     }
@@ -473,12 +420,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn html_special_characters_are_escaped() {
+    fn what_a_page_shows_is_escaped() {
+        let flash = Flash { flash: Some("<a href=\"x\">Tom & Jerry</a>".into()), kind: Some("error".into()) };
         assert_eq!(
-            escape_html("<a href=\"x\">Tom & Jerry's</a>"),
-            "&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;"
+            flash.html().into_string(),
+            "<p class=\"flash error\" id=\"flash\">&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&lt;/a&gt;</p>"
         );
-        assert_eq!(escape_html("plain"), "plain");
+    }
+
+    #[test]
+    fn only_paths_under_the_pages_are_pages() {
+        assert!(is_page("/admin/ui") && is_page("/admin/ui/sagas/x") && is_page("/admin/ui/login"));
+        assert!(!is_page("/admin/uix") && !is_page("/admin/sagas") && !is_page("/admin"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use coordinator::{config::Config, startup::Application};
-use platform::testing::{fresh_database, fresh_vhost, TestBroker};
+use platform::testing::{eventually_ok, fresh_database, fresh_vhost, TestBroker};
 use serde_json::Value;
 use shared_contracts::{queues, CheckoutRequest, CoordinatorMessage, Envelope, LineItem, SagaId};
 
@@ -74,16 +74,16 @@ impl Harness {
         (response.status().as_u16(), response.json().await.expect("a JSON body"))
     }
 
-    /// Polls `GET path` until `done` holds for its body, and returns that body.
+    /// Asks `GET path` until `done` holds for its body, and returns that body.
     pub async fn get_until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let what = format!("GET {path} to get there");
+        let answered = eventually_ok(&what, WAIT, async || {
             let (status, body) = self.get(path).await;
-            if status == 200 && done(&body) {
-                return body;
+            match status == 200 && done(&body) {
+                true => Ok(Some(body)),
+                false => Err(anyhow::anyhow!("the last answer was {status} {body}")),
             }
-            assert!(tokio::time::Instant::now() < deadline, "GET {path} never got there: {status} {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        });
+        answered.await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
