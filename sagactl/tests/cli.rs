@@ -19,12 +19,12 @@ struct Coordinator {
 async fn start_coordinator(admin_token: Option<&str>) -> Coordinator {
     platform::telemetry::init();
     let mut config = Config::from_env().unwrap();
-    config.http_addr = "127.0.0.1:0".into();
-    config.database_url = fresh_database("sagactl").await.unwrap();
-    config.amqp_url = fresh_vhost().await.unwrap();
+    config.service.http_addr = "127.0.0.1:0".into();
+    config.service.database_url = fresh_database("sagactl").await.unwrap();
+    config.service.amqp_url = fresh_vhost().await.unwrap();
     config.retry_after = Duration::from_secs(60);
     config.admin_token = admin_token.map(str::to_owned);
-    let broker = TestBroker::connect(&config.amqp_url).await.unwrap();
+    let broker = TestBroker::connect(&config.service.amqp_url).await.unwrap();
     let app = Application::build(config).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
