@@ -133,7 +133,7 @@ async fn refusals_exit_non_zero_with_the_servers_message() {
 
     let (code, _, err) = sagactl(&c.url, &["frobnicate"]).await;
     assert_eq!(code, 2);
-    assert!(err.starts_with("sagactl: unknown command \"frobnicate\""), "{err}");
+    assert!(err.starts_with("error: unrecognized subcommand 'frobnicate'"), "{err}");
     let (code, _, err) = sagactl("http://127.0.0.1:9", &["stats"]).await;
     assert_eq!(code, 1);
     assert!(err.starts_with("sagactl: cannot talk to the coordinator at http://127.0.0.1:9"), "{err}");
