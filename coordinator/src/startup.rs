@@ -43,12 +43,10 @@ impl Service for Coordinator {
         let operations = web::Data::new(Operations::new(pool.clone(), dispatcher.clone(), policy));
         let access = web::Data::new(AdminAccess::new(config.admin_token.clone()));
         parts.spawn(consume(parts.broker.clone(), queues::COORDINATOR, config.service.consumer, handler));
-        parts.spawn(recovery::run(pool.clone(), dispatcher, policy));
+        parts.spawn(recovery::run(pool, dispatcher, policy));
 
-        let pool = web::Data::new(pool);
         Ok(move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(pool.clone())
-                .app_data(operations.clone())
+            cfg.app_data(operations.clone())
                 .app_data(access.clone())
                 .app_data(dead_letters.clone())
                 .configure(crate::http::configure);

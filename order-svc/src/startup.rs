@@ -53,14 +53,9 @@ impl Service for Order {
         let stock = web::Data::new(StockClient::new(&config.stock_url)?);
         let payment = web::Data::new(PaymentClient::new(&config.payment_url)?);
         let timeout = Duration::from_millis(config.checkout_timeout_ms);
-        let checkouts = web::Data::new(Checkouts::new(pool.clone(), dispatcher, resend_policy, waiters, timeout));
-        let pool = web::Data::new(pool);
+        let checkouts = web::Data::new(Checkouts::new(pool, dispatcher, resend_policy, waiters, timeout));
         Ok(move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(pool.clone())
-                .app_data(stock.clone())
-                .app_data(payment.clone())
-                .app_data(checkouts.clone())
-                .configure(http::routes);
+            cfg.app_data(stock.clone()).app_data(payment.clone()).app_data(checkouts.clone()).configure(http::routes);
         })
     }
 }

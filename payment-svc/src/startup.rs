@@ -35,14 +35,10 @@ impl Service for Payment {
         let handler = Arc::new(PaymentWorker::new(parts.pool.clone(), Arc::new(Publisher::new(parts.broker.clone()))));
         parts.spawn(consume(parts.broker.clone(), queues::PAYMENT_COMMANDS, config.service.consumer, handler));
 
-        let pool = web::Data::new(parts.pool.clone());
         let coordinator = web::Data::new(CoordinatorClient::new(&config.coordinator_url)?);
         let orders = web::Data::new(OrderClient::new(&config.order_url)?);
         Ok(move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(pool.clone())
-                .app_data(coordinator.clone())
-                .app_data(orders.clone())
-                .configure(crate::http::routes);
+            cfg.app_data(coordinator.clone()).app_data(orders.clone()).configure(crate::http::routes);
         })
     }
 }

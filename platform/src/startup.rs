@@ -9,7 +9,11 @@
 
 use std::{fmt::Display, io, marker::PhantomData, time::Duration};
 
-use actix_web::{dev::Server, middleware::from_fn, web, App, HttpServer};
+use actix_web::{
+    dev::{Server, ServerHandle},
+    middleware::from_fn,
+    web, App, HttpServer,
+};
 use anyhow::Result;
 use diesel_migrations::EmbeddedMigrations;
 use futures::Future;
@@ -45,8 +49,9 @@ pub trait Routes: Fn(&mut web::ServiceConfig) + Clone + Send + 'static {}
 
 impl<F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static> Routes for F {}
 
-/// What the shared start-up has made ready for a service to wire: its database pool and its broker, and the
-/// tasks it runs in the background, which the [`Application`] owns.
+/// What the shared start-up has made ready for a service to wire: its database pool (which every HTTP handler
+/// also finds as `web::Data<db::Pool>`) and its broker, and the tasks it runs in the background, which the
+/// [`Application`] owns.
 pub struct Parts {
     /// The pool of the service's (migrated) database.
     pub pool: db::Pool,
@@ -79,11 +84,13 @@ impl<S: Service> Application<S> {
         let mut parts = Parts { pool: pool.clone(), broker, tasks: JoinSet::new() };
         parts.spawn(db::report_pool_usage(S::NAME, pool));
         let configure = S::wire(config, &mut parts)?;
+        let pool = web::Data::new(parts.pool.clone());
 
         let listener = http::listen(&settings.http_addr)?;
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .app_data(pool.clone())
                 .wrap(from_fn(http::request_metrics(S::NAME)))
                 .configure(http::configure_common)
                 .configure(configure.clone())
@@ -98,6 +105,11 @@ impl<S: Service> Application<S> {
     /// The port the HTTP server listens on (the real one when the settings asked for port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle that stops the HTTP server, and so the application, as a signal would.
+    pub fn server_handle(&self) -> ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until the server is stopped (by a signal), then stops the background tasks and waits for them,

@@ -35,10 +35,9 @@ impl Service for Stock {
         let handler = Arc::new(StockWorker::new(parts.pool.clone(), Publisher::new(parts.broker.clone())));
         parts.spawn(consume(parts.broker.clone(), queues::STOCK_COMMANDS, config.service.consumer, handler));
 
-        let pool = web::Data::new(parts.pool.clone());
         let coordinator = web::Data::new(CoordinatorClient::new(&config.coordinator_url)?);
         Ok(move |cfg: &mut web::ServiceConfig| {
-            cfg.app_data(pool.clone()).app_data(coordinator.clone()).configure(http::routes);
+            cfg.app_data(coordinator.clone()).configure(http::routes);
         })
     }
 }
