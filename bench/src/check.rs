@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use backon::{ConstantBuilder, ExponentialBuilder, Retryable};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
@@ -43,24 +44,38 @@ pub struct CheckReport {
 const ATTEMPTS: u32 = 3;
 /// Time between attempts: long enough for the coordinator to finish or compensate sagas still in flight.
 const BETWEEN_ATTEMPTS: Duration = Duration::from_secs(10);
-/// Retries of a single read before the entity counts as unreadable.
-const READ_TRIES: u32 = 3;
+/// Tries of a single read before the entity counts as unreadable.
+const READ_TRIES: usize = 3;
+/// The pause after a single read's first failed try; it doubles after each further one.
+const FIRST_READ_PAUSE: Duration = Duration::from_millis(200);
 
 /// Runs the check, repeating it when it fails, and returns the last report.
 pub async fn run(api: &Api, data: &DataSet, concurrency: usize) -> CheckReport {
-    let mut attempt = 1;
-    loop {
-        let started = std::time::Instant::now();
-        let mut report = once(api, data, concurrency).await;
-        report.attempts = attempt;
-        report.seconds = started.elapsed().as_secs_f64();
-        if report.passed || attempt == ATTEMPTS {
-            return report;
+    let mut attempts = 0;
+    let attempt = || {
+        attempts += 1;
+        let attempt = attempts;
+        async move {
+            let started = std::time::Instant::now();
+            let mut report = once(api, data, concurrency).await;
+            report.attempts = attempt;
+            report.seconds = started.elapsed().as_secs_f64();
+            // A failed check is an `Err` so that it is repeated.
+            if report.passed {
+                Ok(report)
+            } else {
+                Err(Box::new(report))
+            }
         }
-        eprintln!("  check attempt {attempt} failed; retrying in {} s", BETWEEN_ATTEMPTS.as_secs());
-        tokio::time::sleep(BETWEEN_ATTEMPTS).await;
-        attempt += 1;
-    }
+    };
+    let repeats = ConstantBuilder::new().with_delay(BETWEEN_ATTEMPTS).with_max_times(ATTEMPTS as usize - 1);
+    attempt
+        .retry(repeats)
+        .notify(|report, pause| {
+            eprintln!("  check attempt {} failed; retrying in {} s", report.attempts, pause.as_secs())
+        })
+        .await
+        .unwrap_or_else(|last| *last)
 }
 
 /// What one read contributes: an item's stock, a user's credit, or a paid order's quantities and total.
@@ -148,17 +163,10 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = Result<Reading, ApiError>>,
 {
-    let mut tries = 1;
-    loop {
-        match read(id).await {
-            Ok(reading) => return Ok(reading),
-            // A 4xx (unknown ID) will not change on retry; transport errors and 5xx might.
-            Err(error @ ApiError::Status { status: 400..=499, .. }) => return Err(error),
-            Err(error) if tries >= READ_TRIES => return Err(error),
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
-                tries += 1;
-            }
-        }
-    }
+    let pauses = ExponentialBuilder::new().with_min_delay(FIRST_READ_PAUSE).with_max_times(READ_TRIES - 1);
+    (|| read(id))
+        .retry(pauses)
+        // A 4xx (unknown ID) will not change on retry; transport errors and 5xx might.
+        .when(|error| !matches!(error, ApiError::Status { status: 400..=499, .. }))
+        .await
 }

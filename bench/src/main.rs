@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::api::Api;
 use crate::check::CheckReport;
 use crate::machine::Machine;
-use crate::options::{Mode, Options, OptionsError, USAGE};
+use crate::options::{Mode, Options};
 use crate::stats::Summary;
 
 /// Everything one invocation did, as written to `--out`.
@@ -36,16 +36,10 @@ struct Report {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match Options::parse(std::env::args().skip(1)) {
+    let options = match Options::parse(std::env::args_os()) {
         Ok(options) => options,
-        Err(OptionsError::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
+        // `--help` (exit 0) or a command line that is not understood (exit 2).
+        Err(error) => error.exit(),
     };
     match run(&options).await {
         Ok(report) => {

@@ -1,33 +1,8 @@
-//! Command-line options of `loadgen`, parsed by hand (the tool has few flags and we avoid a parser dependency).
+//! Command-line options of `loadgen`, parsed with clap's derive API into [`Options`].
 
 use std::time::Duration;
 
-/// Text printed for `--help`.
-pub const USAGE: &str = "\
-loadgen: the WDM course's checkout stress test against a running system.
-
-USAGE: loadgen [OPTIONS]
-
-  --url URL              base URL of the gateway (default http://127.0.0.1:8000)
-  --init                 batch_init stock, users and orders before the run (resets paid orders)
-  --items N              items created by --init and read by --check (default 100000)
-  --users N              users (default 100000)
-  --orders N             orders; checkouts pick a random one of 0..N (default 100000)
-  --stock N              starting stock per item (default 1000000)
-  --credit N             starting credit per user (default 1000000)
-  --price N              price per item (default 1)
-  --mode closed|rate     closed loop of --clients, or open loop at --rate (default closed)
-  --clients N            concurrent clients in closed mode (default 64)
-  --rate R               checkouts per second in rate mode
-  --duration SECS        measured time; 0 skips the load phase (default 30)
-  --warmup SECS          time before the measurement that is not counted (default 5)
-  --timeout SECS         per-request timeout (default 30)
-  --max-in-flight N      rate mode: requests in flight before new ones are dropped and counted (default 2000)
-  --check                after the run, check stock and credit conservation over all entities; exit 1 on FAIL
-  --check-concurrency N  concurrent GETs of the check (default 256)
-  --out PATH             JSON result file (default bench-result.json)
-  --help                 this text
-";
+use clap::{builder::RangedU64ValueParser, Parser, ValueEnum};
 
 /// How checkouts are issued.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,141 +63,156 @@ pub struct Options {
     pub out: String,
 }
 
-/// Why the command line was not understood.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum OptionsError {
-    /// `--help` was given; not an error, but parsing stops.
-    #[error("help requested")]
-    Help,
-    /// A flag nobody knows.
-    #[error("unknown option '{0}' (see --help)")]
-    Unknown(String),
-    /// A flag that needs a value came last.
-    #[error("option {0} needs a value")]
-    MissingValue(String),
-    /// A value that does not parse or is out of range.
-    #[error("invalid value '{value}' for {flag}: {reason}")]
-    Invalid {
-        /// The flag.
-        flag: String,
-        /// What was given.
-        value: String,
-        /// What was expected.
-        reason: &'static str,
-    },
+/// What the command line says, as clap reads it; [`Options::parse`] turns it into [`Options`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    about = "loadgen: the WDM course's checkout stress test against a running system.",
+    allow_negative_numbers = true
+)]
+struct Args {
+    /// base URL of the gateway
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// batch_init stock, users and orders before the run (resets paid orders)
+    #[arg(long)]
+    init: bool,
+    /// items created by --init and read by --check
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    items: u64,
+    /// users
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    users: u64,
+    /// orders; checkouts pick a random one of 0..N
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    orders: u64,
+    /// starting stock per item
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    stock: u64,
+    /// starting credit per user
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    credit: u64,
+    /// price per item
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    price: u64,
+    /// closed loop of --clients, or open loop at --rate
+    #[arg(long, value_enum, default_value_t = ModeName::Closed)]
+    mode: ModeName,
+    /// concurrent clients in closed mode
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = above_zero_count())]
+    clients: usize,
+    /// checkouts per second in rate mode
+    #[arg(long, value_name = "R", required_if_eq("mode", "rate"), value_parser = above_zero)]
+    rate: Option<f64>,
+    /// measured time; 0 skips the load phase
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = zero_or_more)]
+    duration: f64,
+    /// time before the measurement that is not counted
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = zero_or_more)]
+    warmup: f64,
+    /// per-request timeout
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = above_zero)]
+    timeout: f64,
+    /// rate mode: requests in flight before new ones are dropped and counted
+    // Each request in flight holds two gateway connections (client and upstream); 2,000 stays within an nginx
+    // of 2 workers with 4,096 connections each, so overload shows up as counted drops, not as gateway resets.
+    #[arg(long, value_name = "N", default_value_t = 2_000, value_parser = above_zero_count())]
+    max_in_flight: usize,
+    /// after the run, check stock and credit conservation over all entities; exit 1 on FAIL
+    #[arg(long)]
+    check: bool,
+    /// concurrent GETs of the check
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = above_zero_count())]
+    check_concurrency: usize,
+    /// JSON result file
+    #[arg(long, value_name = "PATH", default_value = "bench-result.json")]
+    out: String,
+}
+
+/// The values of `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeName {
+    // No doc comments: clap would print them as a long list in `--help`.
+    Closed,
+    Rate,
 }
 
 impl Options {
-    /// Parses the arguments after the program name.
-    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, OptionsError> {
-        let mut url = "http://127.0.0.1:8000".to_owned();
-        let mut init = false;
-        let mut data =
-            DataSet { items: 100_000, users: 100_000, orders: 100_000, stock: 1_000_000, credit: 1_000_000, price: 1 };
-        let mut mode_name = "closed".to_owned();
-        let mut clients = 64usize;
-        let mut rate: Option<f64> = None;
-        let mut duration = 30.0;
-        let mut warmup = 5.0;
-        let mut timeout = 30.0;
-        // Each request in flight holds two gateway connections (client and upstream); 2,000 stays within an nginx
-        // of 2 workers with 4,096 connections each, so overload shows up as counted drops, not as gateway resets.
-        let mut max_in_flight = 2_000usize;
-        let mut check = false;
-        let mut check_concurrency = 256usize;
-        let mut out = "bench-result.json".to_owned();
-
-        let mut args = args.into_iter();
-        while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or_else(|| OptionsError::MissingValue(flag.clone()));
-            match flag.as_str() {
-                "--help" | "-h" => return Err(OptionsError::Help),
-                "--init" => init = true,
-                "--check" => check = true,
-                "--url" => url = value()?.trim_end_matches('/').to_owned(),
-                "--out" => out = value()?,
-                "--mode" => mode_name = value()?,
-                "--items" => data.items = positive(&flag, &value()?)?,
-                "--users" => data.users = positive(&flag, &value()?)?,
-                "--orders" => data.orders = positive(&flag, &value()?)?,
-                "--stock" => data.stock = whole(&flag, &value()?)?,
-                "--credit" => data.credit = whole(&flag, &value()?)?,
-                "--price" => data.price = whole(&flag, &value()?)?,
-                "--clients" => clients = to_usize(&flag, positive(&flag, &value()?)?)?,
-                "--max-in-flight" => max_in_flight = to_usize(&flag, positive(&flag, &value()?)?)?,
-                "--check-concurrency" => check_concurrency = to_usize(&flag, positive(&flag, &value()?)?)?,
-                "--rate" => rate = Some(seconds(&flag, &value()?, false)?),
-                "--duration" => duration = seconds(&flag, &value()?, true)?,
-                "--warmup" => warmup = seconds(&flag, &value()?, true)?,
-                "--timeout" => timeout = seconds(&flag, &value()?, false)?,
-                _ => return Err(OptionsError::Unknown(flag)),
-            }
-        }
-
-        let mode = match (mode_name.as_str(), rate) {
-            ("closed", _) => Mode::Closed { clients },
-            ("rate", Some(per_second)) => Mode::Rate { per_second },
-            ("rate", None) => return Err(OptionsError::MissingValue("--rate (needed by --mode rate)".to_owned())),
-            _ => {
-                return Err(OptionsError::Invalid {
-                    flag: "--mode".to_owned(),
-                    value: mode_name,
-                    reason: "closed or rate",
-                })
-            }
+    /// Parses the command line `args`, program name first. `--help` and a command line that is not understood
+    /// come back as clap's error, which prints itself with the right exit status (`Error::exit`).
+    pub fn parse<I, T>(args: I) -> Result<Options, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args = Args::try_parse_from(args)?;
+        let mode = match (args.mode, args.rate) {
+            (ModeName::Rate, Some(per_second)) => Mode::Rate { per_second },
+            // clap demands --rate with --mode rate.
+            (ModeName::Closed, _) | (ModeName::Rate, None) => Mode::Closed { clients: args.clients },
+        };
+        let data = DataSet {
+            items: args.items,
+            users: args.users,
+            orders: args.orders,
+            stock: args.stock,
+            credit: args.credit,
+            price: args.price,
         };
         Ok(Options {
-            url,
-            init,
+            url: args.url.trim_end_matches('/').to_owned(),
+            init: args.init,
             data,
             mode,
-            duration: Duration::from_secs_f64(duration),
-            warmup: Duration::from_secs_f64(warmup),
-            timeout: Duration::from_secs_f64(timeout),
-            max_in_flight,
-            check,
-            check_concurrency,
-            out,
+            duration: Duration::from_secs_f64(args.duration),
+            warmup: Duration::from_secs_f64(args.warmup),
+            timeout: Duration::from_secs_f64(args.timeout),
+            max_in_flight: args.max_in_flight,
+            check: args.check,
+            check_concurrency: args.check_concurrency,
+            out: args.out,
         })
     }
 }
 
-fn whole(flag: &str, value: &str) -> Result<u64, OptionsError> {
-    value.parse().map_err(|_| invalid(flag, value, "a non-negative whole number"))
+/// A count above 0 that fits a `usize`.
+fn above_zero_count() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
 }
 
-fn positive(flag: &str, value: &str) -> Result<u64, OptionsError> {
-    match whole(flag, value)? {
-        0 => Err(invalid(flag, value, "a number above 0")),
-        n => Ok(n),
-    }
+/// A finite number of seconds (or a rate) above 0.
+fn above_zero(value: &str) -> Result<f64, String> {
+    seconds(value, false)
 }
 
-fn to_usize(flag: &str, n: u64) -> Result<usize, OptionsError> {
-    usize::try_from(n).map_err(|_| invalid(flag, &n.to_string(), "a smaller number"))
+/// A finite number of seconds of 0 or more.
+fn zero_or_more(value: &str) -> Result<f64, String> {
+    seconds(value, true)
 }
 
-/// A finite, non-negative number of seconds (or a rate); zero only when `zero_ok`.
-fn seconds(flag: &str, value: &str, zero_ok: bool) -> Result<f64, OptionsError> {
-    let parsed: f64 = value.parse().map_err(|_| invalid(flag, value, "a number"))?;
+/// A finite, non-negative number below 10^9; zero only when `zero_ok`.
+fn seconds(value: &str, zero_ok: bool) -> Result<f64, String> {
+    let parsed: f64 = value.parse().map_err(|_| "not a number".to_owned())?;
     let in_range = parsed.is_finite() && parsed < 1e9 && (parsed > 0.0 || (zero_ok && parsed == 0.0));
     if in_range {
         Ok(parsed)
     } else {
-        Err(invalid(flag, value, if zero_ok { "a number >= 0" } else { "a number > 0" }))
+        Err(if zero_ok { "not a number >= 0" } else { "not a number > 0" }.to_owned())
     }
-}
-
-fn invalid(flag: &str, value: &str, reason: &'static str) -> OptionsError {
-    OptionsError::Invalid { flag: flag.to_owned(), value: value.to_owned(), reason }
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Options, OptionsError> {
-        Options::parse(args.iter().map(|s| s.to_string()))
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::parse(std::iter::once("loadgen").chain(args.iter().copied()))
+    }
+
+    fn refusal(args: &[&str]) -> ErrorKind {
+        parse(args).expect_err("refused").kind()
     }
 
     #[test]
@@ -234,6 +224,8 @@ mod tests {
         assert_eq!(options.data.stock, 1_000_000);
         assert_eq!(options.duration, Duration::from_secs(30));
         assert_eq!(options.warmup, Duration::from_secs(5));
+        assert_eq!(options.timeout, Duration::from_secs(30));
+        assert_eq!((options.max_in_flight, options.check_concurrency), (2_000, 256));
         assert_eq!(options.out, "bench-result.json");
         assert!(!options.init && !options.check);
     }
@@ -248,18 +240,19 @@ mod tests {
 
     #[test]
     fn rate_mode_without_a_rate_is_refused() {
-        assert!(matches!(parse(&["--mode", "rate"]), Err(OptionsError::MissingValue(_))));
+        assert_eq!(refusal(&["--mode", "rate"]), ErrorKind::MissingRequiredArgument);
     }
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
-        assert!(
-            matches!(parse(&["--clients", "0"]), Err(OptionsError::Invalid { ref flag, .. }) if flag == "--clients")
-        );
-        assert!(matches!(parse(&["--duration", "-1"]), Err(OptionsError::Invalid { .. })));
-        assert!(matches!(parse(&["--rate", "NaN", "--mode", "rate"]), Err(OptionsError::Invalid { .. })));
-        assert!(matches!(parse(&["--mode", "open"]), Err(OptionsError::Invalid { .. })));
-        assert_eq!(parse(&["--frobnicate"]).unwrap_err(), OptionsError::Unknown("--frobnicate".to_owned()));
-        assert_eq!(parse(&["--out"]).unwrap_err(), OptionsError::MissingValue("--out".to_owned()));
+        let error = parse(&["--clients", "0"]).expect_err("refused");
+        assert_eq!(error.kind(), ErrorKind::ValueValidation);
+        assert!(error.to_string().contains("--clients"), "{error}");
+        assert_eq!(refusal(&["--duration", "-1"]), ErrorKind::ValueValidation);
+        assert_eq!(refusal(&["--rate", "NaN", "--mode", "rate"]), ErrorKind::ValueValidation);
+        assert_eq!(refusal(&["--mode", "open"]), ErrorKind::InvalidValue);
+        assert_eq!(refusal(&["--frobnicate"]), ErrorKind::UnknownArgument);
+        assert_eq!(refusal(&["--out"]), ErrorKind::InvalidValue);
+        assert_eq!(refusal(&["--help"]), ErrorKind::DisplayHelp);
     }
 }

@@ -3,27 +3,16 @@
 use std::{fmt, time::Duration};
 
 use anyhow::Result;
-use platform::config::{parse, redact_url, string};
+use platform::{
+    amqp::ConsumerSettings,
+    config::{parse, string, Defaults, ServiceSettings},
+};
 
 /// Everything the coordinator needs to start.
 #[derive(Clone)]
 pub struct Config {
-    /// Where the admin API listens (`HTTP_ADDR`); port 0 picks a free one.
-    pub http_addr: String,
-    /// The coordinator's own database (`DATABASE_URL`).
-    pub database_url: String,
-    /// The broker (`AMQP_URL`).
-    pub amqp_url: String,
-    /// Connections in the pool (`DB_POOL_SIZE`).
-    pub db_pool_size: usize,
-    /// actix workers for the admin API (`HTTP_WORKERS`).
-    pub http_workers: usize,
-    /// Unacked messages the consumer may hold (`WORKER_PREFETCH`).
-    pub worker_prefetch: u16,
-    /// The most messages handled in one transaction (`WORKER_BATCH`).
-    pub worker_batch: usize,
-    /// Batches of saga messages handled at once (`WORKER_PARALLEL`).
-    pub worker_parallel: usize,
+    /// What every service reads: the admin API's address, the database, the broker and the saga consumer.
+    pub service: ServiceSettings,
     /// How long a command may go unanswered before it is sent again (`RETRY_AFTER_MS`); doubles per retry.
     pub retry_after: Duration,
     /// The longest pause between two retries of one saga (`RETRY_MAX_MS`).
@@ -50,15 +39,14 @@ impl Config {
 
     /// Reads the environment, with defaults for a local run.
     pub fn from_env() -> Result<Self> {
+        let defaults = Defaults {
+            http_port: 8004,
+            database: "coordinator",
+            http_workers: 1,
+            consumer: ConsumerSettings { prefetch: 1024, max_batch: 256, parallel: 1 },
+        };
         Ok(Self {
-            http_addr: string("HTTP_ADDR", "127.0.0.1:8004"),
-            database_url: string("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/coordinator"),
-            amqp_url: string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            db_pool_size: parse("DB_POOL_SIZE", 16)?,
-            http_workers: parse("HTTP_WORKERS", 1)?,
-            worker_prefetch: parse("WORKER_PREFETCH", 1024)?,
-            worker_batch: parse("WORKER_BATCH", 256)?,
-            worker_parallel: parse("WORKER_PARALLEL", 1)?,
+            service: ServiceSettings::from_env(defaults)?,
             retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 2000)?),
             retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 5000)?),
             saga_deadline: Duration::from_millis(parse("SAGA_DEADLINE_MS", 20_000)?),
@@ -68,22 +56,18 @@ impl Config {
     }
 }
 
-impl fmt::Debug for Config {
+/// The settings as they may be logged: passwords in URLs and the admin token are hidden.
+impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("http_addr", &self.http_addr)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("amqp_url", &redact_url(&self.amqp_url))
-            .field("db_pool_size", &self.db_pool_size)
-            .field("http_workers", &self.http_workers)
-            .field("worker_prefetch", &self.worker_prefetch)
-            .field("worker_batch", &self.worker_batch)
-            .field("worker_parallel", &self.worker_parallel)
-            .field("retry_after", &self.retry_after)
-            .field("retry_max", &self.retry_max)
-            .field("saga_deadline", &self.saga_deadline)
-            .field("compensation_deadline", &self.compensation_deadline)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
-            .finish()
+        write!(
+            f,
+            "{} retry_after={:?} retry_max={:?} saga_deadline={:?} compensation_deadline={:?} admin_token={}",
+            self.service,
+            self.retry_after,
+            self.retry_max,
+            self.saga_deadline,
+            self.compensation_deadline,
+            if self.admin_token.is_some() { "***" } else { "none" },
+        )
     }
 }

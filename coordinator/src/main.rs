@@ -1,14 +1,8 @@
-//! The coordinator process.
+//! The coordinator process: reads its configuration, then runs the sagas and serves the admin API until stopped.
 
-use coordinator::{config::Config, startup::Application};
+use coordinator::{config::Config, startup::Coordinator};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init_for("coordinator");
-    let config = Config::from_env()?;
-    tracing::info!(?config, "starting coordinator");
-    let served = Application::build(config).await?.run_until_stopped().await;
-    platform::telemetry::shutdown();
-    served?;
-    Ok(())
+    platform::startup::main::<Coordinator>(Config::from_env).await
 }

@@ -27,11 +27,11 @@ async fn start_with(retry_after: Duration, admin_token: Option<&str>) -> Harness
     platform::telemetry::init();
     let mut config = Config::from_env().unwrap();
     config.admin_token = admin_token.map(str::to_owned);
-    config.http_addr = "127.0.0.1:0".into();
-    config.database_url = fresh_database("coordinator").await.unwrap();
-    config.amqp_url = fresh_vhost().await.unwrap();
+    config.service.http_addr = "127.0.0.1:0".into();
+    config.service.database_url = fresh_database("coordinator").await.unwrap();
+    config.service.amqp_url = fresh_vhost().await.unwrap();
     config.retry_after = retry_after;
-    let broker = TestBroker::connect(&config.amqp_url).await.unwrap();
+    let broker = TestBroker::connect(&config.service.amqp_url).await.unwrap();
     let app = Application::build(config).await.unwrap();
     let admin = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

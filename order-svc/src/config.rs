@@ -3,21 +3,16 @@
 use std::{fmt, time::Duration};
 
 use anyhow::Result;
-use platform::config::{parse, redact_url, string};
+use platform::{
+    amqp::ConsumerSettings,
+    config::{parse, redact_url, string, Defaults, ServiceSettings},
+};
 
 /// Everything order-svc needs to know to start.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the REST API listens (`HTTP_ADDR`); port 0 picks a free port.
-    pub http_addr: String,
-    /// The service's own PostgreSQL database (`DATABASE_URL`).
-    pub database_url: String,
-    /// The RabbitMQ broker and vhost (`AMQP_URL`).
-    pub amqp_url: String,
-    /// The most database connections the process holds (`DB_POOL_SIZE`).
-    pub db_pool_size: usize,
-    /// HTTP worker threads (`HTTP_WORKERS`).
-    pub http_workers: usize,
+    /// What every service reads: its address, database, broker and the outcome consumer's settings.
+    pub service: ServiceSettings,
     /// Where stock-svc answers, for the price of an item added to an order (`STOCK_URL`).
     pub stock_url: String,
     /// Where payment-svc answers, to check that the user of a new order exists (`PAYMENT_URL`).
@@ -36,12 +31,14 @@ pub struct Config {
 impl Config {
     /// Reads the settings from the environment, with defaults for a local run.
     pub fn from_env() -> Result<Self> {
+        let defaults = Defaults {
+            http_port: 8001,
+            database: "orders",
+            http_workers: 2,
+            consumer: ConsumerSettings { prefetch: 512, max_batch: 128, parallel: 1 },
+        };
         Ok(Self {
-            http_addr: string("HTTP_ADDR", "127.0.0.1:8001"),
-            database_url: string("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/orders"),
-            amqp_url: string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            db_pool_size: parse("DB_POOL_SIZE", 16)?,
-            http_workers: parse("HTTP_WORKERS", 2)?,
+            service: ServiceSettings::from_env(defaults)?,
             stock_url: string("STOCK_URL", "http://127.0.0.1:8003"),
             payment_url: string("PAYMENT_URL", "http://127.0.0.1:8002"),
             checkout_timeout_ms: parse("CHECKOUT_TIMEOUT_MS", 30_000)?,
@@ -56,13 +53,8 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "http_addr={} database_url={} amqp_url={} db_pool_size={} http_workers={} stock_url={} payment_url={} \
-             checkout_timeout_ms={} resend_after={:?} resend_max={:?}",
-            self.http_addr,
-            redact_url(&self.database_url),
-            redact_url(&self.amqp_url),
-            self.db_pool_size,
-            self.http_workers,
+            "{} stock_url={} payment_url={} checkout_timeout_ms={} resend_after={:?} resend_max={:?}",
+            self.service,
             redact_url(&self.stock_url),
             redact_url(&self.payment_url),
             self.checkout_timeout_ms,

@@ -35,6 +35,7 @@ use amqprs::{
 };
 use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use serde::{de::DeserializeOwned, Serialize};
 use shared_contracts::{
     queues::{DEAD_LETTERS, DEAD_LETTER_EXCHANGE},
@@ -62,6 +63,12 @@ const MAX_BUNDLE: usize = 512;
 /// sit unconsumed after a broker restart (the chaos test measured up to 4 s with 5 s here), and a refused
 /// connection attempt costs next to nothing.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The pauses between attempts to reach the broker: 100 ms, doubling up to [`MAX_BACKOFF`], with no limit on
+/// the attempts.
+fn reconnect_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new().with_min_delay(Duration::from_millis(100)).with_max_delay(MAX_BACKOFF).without_max_times()
+}
 
 /// Where the broker is, and what this process calls itself there.
 #[derive(Clone)]
@@ -146,19 +153,14 @@ impl Broker {
         self.open().await
     }
 
-    /// Connects, retrying with backoff until the broker answers.
-    async fn open_with_retry(&self) -> (Connection, Channel) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.open().await {
-                Ok(link) => return link,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), service = self.service, "RabbitMQ unreachable, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
+    /// Connects, retrying with [`reconnect_backoff`] until the broker answers (so it never returns an error).
+    async fn open_with_retry(&self) -> Result<(Connection, Channel)> {
+        (|| self.open())
+            .retry(reconnect_backoff())
+            .notify(|e, _| {
+                tracing::warn!(error = %format!("{e:#}"), service = self.service, "RabbitMQ unreachable, retrying")
+            })
+            .await
     }
 
     /// Declares the dead-letter exchange and queue and this broker's work queues; idempotent.
@@ -642,19 +644,18 @@ impl Default for ConsumerSettings {
 }
 
 /// Consumes `queue` for ever with `handler`, `settings.parallel` batches at a time, reconnecting whenever a link
-/// breaks.
+/// breaks. Stopping (dropping) it stops its `parallel` consumers too.
 pub async fn consume<H: BatchHandler>(
     broker: Broker,
     queue: &'static str,
     settings: ConsumerSettings,
     handler: Arc<H>,
 ) {
-    let consumers: Vec<_> = (0..settings.parallel.max(1))
-        .map(|_| tokio::spawn(consume_one(broker.clone(), queue, settings, handler.clone())))
-        .collect();
-    for consumer in consumers {
-        let _ = consumer.await;
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..settings.parallel.max(1) {
+        consumers.spawn(consume_one(broker.clone(), queue, settings, handler.clone()));
     }
+    while consumers.join_next().await.is_some() {}
 }
 
 async fn consume_one<H: BatchHandler>(
@@ -663,16 +664,12 @@ async fn consume_one<H: BatchHandler>(
     settings: ConsumerSettings,
     handler: Arc<H>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    // A run that ends without an error starts the pauses between reconnections over again.
     loop {
-        match consume_until_broken(&broker, queue, settings, handler.as_ref()).await {
-            Ok(()) => backoff = Duration::from_millis(100),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), queue, "consumer stopped, reconnecting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
+        let _ = (|| consume_until_broken(&broker, queue, settings, handler.as_ref()))
+            .retry(reconnect_backoff())
+            .notify(|e, _| tracing::warn!(error = %format!("{e:#}"), queue, "consumer stopped, reconnecting"))
+            .await;
     }
 }
 
@@ -682,7 +679,7 @@ async fn consume_until_broken<H: BatchHandler>(
     settings: ConsumerSettings,
     handler: &H,
 ) -> Result<()> {
-    let (connection, channel) = broker.open_with_retry().await;
+    let (connection, channel) = broker.open_with_retry().await?;
     channel.basic_qos(BasicQosArguments::new(0, settings.prefetch, false)).await?;
     let consumer_tag = format!("{}-{}", broker.service, uuid::Uuid::new_v4());
     let (_, mut deliveries) = channel.basic_consume_rx(BasicConsumeArguments::new(queue, &consumer_tag)).await?;

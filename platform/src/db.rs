@@ -261,36 +261,26 @@ fn split_database_name(url: &str) -> Result<(&str, String)> {
 }
 
 /// Publishes the pool's use every few seconds as `<service>_db_pool_connections{state="in_use"|"idle"}` and
-/// `<service>_db_pool_waiting_requests`, for as long as the returned task runs.
-pub fn report_pool_usage(service: &'static str, pool: Pool) -> tokio::task::JoinHandle<()> {
+/// `<service>_db_pool_waiting_requests`, for as long as it runs (for ever, unless its task is stopped).
+pub async fn report_pool_usage(service: &'static str, pool: Pool) {
     let connections: &'static str = Box::leak(format!("{service}_db_pool_connections").into_boxed_str());
     let waiting: &'static str = Box::leak(format!("{service}_db_pool_waiting_requests").into_boxed_str());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            let status = pool.status();
-            let idle = status.available;
-            metrics::gauge!(connections, "state" => "in_use").set(status.size.saturating_sub(idle) as f64);
-            metrics::gauge!(connections, "state" => "idle").set(idle as f64);
-            metrics::gauge!(waiting).set(status.waiting as f64);
-        }
-    })
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let status = pool.status();
+        let idle = status.available;
+        metrics::gauge!(connections, "state" => "in_use").set(status.size.saturating_sub(idle) as f64);
+        metrics::gauge!(connections, "state" => "idle").set(idle as f64);
+        metrics::gauge!(waiting).set(status.waiting as f64);
+    }
 }
 
-/// What every service does with its database at start: create it if missing, migrate it, open the pool and
-/// report the pool's use as metrics.
-pub async fn prepare(
-    service: &'static str,
-    url: &str,
-    migrations: EmbeddedMigrations,
-    max_size: usize,
-) -> Result<Pool> {
+/// What every service does with its database at start: create it if missing, migrate it and open the pool.
+pub async fn prepare(url: &str, migrations: EmbeddedMigrations, max_size: usize) -> Result<Pool> {
     create_database_if_missing(url).await?;
     migrate(url, migrations).await?;
-    let pool = pool(url, max_size)?;
-    report_pool_usage(service, pool.clone());
-    Ok(pool)
+    pool(url, max_size)
 }
 
 #[cfg(test)]

@@ -1,38 +1,27 @@
-//! The command line. Parsed by hand: a handful of subcommands and flags do not need a parser library.
+//! The command line, parsed with clap's derive API into an [`Invocation`].
 
-/// What `--help` prints.
-pub const USAGE: &str = "\
-usage: sagactl [--url URL] [--token TOKEN] COMMAND
+use std::ffi::OsString;
 
-commands:
-  list [--status S] [--stuck SECS] [--order ID] [--user ID] [--limit N] [--offset N]
-                          sagas, newest first (S: needs_attention, executing, compensating,
-                          completed, failed, cancelling, cancelled;
-                          --stuck: unfinished and unchanged for at least SECS seconds)
-  show SAGA_ID            one saga: request, state and timeline
-  retry SAGA_ID           re-send the saga's unanswered commands now
-  abort SAGA_ID           undo whatever the saga did, then fail it
-  stats                   how many sagas are in each status
-  dead-letters [--limit N]
-                          messages waiting in the dead-letter queue (they stay there)
-  replay-dead-letters     send every dead letter back to the queue it died in
-
-options:
-  --url URL               the coordinator (default $SAGACTL_URL, else http://127.0.0.1:8004)
-  --token TOKEN           the admin token (default $ADMIN_TOKEN; none: loopback access)
-  -h, --help              this text
-";
+use clap::{Args, Parser, Subcommand};
 
 /// The coordinator when neither `--url` nor `SAGACTL_URL` says otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8004";
 
-/// A parsed command line.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    /// Print the usage.
-    Help,
-    /// Call the coordinator.
-    Run(Invocation),
+/// The command line as clap reads it; [`parse`] adds what the environment says.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sagactl",
+    about = "List, inspect, retry and abort checkout sagas through the coordinator's admin API."
+)]
+struct Cli {
+    /// the coordinator (default $SAGACTL_URL, else http://127.0.0.1:8004)
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// the admin token (default $ADMIN_TOKEN; none: loopback access)
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
 }
 
 /// Where to send which command.
@@ -47,41 +36,58 @@ pub struct Invocation {
 }
 
 /// The subcommands.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// `list`.
+    /// sagas, newest first
     List(ListFilter),
-    /// `show ID`.
-    Show(String),
-    /// `retry ID`.
-    Retry(String),
-    /// `abort ID`.
-    Abort(String),
-    /// `stats`.
+    /// one saga: request, state and timeline
+    Show {
+        /// the saga
+        saga_id: String,
+    },
+    /// re-send the saga's unanswered commands now
+    Retry {
+        /// the saga
+        saga_id: String,
+    },
+    /// undo whatever the saga did, then fail it
+    Abort {
+        /// the saga
+        saga_id: String,
+    },
+    /// how many sagas are in each status
     Stats,
-    /// `dead-letters`.
+    /// messages waiting in the dead-letter queue (they stay there)
     DeadLetters {
-        /// `--limit`.
+        /// at most this many
+        #[arg(long, value_name = "N")]
         limit: Option<u64>,
     },
-    /// `replay-dead-letters`.
+    /// send every dead letter back to the queue it died in
     ReplayDeadLetters,
 }
 
 /// The flags of `list`, passed to the server as they are: it validates them.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq, Args)]
 pub struct ListFilter {
-    /// `--status`.
+    /// only sagas in this status (needs_attention, executing, compensating, completed, failed, cancelling,
+    /// cancelled)
+    #[arg(long, value_name = "S")]
     pub status: Option<String>,
-    /// `--stuck`, seconds.
+    /// only unfinished sagas unchanged for at least SECS seconds
+    #[arg(long, value_name = "SECS")]
     pub stuck: Option<u64>,
-    /// `--order`.
+    /// only the sagas of this order
+    #[arg(long, value_name = "ID")]
     pub order: Option<String>,
-    /// `--user`.
+    /// only the sagas of this user
+    #[arg(long, value_name = "ID")]
     pub user: Option<String>,
-    /// `--limit`.
+    /// at most this many
+    #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// `--offset`.
+    /// skip this many first
+    #[arg(long, value_name = "N")]
     pub offset: Option<u64>,
 }
 
@@ -100,122 +106,43 @@ impl ListFilter {
     }
 }
 
-/// What is wrong with a command line.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UsageError {
-    /// No subcommand.
-    #[error("no command given")]
-    NoCommand,
-    /// An unknown subcommand.
-    #[error("unknown command {0:?}")]
-    UnknownCommand(String),
-    /// A flag this command does not take.
-    #[error("unknown option {0:?}")]
-    UnknownOption(String),
-    /// A flag or command without its value.
-    #[error("{0} needs a value")]
-    MissingValue(String),
-    /// A number that is not one.
-    #[error("{flag} must be a non-negative integer, got {value:?}")]
-    NotANumber {
-        /// The flag.
-        flag: String,
-        /// What was given.
-        value: String,
-    },
-    /// Words after a complete command.
-    #[error("unexpected argument {0:?}")]
-    Unexpected(String),
-}
-
-/// Parses the arguments after the program name; `env` looks up `SAGACTL_URL` and `ADMIN_TOKEN`.
-pub fn parse(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Parsed, UsageError> {
-    let mut args = args.into_iter().peekable();
-    let mut url = None;
-    let mut token = None;
-    let command = loop {
-        let Some(arg) = args.next() else { return Err(UsageError::NoCommand) };
-        match arg.as_str() {
-            "-h" | "--help" | "help" => return Ok(Parsed::Help),
-            "--url" => url = Some(value(&mut args, "--url")?),
-            "--token" => token = Some(value(&mut args, "--token")?),
-            flag if flag.starts_with('-') => return Err(UsageError::UnknownOption(arg)),
-            _ => break arg,
-        }
-    };
-    let command = match command.as_str() {
-        "list" => Command::List(list_filter(&mut args)?),
-        "show" => Command::Show(value(&mut args, "show")?),
-        "retry" => Command::Retry(value(&mut args, "retry")?),
-        "abort" => Command::Abort(value(&mut args, "abort")?),
-        "stats" => Command::Stats,
-        "dead-letters" => {
-            let mut limit = None;
-            while let Some(flag) = args.next() {
-                match flag.as_str() {
-                    "--limit" => limit = Some(number(&mut args, "--limit")?),
-                    _ => return Err(UsageError::UnknownOption(flag)),
-                }
-            }
-            Command::DeadLetters { limit }
-        }
-        "replay-dead-letters" => Command::ReplayDeadLetters,
-        _ => return Err(UsageError::UnknownCommand(command)),
-    };
-    if let Some(extra) = args.next() {
-        return Err(UsageError::Unexpected(extra));
-    }
-    let url = url.or_else(|| env("SAGACTL_URL")).unwrap_or_else(|| DEFAULT_URL.to_owned());
-    let token = token.or_else(|| env("ADMIN_TOKEN")).filter(|t| !t.is_empty());
-    Ok(Parsed::Run(Invocation { url: url.trim_end_matches('/').to_owned(), token, command }))
-}
-
-fn list_filter(args: &mut impl Iterator<Item = String>) -> Result<ListFilter, UsageError> {
-    let mut filter = ListFilter::default();
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--status" => filter.status = Some(value(args, "--status")?),
-            "--stuck" => filter.stuck = Some(number(args, "--stuck")?),
-            "--order" => filter.order = Some(value(args, "--order")?),
-            "--user" => filter.user = Some(value(args, "--user")?),
-            "--limit" => filter.limit = Some(number(args, "--limit")?),
-            "--offset" => filter.offset = Some(number(args, "--offset")?),
-            _ => return Err(UsageError::UnknownOption(flag)),
-        }
-    }
-    Ok(filter)
-}
-
-fn value(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, UsageError> {
-    args.next().ok_or_else(|| UsageError::MissingValue(flag.to_owned()))
-}
-
-fn number(args: &mut impl Iterator<Item = String>, flag: &str) -> Result<u64, UsageError> {
-    let raw = value(args, flag)?;
-    raw.parse().map_err(|_| UsageError::NotANumber { flag: flag.to_owned(), value: raw })
+/// Parses the command line `args`, program name first; `env` looks up `SAGACTL_URL` and `ADMIN_TOKEN`. `--help`
+/// and a command line that is not understood come back as clap's error, which prints itself with the right exit
+/// status (`Error::exit`).
+pub fn parse<I, T>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<Invocation, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    let url = cli.url.or_else(|| env("SAGACTL_URL")).unwrap_or_else(|| DEFAULT_URL.to_owned());
+    let token = cli.token.or_else(|| env("ADMIN_TOKEN")).filter(|t| !t.is_empty());
+    Ok(Invocation { url: url.trim_end_matches('/').to_owned(), token, command: cli.command })
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+
     use super::*;
 
-    fn parse_line(line: &str) -> Result<Parsed, UsageError> {
-        parse(line.split_whitespace().map(str::to_owned), |name| match name {
+    fn parse_line(line: &str) -> Result<Invocation, clap::Error> {
+        let args = std::iter::once("sagactl").chain(line.split_whitespace());
+        parse(args, |name| match name {
             "ADMIN_TOKEN" => Some("from-env".to_owned()),
             _ => None,
         })
     }
 
+    fn refusal(line: &str) -> ErrorKind {
+        parse_line(line).expect_err("refused").kind()
+    }
+
     #[test]
     fn a_list_with_every_filter() {
-        let Ok(Parsed::Run(invocation)) =
+        let invocation =
             parse_line("--url http://h:1/ list --status executing --stuck 30 --order o --user u --limit 5 --offset 2")
-        else {
-            panic!("did not parse")
-        };
+                .unwrap();
         assert_eq!(invocation.url, "http://h:1");
         assert_eq!(invocation.token.as_deref(), Some("from-env"));
         let Command::List(filter) = invocation.command else { panic!("not a list") };
@@ -237,25 +164,23 @@ mod tests {
         let parsed = parse_line("--token t abort 42").unwrap();
         assert_eq!(
             parsed,
-            Parsed::Run(Invocation {
+            Invocation {
                 url: DEFAULT_URL.into(),
                 token: Some("t".into()),
-                command: Command::Abort("42".into())
-            })
+                command: Command::Abort { saga_id: "42".into() }
+            }
         );
-        assert_eq!(parse_line("--help").unwrap(), Parsed::Help);
+        assert_eq!(refusal("--help"), ErrorKind::DisplayHelp);
+        assert_eq!(refusal("help"), ErrorKind::DisplayHelp);
     }
 
     #[test]
     fn bad_command_lines_say_what_is_wrong() {
-        assert_eq!(parse_line(""), Err(UsageError::NoCommand));
-        assert_eq!(parse_line("frobnicate"), Err(UsageError::UnknownCommand("frobnicate".into())));
-        assert_eq!(parse_line("show"), Err(UsageError::MissingValue("show".into())));
-        assert_eq!(parse_line("list --colour"), Err(UsageError::UnknownOption("--colour".into())));
-        assert_eq!(
-            parse_line("list --stuck soon"),
-            Err(UsageError::NotANumber { flag: "--stuck".into(), value: "soon".into() })
-        );
-        assert_eq!(parse_line("stats now"), Err(UsageError::Unexpected("now".into())));
+        assert_eq!(refusal(""), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        assert_eq!(refusal("frobnicate"), ErrorKind::InvalidSubcommand);
+        assert_eq!(refusal("show"), ErrorKind::MissingRequiredArgument);
+        assert_eq!(refusal("list --colour"), ErrorKind::UnknownArgument);
+        assert_eq!(refusal("list --stuck soon"), ErrorKind::ValueValidation);
+        assert_eq!(refusal("stats now"), ErrorKind::UnknownArgument);
     }
 }

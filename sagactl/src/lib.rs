@@ -1,6 +1,6 @@
 //! The workings of `sagactl`, the operator's command line over the coordinator's admin API.
 //!
-//! - [`args`]: the command line, parsed by hand into an [`args::Invocation`].
+//! - [`args`]: the command line, parsed with clap into an [`args::Invocation`].
 //! - [`client`]: the HTTP calls, and the server's `{"error": ...}` answers as errors.
 //! - [`render`]: the answers as tables for a terminal.
 
@@ -16,9 +16,9 @@ pub async fn run(invocation: &Invocation) -> Result<String, Error> {
     let client = Client::new(&invocation.url, invocation.token.as_deref());
     Ok(match &invocation.command {
         Command::List(filter) => render::sagas(&client.get("/admin/sagas", &filter.query()).await?),
-        Command::Show(id) => render::saga(&client.get(&format!("/admin/sagas/{id}"), &[]).await?),
-        Command::Retry(id) => render::action(&client.post(&format!("/admin/sagas/{id}/retry")).await?),
-        Command::Abort(id) => render::action(&client.post(&format!("/admin/sagas/{id}/abort")).await?),
+        Command::Show { saga_id: id } => render::saga(&client.get(&format!("/admin/sagas/{id}"), &[]).await?),
+        Command::Retry { saga_id: id } => render::action(&client.post(&format!("/admin/sagas/{id}/retry")).await?),
+        Command::Abort { saga_id: id } => render::action(&client.post(&format!("/admin/sagas/{id}/abort")).await?),
         Command::Stats => render::stats(&client.get("/admin/stats", &[]).await?),
         Command::DeadLetters { limit } => {
             let query: Vec<(&str, String)> = limit.iter().map(|l| ("limit", l.to_string())).collect();

@@ -7,16 +7,10 @@ use sagactl::{args, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let parsed = match args::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
-        Ok(args::Parsed::Help) => {
-            print!("{}", args::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Ok(args::Parsed::Run(invocation)) => invocation,
-        Err(e) => {
-            eprintln!("sagactl: {e}\n\n{}", args::USAGE);
-            return ExitCode::from(2);
-        }
+    let parsed = match args::parse(std::env::args_os(), |name| std::env::var(name).ok()) {
+        Ok(invocation) => invocation,
+        // `--help` (exit 0) or a command line that is not understood (exit 2).
+        Err(e) => e.exit(),
     };
     match run(&parsed).await {
         Ok(output) => {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use coordinator::{config::Config, startup::Application};
-use platform::testing::{fresh_database, fresh_vhost, TestBroker};
+use platform::testing::{eventually, fresh_database, fresh_vhost, TestBroker};
 use shared_contracts::{
     queues, CheckoutRequest, CoordinatorMessage, Envelope, LineItem, SagaId, StockCommand, StockReply,
 };
@@ -19,12 +19,12 @@ struct Coordinator {
 async fn start_coordinator(admin_token: Option<&str>) -> Coordinator {
     platform::telemetry::init();
     let mut config = Config::from_env().unwrap();
-    config.http_addr = "127.0.0.1:0".into();
-    config.database_url = fresh_database("sagactl").await.unwrap();
-    config.amqp_url = fresh_vhost().await.unwrap();
+    config.service.http_addr = "127.0.0.1:0".into();
+    config.service.database_url = fresh_database("sagactl").await.unwrap();
+    config.service.amqp_url = fresh_vhost().await.unwrap();
     config.retry_after = Duration::from_secs(60);
     config.admin_token = admin_token.map(str::to_owned);
-    let broker = TestBroker::connect(&config.amqp_url).await.unwrap();
+    let broker = TestBroker::connect(&config.service.amqp_url).await.unwrap();
     let app = Application::build(config).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -76,15 +76,12 @@ async fn an_operator_lists_inspects_and_aborts_a_saga() {
     assert!(lines[1].starts_with(&saga.to_string()) && lines[1].contains("order-cli  user-9  executing"), "{out}");
 
     // The stock reply may still be on its way: wait until the timeline shows it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let shown = loop {
+    let shown = eventually("the stock reply in the saga's timeline", WAIT, async || {
         let (code, out, err) = sagactl(&c.url, &["show", &saga.to_string()]).await;
         assert_eq!(code, 0, "{err}");
-        if out.contains("stock {") || tokio::time::Instant::now() > deadline {
-            break out;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        out.contains("stock {").then_some(out)
+    })
+    .await;
     assert!(shown.contains("order       order-cli"), "{shown}");
     assert!(shown.contains("items       a x3 (total 12)"), "{shown}");
     // Columns are padded to their widest cell; compare the timeline with single spaces.
@@ -133,7 +130,7 @@ async fn refusals_exit_non_zero_with_the_servers_message() {
 
     let (code, _, err) = sagactl(&c.url, &["frobnicate"]).await;
     assert_eq!(code, 2);
-    assert!(err.starts_with("sagactl: unknown command \"frobnicate\""), "{err}");
+    assert!(err.starts_with("error: unrecognized subcommand 'frobnicate'"), "{err}");
     let (code, _, err) = sagactl("http://127.0.0.1:9", &["stats"]).await;
     assert_eq!(code, 1);
     assert!(err.starts_with("sagactl: cannot talk to the coordinator at http://127.0.0.1:9"), "{err}");
@@ -143,15 +140,12 @@ async fn refusals_exit_non_zero_with_the_servers_message() {
 async fn dead_letters_are_shown_and_replayed() {
     let c = start_coordinator(None).await;
     c.broker.publish(queues::COORDINATOR, b"garbage".to_vec()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let listed = loop {
+    let listed = eventually("the dead letter in the listing", WAIT, async || {
         let (code, out, err) = sagactl(&c.url, &["dead-letters", "--limit", "5"]).await;
         assert_eq!(code, 0, "{err}");
-        if out.contains("garbage") || tokio::time::Instant::now() > deadline {
-            break out;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        out.contains("garbage").then_some(out)
+    })
+    .await;
     assert_eq!(
         listed,
         "QUEUE                 REASON    DEATHS  BODY\ncheckout.coordinator  rejected  1       garbage\n"

@@ -1,14 +1,8 @@
 //! The stock-svc process: reads its configuration, then serves the REST API and the saga worker until stopped.
 
-use stock_svc::{config::Config, startup::Application};
+use stock_svc::{config::Config, startup::Stock};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    platform::telemetry::init_for("stock");
-    let config = Config::from_env()?;
-    tracing::info!(%config, "starting stock-svc");
-    let served = Application::build(config).await?.run_until_stopped().await;
-    platform::telemetry::shutdown();
-    served?;
-    Ok(())
+    platform::startup::main::<Stock>(Config::from_env).await
 }

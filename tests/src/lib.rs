@@ -86,10 +86,10 @@ impl System {
         let local = "127.0.0.1:0".to_owned();
 
         let mut coordinator = coordinator::config::Config::from_env()?;
-        coordinator.http_addr = local.clone();
-        coordinator.database_url = platform::testing::fresh_database("coordinator").await?;
-        leftovers.databases.push(coordinator.database_url.clone());
-        coordinator.amqp_url = amqp_url.clone();
+        coordinator.service.http_addr = local.clone();
+        coordinator.service.database_url = platform::testing::fresh_database("coordinator").await?;
+        leftovers.databases.push(coordinator.service.database_url.clone());
+        coordinator.service.amqp_url = amqp_url.clone();
         coordinator.retry_after = std::time::Duration::from_secs(2);
         let coordinator =
             coordinator::startup::Application::build(coordinator).await.context("starting the coordinator")?;
@@ -100,20 +100,20 @@ impl System {
         let orders_url = format!("http://{orders_addr}");
 
         let mut stock = stock_svc::config::Config::from_env()?;
-        stock.http_addr = local.clone();
-        stock.database_url = platform::testing::fresh_database("stock").await?;
-        leftovers.databases.push(stock.database_url.clone());
-        stock.amqp_url = amqp_url.clone();
+        stock.service.http_addr = local.clone();
+        stock.service.database_url = platform::testing::fresh_database("stock").await?;
+        leftovers.databases.push(stock.service.database_url.clone());
+        stock.service.amqp_url = amqp_url.clone();
         stock.coordinator_url = coordinator_url.clone();
         let stock = stock_svc::startup::Application::build(stock).await.context("starting stock-svc")?;
         let stock_url = format!("http://127.0.0.1:{}", stock.port());
         tokio::spawn(stock.run_until_stopped());
 
         let mut payment = payment_svc::config::Config::from_env()?;
-        payment.http_addr = local;
-        payment.database_url = platform::testing::fresh_database("payment").await?;
-        leftovers.databases.push(payment.database_url.clone());
-        payment.amqp_url = amqp_url.clone();
+        payment.service.http_addr = local;
+        payment.service.database_url = platform::testing::fresh_database("payment").await?;
+        leftovers.databases.push(payment.service.database_url.clone());
+        payment.service.amqp_url = amqp_url.clone();
         payment.coordinator_url = coordinator_url.clone();
         payment.order_url = orders_url.clone();
         let payment = payment_svc::startup::Application::build(payment).await.context("starting payment-svc")?;
@@ -121,10 +121,10 @@ impl System {
         tokio::spawn(payment.run_until_stopped());
 
         let mut orders = order_svc::config::Config::from_env()?;
-        orders.http_addr = orders_addr;
-        orders.database_url = platform::testing::fresh_database("orders").await?;
-        leftovers.databases.push(orders.database_url.clone());
-        orders.amqp_url = amqp_url;
+        orders.service.http_addr = orders_addr;
+        orders.service.database_url = platform::testing::fresh_database("orders").await?;
+        leftovers.databases.push(orders.service.database_url.clone());
+        orders.service.amqp_url = amqp_url;
         orders.stock_url = stock_url.clone();
         orders.payment_url = payment_url.clone();
         let orders = order_svc::startup::Application::build(orders).await.context("starting order-svc")?;

@@ -18,6 +18,7 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
+use platform::testing::eventually_ok;
 use system_tests::chaos::{Cluster, ClusterSettings, Service};
 
 const ITEMS: u64 = 200;
@@ -285,40 +286,44 @@ async fn reads_answer_without_the_broker(cluster: &Cluster, http: &reqwest::Clie
 }
 
 async fn wait_for_paid_checkout(traffic: &Traffic, since: Instant) -> Result<Instant> {
-    let deadline = since + RECOVERY_LIMIT;
-    loop {
-        if let Some(at) = traffic.first_paid_since(since) {
-            return Ok(at);
-        }
-        if Instant::now() >= deadline {
-            bail!("no checkout succeeded within {RECOVERY_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let within = (since + RECOVERY_LIMIT).saturating_duration_since(Instant::now());
+    eventually_ok(&format!("a paid checkout within {RECOVERY_LIMIT:?}"), within, async || {
+        Ok(traffic.first_paid_since(since))
+    })
+    .await
 }
 
 /// Waits until the coordinator has no unfinished saga and order-svc no pending or cancelling checkout.
 async fn wait_until_settled(cluster: &Cluster, http: &reqwest::Client, deadline: Instant) -> Result<Instant> {
     let orders = connect(&cluster.database_url(Service::Orders)).await?;
-    loop {
-        let stats: serde_json::Value =
-            http.get(format!("{}/admin/stats", cluster.url(Service::Coordinator))).send().await?.json().await?;
+    let within = deadline.saturating_duration_since(Instant::now());
+    // `Some(Err(..))`: the coordinator or order-svc's database could not be asked, which ends the wait at once.
+    let settled = eventually_ok("the system to settle", within, async || {
+        let answered: Result<_> = async {
+            let stats: serde_json::Value =
+                http.get(format!("{}/admin/stats", cluster.url(Service::Coordinator))).send().await?.json().await?;
+            let pending: i64 = orders
+                .query_one("SELECT count(*) FROM checkouts WHERE state IN ('pending', 'cancelling')", &[])
+                .await?
+                .get(0);
+            Ok((stats, pending))
+        }
+        .await;
+        let (stats, pending) = match answered {
+            Ok(answer) => answer,
+            Err(e) => return Ok(Some(Err(e))),
+        };
         let running: i64 = ["executing", "compensating", "cancelling"]
             .iter()
             .map(|status| stats["sagas"][status].as_i64().unwrap_or(-1))
             .sum();
-        let pending: i64 = orders
-            .query_one("SELECT count(*) FROM checkouts WHERE state IN ('pending', 'cancelling')", &[])
-            .await?
-            .get(0);
         if running == 0 && pending == 0 {
-            return Ok(Instant::now());
+            return Ok(Some(Ok(Instant::now())));
         }
-        if Instant::now() >= deadline {
-            bail!("not settled in time: coordinator {stats}, order-svc pending checkouts {pending}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        bail!("not settled: coordinator {stats}, order-svc pending checkouts {pending}")
+    })
+    .await?;
+    settled
 }
 
 async fn connect(url: &str) -> Result<tokio_postgres::Client> {

@@ -31,14 +31,14 @@ pub async fn start(admin_token: Option<&str>) -> Harness {
 pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
     platform::telemetry::init();
     let mut config = Config::from_env().expect("the default configuration");
-    config.http_addr = "127.0.0.1:0".into();
-    config.database_url = fresh_database("coordinator").await.expect("a test database");
-    config.amqp_url = fresh_vhost().await.expect("a test vhost");
+    config.service.http_addr = "127.0.0.1:0".into();
+    config.service.database_url = fresh_database("coordinator").await.expect("a test database");
+    config.service.amqp_url = fresh_vhost().await.expect("a test vhost");
     config.retry_after = Duration::from_secs(60);
     config.retry_max = Duration::from_secs(60);
     adjust(&mut config);
-    let broker = TestBroker::connect(&config.amqp_url).await.expect("connecting to the test vhost");
-    let amqp_url = config.amqp_url.clone();
+    let broker = TestBroker::connect(&config.service.amqp_url).await.expect("connecting to the test vhost");
+    let amqp_url = config.service.amqp_url.clone();
     let app = Application::build(config).await.expect("building the coordinator");
     let admin = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -14,7 +14,9 @@ use diesel::{
 use diesel_async::RunQueryDsl;
 use order_svc::{config::Config, startup::Application};
 use platform::{
+    amqp::ConsumerSettings,
     amqp::{Broker, Outgoing, Publisher},
+    config::ServiceSettings,
     db::Pool,
     testing::{eventually, fresh_database, fresh_vhost},
 };
@@ -61,32 +63,35 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
     let amqp_url = fresh_vhost().await.expect("a fresh vhost");
     let stock_database_url = fresh_database("stock").await.expect("a stock database");
     let mut stock_config = stock_svc::config::Config::from_env().expect("stock-svc's settings");
-    stock_config.http_addr = "127.0.0.1:0".into();
-    stock_config.database_url = stock_database_url.clone();
-    stock_config.amqp_url = amqp_url.clone();
-    stock_config.db_pool_size = 4;
-    stock_config.http_workers = 1;
+    stock_config.service.http_addr = "127.0.0.1:0".into();
+    stock_config.service.database_url = stock_database_url.clone();
+    stock_config.service.amqp_url = amqp_url.clone();
+    stock_config.service.db_pool_size = 4;
+    stock_config.service.http_workers = 1;
     let stock = stock_svc::startup::Application::build(stock_config).await.expect("stock-svc starts");
     let stock_url = format!("http://127.0.0.1:{}", stock.port());
     tokio::spawn(stock.run_until_stopped());
 
     let mut payment_config = payment_svc::config::Config::from_env().expect("payment-svc's settings");
-    payment_config.http_addr = "127.0.0.1:0".into();
-    payment_config.database_url = fresh_database("payment").await.expect("a payment database");
-    payment_config.amqp_url = amqp_url.clone();
-    payment_config.db_pool_size = 2;
-    payment_config.http_workers = 1;
+    payment_config.service.http_addr = "127.0.0.1:0".into();
+    payment_config.service.database_url = fresh_database("payment").await.expect("a payment database");
+    payment_config.service.amqp_url = amqp_url.clone();
+    payment_config.service.db_pool_size = 2;
+    payment_config.service.http_workers = 1;
     let payment = payment_svc::startup::Application::build(payment_config).await.expect("payment-svc starts");
     let payment_url = format!("http://127.0.0.1:{}", payment.port());
     tokio::spawn(payment.run_until_stopped());
 
     let database_url = fresh_database("order").await.expect("an order database");
     let mut config = Config {
-        http_addr: "127.0.0.1:0".into(),
-        database_url: database_url.clone(),
-        amqp_url: amqp_url.clone(),
-        db_pool_size: 8,
-        http_workers: 2,
+        service: ServiceSettings {
+            http_addr: "127.0.0.1:0".into(),
+            database_url: database_url.clone(),
+            amqp_url: amqp_url.clone(),
+            db_pool_size: 8,
+            http_workers: 2,
+            consumer: ConsumerSettings::default(),
+        },
         stock_url: stock_url.clone(),
         payment_url: payment_url.clone(),
         checkout_timeout_ms: 30_000,

@@ -7,6 +7,8 @@ use diesel::{sql_types::BigInt, QueryableByName};
 use diesel_async::RunQueryDsl;
 use payment_svc::{config::Config, startup::Application};
 use platform::{
+    amqp::ConsumerSettings,
+    config::ServiceSettings,
     db::Pool,
     testing::{fresh_database, fresh_vhost, FakeCoordinator, TestBroker},
 };
@@ -69,9 +71,9 @@ pub async fn spawn_app_with_parallel_batches() -> TestApp {
 /// A coordinator on a random port with its own database, on the vhost at `amqp_url`; returns its base URL.
 async fn start_coordinator(amqp_url: &str) -> String {
     let mut config = coordinator::config::Config::from_env().expect("the coordinator's configuration");
-    config.http_addr = "127.0.0.1:0".into();
-    config.database_url = fresh_database("coordinator").await.expect("creating a coordinator database");
-    config.amqp_url = amqp_url.to_owned();
+    config.service.http_addr = "127.0.0.1:0".into();
+    config.service.database_url = fresh_database("coordinator").await.expect("creating a coordinator database");
+    config.service.amqp_url = amqp_url.to_owned();
     config.retry_after = Duration::from_secs(1);
     let coordinator = coordinator::startup::Application::build(config).await.expect("building the coordinator");
     let url = format!("http://127.0.0.1:{}", coordinator.port());
@@ -82,14 +84,14 @@ async fn start_coordinator(amqp_url: &str) -> String {
 async fn start(amqp_url: String, worker_parallel: usize, peers: Peers) -> TestApp {
     let database_url = fresh_database("payment").await.expect("creating a test database");
     let config = Config {
-        http_addr: "127.0.0.1:0".into(),
-        database_url: database_url.clone(),
-        amqp_url: amqp_url.clone(),
-        db_pool_size: 16,
-        http_workers: 2,
-        worker_prefetch: 64,
-        worker_batch: 16,
-        worker_parallel,
+        service: ServiceSettings {
+            http_addr: "127.0.0.1:0".into(),
+            database_url: database_url.clone(),
+            amqp_url: amqp_url.clone(),
+            db_pool_size: 16,
+            http_workers: 2,
+            consumer: ConsumerSettings { prefetch: 64, max_batch: 16, parallel: worker_parallel },
+        },
         coordinator_url: peers.coordinator_url.unwrap_or_else(|| NOBODY.to_owned()),
         order_url: peers.order_url.unwrap_or_else(|| NOBODY.to_owned()),
     };
@@ -124,9 +126,9 @@ pub async fn spawn_system() -> TestSystem {
     let coordinator_url = start_coordinator(&amqp_url).await;
 
     let mut stock = stock_svc::config::Config::from_env().expect("stock-svc's configuration");
-    stock.http_addr = "127.0.0.1:0".into();
-    stock.database_url = fresh_database("stock").await.expect("creating a stock database");
-    stock.amqp_url = amqp_url.clone();
+    stock.service.http_addr = "127.0.0.1:0".into();
+    stock.service.database_url = fresh_database("stock").await.expect("creating a stock database");
+    stock.service.amqp_url = amqp_url.clone();
     stock.coordinator_url = coordinator_url.clone();
     let stock = stock_svc::startup::Application::build(stock).await.expect("building stock-svc");
     let stock_url = format!("http://127.0.0.1:{}", stock.port());
@@ -145,9 +147,9 @@ pub async fn spawn_system() -> TestSystem {
     let payment = start(amqp_url.clone(), 1, peers).await;
 
     let mut orders = order_svc::config::Config::from_env().expect("order-svc's configuration");
-    orders.http_addr = orders_addr.to_string();
-    orders.database_url = fresh_database("orders").await.expect("creating an order database");
-    orders.amqp_url = amqp_url;
+    orders.service.http_addr = orders_addr.to_string();
+    orders.service.database_url = fresh_database("orders").await.expect("creating an order database");
+    orders.service.amqp_url = amqp_url;
     orders.stock_url = stock_url.clone();
     orders.payment_url = payment.address.clone();
     let orders = order_svc::startup::Application::build(orders).await.expect("building order-svc");

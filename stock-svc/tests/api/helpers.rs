@@ -5,6 +5,8 @@ use std::time::Duration;
 use diesel::{sql_types::BigInt, QueryableByName};
 use diesel_async::RunQueryDsl;
 use platform::{
+    amqp::ConsumerSettings,
+    config::ServiceSettings,
     db::{Pool, PooledConnection},
     testing::{fresh_database, fresh_vhost, FakeCoordinator, TestBroker},
 };
@@ -37,9 +39,9 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with_coordinator() -> TestApp {
     let amqp_url = fresh_vhost().await.expect("creating a vhost for the coordinator");
     let mut config = coordinator::config::Config::from_env().expect("the coordinator's configuration");
-    config.http_addr = "127.0.0.1:0".into();
-    config.database_url = fresh_database("coordinator").await.expect("creating a coordinator database");
-    config.amqp_url = amqp_url.clone();
+    config.service.http_addr = "127.0.0.1:0".into();
+    config.service.database_url = fresh_database("coordinator").await.expect("creating a coordinator database");
+    config.service.amqp_url = amqp_url.clone();
     let coordinator = coordinator::startup::Application::build(config).await.expect("building the coordinator");
     let coordinator_url = format!("http://127.0.0.1:{}", coordinator.port());
     tokio::spawn(coordinator.run_until_stopped());
@@ -49,18 +51,16 @@ pub async fn spawn_app_with_coordinator() -> TestApp {
 async fn start(coordinator_url: String, coordinator_amqp_url: Option<String>) -> TestApp {
     let database_url = fresh_database("stock").await.expect("creating a test database");
     let amqp_url = fresh_vhost().await.expect("creating a test vhost");
-    let config = Config {
+    let service = ServiceSettings {
         http_addr: "127.0.0.1:0".into(),
         database_url: database_url.clone(),
         amqp_url: amqp_url.clone(),
         db_pool_size: 16,
         http_workers: 2,
-        worker_prefetch: 64,
-        worker_batch: 16,
         // One batch at a time: these tests send commands together and expect their replies in order.
-        worker_parallel: 1,
-        coordinator_url,
+        consumer: ConsumerSettings { prefetch: 64, max_batch: 16, parallel: 1 },
     };
+    let config = Config { service, coordinator_url };
     let app = Application::build(config).await.expect("building stock-svc");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -5,10 +5,11 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
+use platform::testing::eventually_ok;
 
 use super::{
     free_port, postgres,
@@ -258,22 +259,21 @@ impl Cluster {
 
     async fn wait_healthy(&mut self, service: Service) -> Result<()> {
         let url = format!("{}/health", self.url(service));
-        let deadline = Instant::now() + HEALTHY_TIMEOUT;
-        loop {
+        let what = format!("{} to answer {url}", service.binary());
+        // `Some(Err(..))`: the process exited, which ends the wait at once.
+        let healthy = eventually_ok(&what, HEALTHY_TIMEOUT, async || {
             if let Ok(response) = self.http.get(&url).send().await {
                 if response.status().is_success() {
-                    return Ok(());
+                    return Ok(Some(Ok(())));
                 }
             }
             let process = self.process_mut(service);
-            if let Some(status) = process.child.as_mut().map(Child::try_wait).transpose()?.flatten() {
-                bail!("{} exited with {status}:\n{}", service.binary(), tail(&process.log, TAIL_LINES));
-            }
-            if Instant::now() >= deadline {
-                bail!("{} did not answer {url} within {HEALTHY_TIMEOUT:?}", service.binary());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Ok(process.child.as_mut().map(Child::try_wait).transpose()?.flatten().map(|status| {
+                Err(anyhow::anyhow!("{} exited with {status}:\n{}", service.binary(), tail(&process.log, TAIL_LINES)))
+            }))
+        })
+        .await?;
+        healthy
     }
 
     fn process(&self, service: Service) -> &ServiceProcess {

@@ -9,6 +9,7 @@ use std::{
 };
 
 use futures::future::join_all;
+use platform::testing::eventually_ok;
 
 use super::{
     burst,
@@ -305,13 +306,18 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Polls the coordinator until every saga is terminal; fails past the deadline or if a saga needs attention.
+    /// Polls the coordinator until every saga is terminal; fails past the deadline, at once if a saga needs
+    /// attention or the coordinator's stats cannot be read.
     async fn settle(&self) -> Result<(), String> {
-        let deadline = Instant::now() + self.options.settle;
-        loop {
-            let stats =
-                self.system.get_ok(&self.system.coordinator, "/admin/stats").await.map_err(|e| format!("{e:#}"))?;
-            let sagas = stats["sagas"].as_object().ok_or_else(|| format!("stats without sagas: {stats}"))?;
+        // `Some(Err(..))` ends the wait with a failure; `Err(..)` (still running) asks again.
+        let settled = eventually_ok("every saga to be terminal after the step", self.options.settle, async || {
+            let stats = match self.system.get_ok(&self.system.coordinator, "/admin/stats").await {
+                Ok(stats) => stats,
+                Err(e) => return Ok(Some(Err(format!("{e:#}")))),
+            };
+            let Some(sagas) = stats["sagas"].as_object() else {
+                return Ok(Some(Err(format!("stats without sagas: {stats}"))));
+            };
             let count = |status: &str| sagas.get(status).and_then(|n| n.as_i64()).unwrap_or(0);
             if count("needs_attention") > 0 {
                 let listed = self
@@ -319,17 +325,16 @@ impl<'a> Runner<'a> {
                     .get_ok(&self.system.coordinator, "/admin/sagas?status=needs_attention")
                     .await
                     .map_or_else(|e| e.to_string(), |v| v.to_string());
-                return Err(format!("a saga needs attention: {listed}"));
+                return Ok(Some(Err(format!("a saga needs attention: {listed}"))));
             }
             let running = sagas.keys().filter(|s| !TERMINAL.contains(&s.as_str())).map(|s| count(s)).sum::<i64>();
             if running == 0 {
-                return Ok(());
+                return Ok(Some(Ok(())));
             }
-            if Instant::now() > deadline {
-                return Err(format!("sagas still not terminal {:?} after the step: {stats}", self.options.settle));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Err(anyhow::anyhow!("sagas still not terminal: {stats}"))
+        })
+        .await;
+        settled.map_err(|e| format!("{e:#}"))?
     }
 
     /// Reads back every item, user and order the model knows of or the services may have made.
