@@ -95,16 +95,7 @@ impl TestBroker {
 
     /// Takes the next message from `queue`, waiting up to `timeout` for one to arrive.
     pub async fn next(&self, queue: &str, timeout: std::time::Duration) -> Result<Vec<u8>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(body) = self.get(queue).await? {
-                return Ok(body);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                bail!("no message on {queue} within {timeout:?}");
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        eventually_ok(&format!("a message on {queue}"), timeout, async || self.get(queue).await).await
     }
 
     /// Takes the next message from `queue` and decodes it as an envelope of `T`.
