@@ -218,3 +218,76 @@ async fn a_message_whose_consumer_dies_every_time_is_dead_lettered_at_the_delive
     })
     .await;
 }
+
+/// Counts the messages it handles.
+#[derive(Default)]
+struct Counts(Mutex<std::collections::BTreeSet<Vec<u8>>>);
+
+#[async_trait]
+impl BatchHandler for Counts {
+    async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>> {
+        self.0.lock().expect("not poisoned").extend(batch.iter().map(|delivery| delivery.body.clone()));
+        Ok(vec![Verdict::Done; batch.len()])
+    }
+}
+
+/// Runs `scripts/rabbitmq-cluster.sh` with `args` and returns what it printed.
+fn cluster_script(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/rabbitmq-cluster.sh");
+    let output = std::process::Command::new(script).args(args).output().expect("running the cluster script");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Against the cluster of `scripts/rabbitmq-cluster.sh start 3` (run it first): a quorum queue declared through
+/// the proxy keeps taking and delivering messages while the node that leads it is killed with SIGKILL.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs scripts/rabbitmq-cluster.sh start 3; run with --ignored"]
+async fn through_the_cluster_proxy_a_quorum_queue_outlives_a_killed_node() {
+    let url = cluster_script(&["url"]).trim().to_owned();
+    let queue: &'static str = Box::leak(platform::testing::unique_name("cluster").into_boxed_str());
+    let broker = Broker::new(&url, "cluster-probe", Box::leak(Box::new([queue])))
+        .expect("a broker")
+        .with_quorum_queues(platform::amqp::DELIVERY_LIMIT);
+    let publisher = Publisher::new(broker.clone());
+    let counts = Arc::new(Counts::default());
+    let consumer = tokio::spawn(consume(broker.clone(), queue, ConsumerSettings::default(), counts.clone()));
+    let send = async |from: u32, to: u32| {
+        for n in from..to {
+            let message = Outgoing {
+                queue: queue.into(),
+                body: n.to_be_bytes().to_vec(),
+                message_id: "m".into(),
+                traceparent: None,
+            };
+            // A publish caught by the kill fails; sending it again is what the services do.
+            eventually_ok("a confirmed publish", WITHIN, async || {
+                Ok(publisher.publish(&[message.clone()]).await.map(Some)?)
+            })
+            .await
+            .expect("publishing through the proxy");
+        }
+    };
+    let consumed = async |count: usize| {
+        eventually("the messages consumed", WITHIN, async || {
+            (counts.0.lock().expect("not poisoned").len() >= count).then_some(())
+        })
+        .await
+    };
+
+    send(0, 500).await;
+    consumed(500).await;
+    let vhost = url.rsplit('/').next().expect("a vhost");
+    let leaders = cluster_script(&["ctl", "1", "list_queues", "-p", vhost, "--no-table-headers", "name", "leader"]);
+    let leader =
+        leaders.lines().find_map(|line| line.strip_prefix(queue)).expect("the queue's leader").trim().to_owned();
+    let index = leader.trim_start_matches("wdm-").split('@').next().expect("a node number").to_owned();
+    println!("killing {leader}, the leader of {queue}");
+    cluster_script(&["kill", &index]);
+    let started = std::time::Instant::now();
+    send(500, 1000).await;
+    consumed(1000).await;
+    println!("1000 messages consumed, 500 of them sent after the kill, {:?} after it", started.elapsed());
+    consumer.abort();
+    cluster_script(&["revive", &index]);
+}
