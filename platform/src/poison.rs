@@ -29,6 +29,8 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// The longest pause between two tries of a held batch, so also how long it may wait once the database is back:
 /// the pause the consumer used to take before a failed batch was redelivered.
 const MAX_PAUSE: Duration = Duration::from_millis(500);
+/// Every this many tries of a held batch, it is logged again as a warning (about every 10 s).
+const WARN_EVERY: u32 = 20;
 
 /// Why a held batch was let go before every message in it had a verdict.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,7 @@ pub async fn recover<H: BatchHandler>(
     let mut pauses =
         ExponentialBuilder::new().with_min_delay(FIRST_PAUSE).with_max_delay(MAX_PAUSE).without_max_times().build();
     let started = std::time::Instant::now();
+    let mut tries = 0u32;
     loop {
         let pending = held.pending();
         if pending.is_empty() {
@@ -84,6 +87,10 @@ pub async fn recover<H: BatchHandler>(
             }
         }
         pause_first = true;
+        tries += 1;
+        if tries.is_multiple_of(WARN_EVERY) {
+            tracing::warn!(tries, pending = pending.len(), after = ?started.elapsed(), "held batch still failing");
+        }
         if outage && pending.len() > 1 {
             let together: Vec<Delivery> = pending.iter().map(|&i| batch[i].clone()).collect();
             match handler.handle(&together).await {

@@ -262,7 +262,7 @@ async fn through_the_cluster_proxy_a_quorum_queue_outlives_a_killed_node() {
             };
             // A publish caught by the kill fails; sending it again is what the services do.
             eventually_ok("a confirmed publish", WITHIN, async || {
-                Ok(publisher.publish(&[message.clone()]).await.map(Some)?)
+                publisher.publish(std::slice::from_ref(&message)).await.map(Some)
             })
             .await
             .expect("publishing through the proxy");
