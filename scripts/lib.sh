@@ -170,6 +170,15 @@ ensure_nginx() {
     [[ -x $(nginx_bin) ]] || die "nginx was installed but no nginx binary was found"
 }
 
+# nginx_stream_module: prints the path of nginx's stream (TCP proxy) module, installing it if it is missing.
+nginx_stream_module() {
+    local module=/usr/lib/nginx/modules/ngx_stream_module.so
+    ensure_nginx
+    [[ -e $module ]] || apt_install libnginx-mod-stream
+    [[ -e $module ]] || die "libnginx-mod-stream is installed but $module is missing"
+    echo "$module"
+}
+
 # --- HTTP and processes -------------------------------------------------------------------------------------------
 
 # wait_http URL TIMEOUT_SECONDS: waits until URL answers 2xx.

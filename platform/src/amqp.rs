@@ -5,10 +5,16 @@
 //! Delivery guarantees rest on three rules. A publish counts only when confirmed. A delivery is acked only after
 //! its handler has committed its effect, so a crash between the two redelivers it and the handler's idempotency
 //! makes the repeat harmless. A message that can never be processed (it does not parse, or its handler says so)
-//! is moved to the dead-letter queue instead of blocking its queue. A batch that fails is handled again one
-//! message at a time, so one message the database refuses never holds back the others in its batch; a message
-//! that the database refuses alone, again and again, is dead-lettered (see [`crate::poison`]), while one that
-//! fails because the database is out of reach is redelivered for as long as the outage lasts.
+//! is moved to the dead-letter queue instead of blocking its queue. A batch that fails is never requeued: the
+//! consumer holds it and tries it again, with pauses, for as long as the database is out of reach, and one
+//! message at a time when the database refuses it, so one message the database refuses never holds back the
+//! others in its batch; a message that the database refuses alone, again and again, is dead-lettered (see
+//! [`crate::poison`]). Only a broken link to the broker (or a crash) gives a held batch back to the broker.
+//!
+//! Quorum queues count how often each message was given back to them and dead-letter one given back more than
+//! [`DELIVERY_LIMIT`] times. As the consumer never gives a message back on purpose, only a crash or a broken
+//! link counts, so the limit catches a message that crashes its consumer every time, and no outage, however
+//! long, pushes innocent messages past it.
 //!
 //! Queues are durable, but the services' messages are transient by default: every one of them is derived from
 //! committed database state and sent again from that state when it is lost (see [`crate::dispatch`]), so a
@@ -26,9 +32,8 @@ use std::{
 use amqprs::{
     callbacks::{ChannelCallback, ConnectionCallback},
     channel::{
-        BasicAckArguments, BasicConsumeArguments, BasicNackArguments, BasicPublishArguments, BasicQosArguments,
-        Channel, ConfirmSelectArguments, ExchangeDeclareArguments, ExchangeType, QueueBindArguments,
-        QueueDeclareArguments,
+        BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments, Channel,
+        ConfirmSelectArguments, ExchangeDeclareArguments, ExchangeType, QueueBindArguments, QueueDeclareArguments,
     },
     connection::{Connection, OpenConnectionArguments},
     Ack, BasicProperties, Cancel, Close, CloseChannel, FieldTable, FieldValue, Nack, Return,
@@ -42,11 +47,9 @@ use shared_contracts::{
     Envelope,
 };
 
-use crate::{
-    poison::{Suspects, POISON_ATTEMPTS},
-    trace::TRACEPARENT,
-};
+use crate::trace::TRACEPARENT;
 use tokio::sync::{Mutex, Notify};
+use tracing::Instrument;
 
 /// How long a publisher waits for the broker to confirm a batch before it gives up and reports failure.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +66,15 @@ const MAX_BUNDLE: usize = 512;
 /// sit unconsumed after a broker restart (the chaos test measured up to 4 s with 5 s here), and a refused
 /// connection attempt costs next to nothing.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a message may be given back to a quorum work queue (its consumer crashed or lost its link before
+/// acking it) before the broker dead-letters it: the `x-delivery-limit` the work queues are declared with. The
+/// consumer never gives a message back on purpose, so this only counts crashes and broken links; it is high
+/// enough that the crashes and rolling restarts an innocent message may live through never reach it, and low
+/// enough that a message that kills its consumer every time reaches the dead letters after that many restarts.
+/// It is RabbitMQ 4's default, made explicit so that a 3.x broker (no limit by default) behaves the same. A
+/// `delivery-limit` policy can lower it on a running broker (the lower of the two applies); raising it means
+/// declaring the queues again.
+pub const DELIVERY_LIMIT: u32 = 20;
 
 /// The pauses between attempts to reach the broker: 100 ms, doubling up to [`MAX_BACKOFF`], with no limit on
 /// the attempts.
@@ -80,6 +92,8 @@ pub struct Broker {
     metrics: Arc<MetricNames>,
     /// Declare the queues as quorum queues (`AMQP_QUORUM_QUEUES=true`), replicated over a RabbitMQ cluster.
     quorum: bool,
+    /// The delivery limit of the quorum work queues: [`DELIVERY_LIMIT`], lower in tests.
+    delivery_limit: u32,
     /// Publish persistent messages (`AMQP_PERSISTENT_MESSAGES=true`) instead of transient ones.
     persistent: bool,
 }
@@ -135,7 +149,16 @@ impl Broker {
         });
         let quorum = crate::config::parse("AMQP_QUORUM_QUEUES", false)?;
         let persistent = crate::config::parse("AMQP_PERSISTENT_MESSAGES", false)?;
-        Ok(Self { args, service, queues, metrics, quorum, persistent })
+        Ok(Self { args, service, queues, metrics, quorum, delivery_limit: DELIVERY_LIMIT, persistent })
+    }
+
+    /// The same broker declaring quorum queues, whatever `AMQP_QUORUM_QUEUES` says, whose work queues dead-letter
+    /// a message given back to them more than `delivery_limit` times (tests use a low one; services
+    /// [`DELIVERY_LIMIT`]).
+    pub fn with_quorum_queues(mut self, delivery_limit: u32) -> Self {
+        self.quorum = true;
+        self.delivery_limit = delivery_limit;
+        self
     }
 
     /// One attempt to connect, open a channel and declare the topology.
@@ -174,14 +197,19 @@ impl Broker {
         for queue in self.queues {
             let mut arguments = self.queue_type();
             arguments.insert("x-dead-letter-exchange".try_into().expect("short name"), DEAD_LETTER_EXCHANGE.into());
+            if self.quorum {
+                let limit = FieldValue::l(self.delivery_limit.into());
+                arguments.insert("x-delivery-limit".try_into().expect("short name"), limit);
+            }
             let declare = QueueDeclareArguments::durable_client_named(queue).arguments(arguments).finish();
             channel.queue_declare(declare).await.with_context(|| format!("declaring queue {queue}"))?;
         }
         Ok(())
     }
 
-    /// The queue arguments that pick the queue type. A queue keeps the type it was first declared with: switching
-    /// an existing vhost to quorum queues means deleting its queues first (the broker refuses a mismatched declare).
+    /// The queue arguments that pick the queue type. A queue keeps the type (and delivery limit) it was first
+    /// declared with: switching an existing vhost to quorum queues, or quorum queues declared before they had a
+    /// delivery limit, means deleting its queues first (the broker refuses a mismatched declare).
     fn queue_type(&self) -> FieldTable {
         let mut arguments = FieldTable::new();
         if self.quorum {
@@ -596,7 +624,7 @@ pub fn bodies_of(properties: Option<&BasicProperties>, body: Vec<u8>) -> Vec<Vec
 }
 
 /// One message handed to a [`BatchHandler`]: an AMQP message, or one message of a bundle.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Delivery {
     /// The message body.
     pub body: Vec<u8>,
@@ -621,7 +649,8 @@ pub enum Verdict {
 #[async_trait]
 pub trait BatchHandler: Send + Sync + 'static {
     /// Handles `batch` and returns one verdict per delivery, in order, once its effects are committed. An `Err`
-    /// means the batch could not be handled now (database down): every message in it is redelivered later.
+    /// means the batch could not be handled now (database down, or a message in it refused): the consumer holds
+    /// it and hands it again, or parts of it, later (see [`crate::poison::recover`]).
     async fn handle(&self, batch: &[Delivery]) -> Result<Vec<Verdict>>;
 }
 
@@ -686,7 +715,6 @@ async fn consume_until_broken<H: BatchHandler>(
     tracing::info!(queue, "consuming");
     let metrics = broker.metrics.clone();
     let dead_letters = Publisher::new(broker.clone());
-    let mut suspects = Suspects::default();
     while let Some(first) = deliveries.recv().await {
         let mut batch = Vec::with_capacity(settings.max_batch);
         batch.extend(into_deliveries(first));
@@ -704,53 +732,20 @@ async fn consume_until_broken<H: BatchHandler>(
         metrics::counter!(metrics.redelivered, "queue" => queue).increment(redelivered);
         let started = std::time::Instant::now();
         let verdicts = match handler.handle(&batch).await {
-            Ok(verdicts) => Ok(verdicts),
-            Err(e) if batch.len() == 1 => Err(e),
+            Ok(verdicts) => verdicts,
+            // Held, not requeued: a requeue would count towards a quorum queue's delivery limit.
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), queue, size = batch.len(), "batch failed, retrying its messages one by one");
-                one_by_one(handler, &batch, &mut suspects).await
+                let link_open = || connection.is_open() && channel.is_open();
+                crate::poison::recover(handler, &batch, e, link_open)
+                    .instrument(tracing::info_span!("held_batch", queue))
+                    .await?
             }
         };
-        match verdicts {
-            Ok(verdicts) => settle(&channel, &dead_letters, queue, &metrics, &batch, &verdicts).await?,
-            Err(e) => {
-                let poison = batch.len() == 1 && suspects.failed(&batch[0].body, &e);
-                if poison {
-                    let verdicts =
-                        [Verdict::DeadLetter(format!("refused by the database {POISON_ATTEMPTS} times: {e:#}"))];
-                    settle(&channel, &dead_letters, queue, &metrics, &batch, &verdicts).await?;
-                } else {
-                    tracing::warn!(error = %format!("{e:#}"), queue, size = batch.len(), "batch failed, will be redelivered");
-                    let last = batch.last().expect("batch is not empty").tag;
-                    channel.basic_nack(BasicNackArguments::new(last, true, true)).await?;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
+        settle(&channel, &dead_letters, queue, &metrics, &batch, &verdicts).await?;
         metrics::histogram!(metrics.batch_seconds, "queue" => queue).record(started.elapsed().as_secs_f64());
     }
     let _ = connection.close().await;
     bail!("the delivery stream of {queue} ended")
-}
-
-/// Handles the messages of a failed batch one at a time. A message that fails alone because the database refused
-/// it [`POISON_ATTEMPTS`] times is given up (dead-lettered); any other failure fails the whole batch again, which
-/// is then redelivered (messages already handled are answered again by their handlers' idempotency).
-async fn one_by_one<H: BatchHandler>(handler: &H, batch: &[Delivery], suspects: &mut Suspects) -> Result<Vec<Verdict>> {
-    let mut verdicts = Vec::with_capacity(batch.len());
-    for delivery in batch {
-        match handler.handle(std::slice::from_ref(delivery)).await {
-            Ok(mut verdict) => {
-                suspects.succeeded(&delivery.body);
-                verdicts.append(&mut verdict);
-            }
-            Err(e) if suspects.failed(&delivery.body, &e) => {
-                verdicts.push(Verdict::DeadLetter(format!("refused by the database {POISON_ATTEMPTS} times: {e:#}")))
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(verdicts)
 }
 
 /// The deliveries in one AMQP message: the messages of a bundle, or the message itself (a bundle that does not
