@@ -259,7 +259,7 @@ pub async fn record_transitions(mut conn: &AsyncPgConnection, records: &[Transit
 }
 
 /// A saga as operators see it.
-#[derive(Debug, QueryableByName, serde::Serialize)]
+#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
 pub struct SagaSummary {
     /// The saga ID.
     #[diesel(sql_type = Text)]
@@ -371,7 +371,7 @@ pub async fn find(conn: &mut AsyncPgConnection, id: SagaId) -> QueryResult<Optio
 }
 
 /// One line of history as operators see it.
-#[derive(Debug, QueryableByName, serde::Serialize)]
+#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
 pub struct HistoryLine {
     /// When.
     #[diesel(sql_type = Timestamptz)]

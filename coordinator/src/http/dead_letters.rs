@@ -2,11 +2,11 @@
 //! it away, `POST /admin/dead-letters/replay` sends every waiting message back to the queue it died in.
 
 use actix_web::{http::Method, web, HttpRequest, HttpResponse};
-use platform::http::{parse_positive, resource, ApiError};
+use platform::http::{parse_positive, resource, ApiError, ErrorBody as Error};
 use serde::Deserialize;
 
-use super::AdminAccess;
-use crate::dead_letters::DeadLetters;
+use super::{openapi::DeadLetterList, AdminAccess};
+use crate::dead_letters::{DeadLetters, ReplayReport};
 
 /// The most messages one listing shows.
 const MAX_LISTED: u64 = 1000;
@@ -20,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     limit: Option<String>,
 }
 
@@ -29,7 +29,21 @@ fn broker_error(e: anyhow::Error) -> ApiError {
     ApiError::Unavailable(format!("the broker: {e:#}"))
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/admin/dead-letters",
+    operation_id = "listDeadLetters",
+    summary = "Messages waiting in the dead-letter queue, from its head; they stay there.",
+    params(("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "The most to show, 1 to 1000 (default 100).")),
+    responses(
+        (status = 200, description = "The messages.", body = DeadLetterList),
+        (status = 400, description = "A malformed limit.", body = Error),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 503, description = "The broker is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn list(
     req: HttpRequest,
     access: web::Data<AdminAccess>,
     dead_letters: web::Data<DeadLetters>,
@@ -44,7 +58,20 @@ async fn list(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "messages": messages })))
 }
 
-async fn replay(
+#[utoipa::path(
+    post,
+    path = "/admin/dead-letters/replay",
+    operation_id = "replayDeadLetters",
+    summary = "Publishes every waiting dead letter back to the work queue it died in (from its x-death header) and \
+        removes it; messages naming no work queue stay.",
+    responses(
+        (status = 200, description = "What was done.", body = ReplayReport),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 503, description = "The broker is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn replay(
     req: HttpRequest,
     access: web::Data<AdminAccess>,
     dead_letters: web::Data<DeadLetters>,

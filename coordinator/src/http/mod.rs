@@ -5,10 +5,12 @@
 mod admin;
 mod dead_letters;
 mod internal;
+mod openapi;
 mod ui;
 
 use actix_web::{http::header, HttpRequest};
 use platform::http::ApiError;
+use utoipa::OpenApi as _;
 
 /// Registers the admin routes, the operator pages and `/openapi.json`.
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
@@ -16,7 +18,7 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     dead_letters::configure(cfg);
     internal::configure(cfg);
     ui::configure(cfg);
-    cfg.service(platform::http::openapi(include_str!("../../../docs/openapi/coordinator.json")));
+    cfg.service(platform::http::openapi(openapi::CoordinatorApi::openapi()));
 }
 
 /// Who may use the admin API: holders of the configured bearer token or, when no token is configured, callers
