@@ -290,7 +290,7 @@ pub(super) struct LoginQuery {
     path = "/admin/ui/login",
     operation_id = "uiLogin",
     summary = "Stores the admin token in the admin_token cookie (HttpOnly, SameSite=Strict) for the operator pages.",
-    params(("token" = Option<String>, Query, description = "The ADMIN_TOKEN.")),
+    params(("token" = String, Query, description = "The ADMIN_TOKEN.")),
     responses(
         (status = 303, description = "Logged in; on to /admin/ui."),
         (status = 400, description = "No token given, shown as a page; or a query string that cannot be read at all, \

@@ -21,6 +21,7 @@ pub(super) struct OrderBody {
     order_id: String,
     paid: bool,
     /// `[item_id, quantity]` pairs.
+    #[schema(schema_with = item_pairs)]
     items: Vec<(String, u64)>,
     user_id: String,
     total_cost: u64,
@@ -32,6 +33,7 @@ pub(super) struct LinesBody {
     order_id: String,
     total_cost: u64,
     /// `[item_id, quantity]` pairs.
+    #[schema(schema_with = item_pairs)]
     items: Vec<(String, u64)>,
 }
 
@@ -52,6 +54,17 @@ pub(super) struct BatchInitialised {
 #[derive(Serialize, ToSchema)]
 pub(super) struct Removed {
     done: bool,
+}
+
+/// The schema of `[item_id, quantity]` pairs: arrays of two, a string and an integer. Written out because the
+/// `prefixItems` that utoipa derives for a tuple is read by too few OpenAPI tools.
+fn item_pairs() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::{schema::ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let element = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)));
+    let pair = ArrayBuilder::new().items(element).min_items(Some(2)).max_items(Some(2));
+    ArrayBuilder::new().items(pair).build()
 }
 
 fn pairs(order: &OrderView) -> Vec<(String, u64)> {
