@@ -150,7 +150,8 @@ pub fn parse_positive(what: &str, raw: &str) -> Result<u64, ApiError> {
 
 /// Checks that an ID taken from the path is usable: not empty, not absurdly long, printable.
 pub fn check_id<'a>(what: &str, raw: &'a str) -> Result<&'a str, ApiError> {
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+    // Characters, not bytes: the limit the message and the OpenAPI documents state (`maxLength` counts characters).
+    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!("{what} must be 1 to 128 printable characters")));
     }
     Ok(raw)
@@ -420,6 +421,8 @@ mod tests {
         assert!(check_id("item_id", "42").is_ok());
         assert!(check_id("item_id", "").is_err());
         assert!(check_id("item_id", &"x".repeat(129)).is_err());
+        assert!(check_id("item_id", &"é".repeat(128)).is_ok());
+        assert!(check_id("item_id", &"é".repeat(129)).is_err());
         assert!(check_id("item_id", "a\u{0}b").is_err());
     }
 }
