@@ -33,8 +33,8 @@ RUN for crate in $CRATES; do \
     && cargo build --release --locked --bins $(printf -- '-p %s ' $BINARIES) \
     && rm -rf $CRATES
 
-# The build context is what .dockerignore lets through: the crates, and docs/openapi/*.json, which the services
-# embed with include_str!. scripts/check-deploy.sh builds the workspace from exactly that set of files.
+# The build context is what .dockerignore lets through: the crates, and docs/openapi/*.json, the committed copies
+# of the OpenAPI documents the services derive. scripts/check-deploy.sh builds the workspace from exactly that set.
 COPY . .
 # The copied sources may carry modification times older than the stub build above; touching them makes cargo
 # rebuild the workspace's own crates instead of keeping the empty stubs.

@@ -20,7 +20,7 @@ use serde::Serialize;
 use shared_contracts::queues;
 
 /// One message waiting in the dead-letter queue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The body as text (invalid UTF-8 replaced), since operators read it.
     pub body: String,
@@ -35,7 +35,7 @@ pub struct DeadLetter {
 }
 
 /// What a replay did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ReplayReport {
     /// Messages published back to their queue and removed from the dead-letter queue.
     pub replayed: usize,

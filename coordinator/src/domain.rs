@@ -115,7 +115,7 @@ pub enum SagaState {
 
 /// The coarse status of a saga, stored beside the state for filtering. Its name (see [`Status::as_str`]) is the
 /// same in the database, the admin API and the pages; it is parsed once where it comes in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// See [`SagaState::Executing`].

@@ -354,7 +354,7 @@ async fn record_transitions(mut conn: &AsyncPgConnection, records: &[TransitionR
 }
 
 /// A saga as operators see it.
-#[derive(Debug, QueryableByName, serde::Serialize)]
+#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
 pub struct SagaSummary {
     /// The saga ID.
     #[diesel(sql_type = Text)]
@@ -415,6 +415,10 @@ const SUMMARY_COLUMNS: &str =
     "id::text AS id, order_id, user_id, status, state, request, version, retries, next_retry_at, created_at, updated_at,
      traceparent";
 
+/// The longest "unchanged for" a filter asks the database about: about 3,000 years, older than any saga and
+/// within PostgreSQL's timestamps, so that a larger value means the same and `now()` minus it cannot overflow.
+const MAX_STUCK_SECS: i64 = 100_000_000_000;
+
 /// Sagas matching `filter`, newest first.
 pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<Vec<SagaSummary>> {
     diesel::sql_query(format!(
@@ -423,7 +427,7 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryRes
            AND ($2::text IS NULL OR order_id = $2)
            AND ($3::text IS NULL OR user_id = $3)
            AND ($4::bigint IS NULL OR (status = ANY($7::text[])
-                                       AND updated_at <= now() - make_interval(secs => $4::double precision)))
+                                       AND updated_at <= now() - make_interval(secs => LEAST($4, {MAX_STUCK_SECS})::double precision)))
          ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
     ))
     .bind::<Nullable<Text>, _>(filter.status.map(Status::as_str))
@@ -462,7 +466,7 @@ pub async fn find(conn: &mut AsyncPgConnection, id: SagaId) -> QueryResult<Optio
 }
 
 /// One line of history as operators see it.
-#[derive(Debug, QueryableByName, serde::Serialize)]
+#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
 pub struct HistoryLine {
     /// When.
     #[diesel(sql_type = Timestamptz)]

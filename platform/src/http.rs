@@ -1,6 +1,10 @@
 //! What every REST service shares: the error type handlers return and its one mapping to a status and a JSON
 //! body, strict parsing of numbers taken from the path, JSON answers for unknown routes and wrong methods,
-//! request metrics, the `/health` and `/metrics` endpoints, and the listening socket.
+//! request metrics, the `/health`, `/metrics` and `/openapi.json` endpoints, and the listening socket.
+//!
+//! The OpenAPI documents are derived with `utoipa` from the handlers' annotations; the schemas here
+//! ([`ErrorBody`], [`UnfinishedBody`], and the path segments [`Id`], [`Amount`], [`Count`]) state what the parsers
+//! below accept, so that a document and the handler it describes cannot disagree on a constraint.
 
 use std::{
     future::Future,
@@ -11,7 +15,7 @@ use std::{
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::StatusCode,
+    http::{Method, StatusCode},
     middleware::Next,
     web, HttpResponse, ResponseError,
 };
@@ -66,10 +70,21 @@ pub enum ApiError {
 }
 
 /// The JSON body of every error answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody<'a> {
     /// What went wrong, for a person to read.
     pub error: &'a str,
+}
+
+/// The JSON body of a 409 from a `batch_init` that unfinished work would see changed under it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnfinishedBody<'a> {
+    /// What went wrong, for a person to read.
+    pub error: &'a str,
+    /// How many sagas or checkouts have not ended.
+    #[schema(minimum = 1)]
+    pub unfinished: u64,
 }
 
 impl ResponseError for ApiError {
@@ -89,7 +104,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let message = self.to_string();
         if let Self::Unfinished { unfinished, .. } = self {
-            let body = serde_json::json!({ "error": message, "unfinished": unfinished });
+            let body = UnfinishedBody { error: &message, unfinished: *unfinished };
             return HttpResponse::build(self.status_code()).json(body);
         }
         HttpResponse::build(self.status_code()).json(ErrorBody { error: &message })
@@ -135,10 +150,66 @@ pub fn parse_positive(what: &str, raw: &str) -> Result<u64, ApiError> {
 
 /// Checks that an ID taken from the path is usable: not empty, not absurdly long, printable.
 pub fn check_id<'a>(what: &str, raw: &'a str) -> Result<&'a str, ApiError> {
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+    // Characters, not bytes: the limit the message and the OpenAPI documents state (`maxLength` counts characters).
+    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!("{what} must be 1 to 128 printable characters")));
     }
     Ok(raw)
+}
+
+/// An ID in a path, as [`check_id`] accepts it: 1 to 128 printable characters (no control characters).
+pub struct Id;
+
+/// An amount, price, credit or stock in a path, as [`parse_amount`] accepts it: decimal digits only, 0 to
+/// 9223372036854775807 ([`MAX_AMOUNT`]).
+pub struct Amount;
+
+/// A count or quantity in a path, as [`parse_positive`] accepts it: decimal digits only, 1 to
+/// 9223372036854775807 ([`MAX_AMOUNT`]).
+pub struct Count;
+
+/// What [`check_id`] refuses, as a pattern: control characters (Unicode category Cc).
+const ID_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]+$";
+
+impl utoipa::PartialSchema for Id {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(128))
+            .pattern(Some(ID_PATTERN))
+            .description(Some("1 to 128 printable characters."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Id {}
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        digits(0, "Decimal digits, 0 to 9223372036854775807.")
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
+
+impl utoipa::PartialSchema for Count {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        digits(1, "Decimal digits, 1 to 9223372036854775807.")
+    }
+}
+
+impl utoipa::ToSchema for Count {}
+
+/// An integer of at least `minimum` and at most [`MAX_AMOUNT`], which a path carries as decimal digits.
+fn digits(minimum: u64, description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .maximum(Some(MAX_AMOUNT))
+        .description(Some(description))
+        .into()
 }
 
 /// Connections the kernel queues for a listening service before it accepts them. The gateway opens connections in
@@ -161,14 +232,18 @@ pub fn listen(addr: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Adds `/health`, `/metrics`, and JSON answers for unknown paths, wrong methods and unreadable path segments
-/// to a service's routes.
+/// and query strings to a service's routes.
 pub fn configure_common(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::PathConfig::default()
             .error_handler(|err, _| ApiError::BadRequest(format!("malformed path: {err}")).into()),
     )
-    .route("/health", web::get().to(health))
-    .route("/metrics", web::get().to(metrics));
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _| ApiError::BadRequest(format!("malformed query string: {err}")).into()),
+    )
+    .service(resource("/health", Method::GET, health))
+    .service(resource("/metrics", Method::GET, metrics));
 }
 
 /// The default service for an app: unknown paths are 404 with a JSON body.
@@ -176,33 +251,102 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiE
     Err(ApiError::NotFound(format!("no route for {} {}", req.method(), req.path())))
 }
 
-/// A resource at `path` that answers `method` with `handler` and any other method with a JSON 405.
-pub fn resource<F, Args>(path: &str, method: actix_web::http::Method, handler: F) -> actix_web::Resource
+/// A resource at `path` that answers `method` with `handler` and any other method with a JSON 405 that names
+/// `method` in its `Allow` header.
+pub fn resource<F, Args>(path: &str, method: Method, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    web::resource(path).route(web::method(method).to(handler)).default_service(web::to(
-        |req: actix_web::HttpRequest| async move {
-            Err::<HttpResponse, _>(ApiError::MethodNotAllowed(req.method().to_string()))
-        },
-    ))
+    resource_for(path, &[method], handler)
 }
 
-/// `GET /openapi.json`, answering with `document`: the service's hand-kept OpenAPI description
-/// (`docs/openapi/<service>.json`, embedded with `include_str!`).
-pub fn openapi(document: &'static str) -> actix_web::Resource {
-    resource("/openapi.json", actix_web::http::Method::GET, move || async move {
-        HttpResponse::Ok().content_type("application/json").body(document)
-    })
+/// Like [`resource`], answering each of `methods` with the same `handler`.
+pub fn resource_for<F, Args>(path: &str, methods: &[Method], handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let allowed = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let resource = methods
+        .iter()
+        .fold(web::resource(path), |resource, method| resource.route(web::method(method.clone()).to(handler.clone())));
+    resource.default_service(web::to(move |req: actix_web::HttpRequest| {
+        let allowed = allowed.clone();
+        async move {
+            let mut response = ApiError::MethodNotAllowed(req.method().to_string()).error_response();
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allowed) {
+                response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+            }
+            response
+        }
+    }))
+}
+
+/// What every service's document describes besides its own API: `/health`, `/metrics`, `/openapi.json`, and the
+/// schemas of the error bodies and path segments.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health, metrics, serve_openapi), components(schemas(ErrorBody, UnfinishedBody, Id, Amount, Count)))]
+struct CommonApi;
+
+/// A service's OpenAPI document as served: `api`, derived from the service's handlers, with what
+/// [`CommonApi`] adds, as pretty-printed JSON (the form committed in `docs/openapi/<service>.json`).
+pub fn openapi_json(api: utoipa::openapi::OpenApi) -> String {
+    use utoipa::OpenApi as _;
+    let document = api.merge_from(CommonApi::openapi());
+    let mut json = document.to_pretty_json().expect("an OpenAPI document is serialisable");
+    json.push('\n');
+    json
+}
+
+/// The OpenAPI document a service serves, in the form [`openapi_json`] gives it.
+#[derive(Clone)]
+struct OpenApiJson(web::Bytes);
+
+/// `GET /openapi.json`, answering with `api` completed by [`openapi_json`].
+pub fn openapi(api: utoipa::openapi::OpenApi) -> actix_web::Resource {
+    let document = OpenApiJson(web::Bytes::from(openapi_json(api)));
+    resource("/openapi.json", Method::GET, serve_openapi).app_data(web::Data::new(document))
+}
+
+/// The service's OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document.", content_type = "application/json", body = Object))
+)]
+async fn serve_openapi(document: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document.0.clone())
+}
+
+/// What `/health` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok` or `unavailable`.
+    #[schema(pattern = "^(ok|unavailable)$")]
+    status: &'static str,
+    /// Why the database did not answer, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// Ready when the database answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready: the database answers.", body = Health),
+        (status = 503, description = "Not ready: the database does not answer.", body = Health),
+    )
+)]
 async fn health(pool: web::Data<Pool>) -> HttpResponse {
     match database_answers(&pool).await {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
-        Err(e) => HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable", "error": e})),
+        Ok(()) => HttpResponse::Ok().json(Health { status: "ok", error: None }),
+        Err(e) => HttpResponse::ServiceUnavailable().json(Health { status: "unavailable", error: Some(e) }),
     }
 }
 
@@ -212,6 +356,13 @@ async fn database_answers(pool: &Pool) -> Result<(), String> {
     diesel::sql_query("SELECT 1").execute(&mut conn).await.map(drop).map_err(|e| e.to_string())
 }
 
+/// The service's metrics in the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Every metric of the service.", content_type = "text/plain", body = String))
+)]
 async fn metrics() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::telemetry::prometheus().render())
 }
@@ -270,6 +421,8 @@ mod tests {
         assert!(check_id("item_id", "42").is_ok());
         assert!(check_id("item_id", "").is_err());
         assert!(check_id("item_id", &"x".repeat(129)).is_err());
+        assert!(check_id("item_id", &"é".repeat(128)).is_ok());
+        assert!(check_id("item_id", &"é".repeat(129)).is_err());
         assert!(check_id("item_id", "a\u{0}b").is_err());
     }
 }

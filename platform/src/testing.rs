@@ -112,32 +112,56 @@ impl TestBroker {
     }
 }
 
+/// The methods an OpenAPI path item may describe, lower-case as the document has them.
+const OPENAPI_METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "options", "trace"];
+
+/// The environment variable that makes [`assert_openapi_matches`] write the served document to the committed
+/// file instead of comparing them.
+pub const OPENAPI_WRITE: &str = "OPENAPI_WRITE";
+
+/// `schema`, or the schema its `$ref` names in `doc`'s components.
+fn resolve<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+    match schema["$ref"].as_str().and_then(|name| name.strip_prefix("#/components/schemas/")) {
+        Some(name) => &doc["components"]["schemas"][name],
+        None => schema,
+    }
+}
+
+/// A value `schema` accepts in a path: a UUID where it says `format: uuid`, its minimum (or 1) where it takes an
+/// integer, `sample` otherwise.
+fn sample_segment(schema: &serde_json::Value) -> String {
+    if schema["format"] == "uuid" {
+        "6f1c1d1e-8a40-4c43-9d8e-5f3f2b7d9a10".to_owned()
+    } else if schema["type"] == "integer" {
+        schema["minimum"].as_u64().unwrap_or(1).max(1).to_string()
+    } else {
+        "sample".to_owned()
+    }
+}
+
 /// Every operation of an OpenAPI document as `(METHOD, path)`, each `{parameter}` of the path replaced by a
-/// sample value: a UUID where the schema says `format: uuid`, `1` where it takes digits, `sample` otherwise.
-/// Tests call them all to check that the document names no route the service lacks.
+/// sample value (see [`sample_segment`]). Tests call them all to check that the document names no route the
+/// service lacks.
 pub fn openapi_operations(doc: &serde_json::Value) -> Vec<(String, String)> {
-    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+    operations_by_template(doc).into_iter().map(|(method, _, concrete)| (method, concrete)).collect()
+}
+
+/// Every operation of an OpenAPI document as `(METHOD, path template, path with samples)`.
+fn operations_by_template(doc: &serde_json::Value) -> Vec<(String, String, String)> {
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
-        for method in METHODS {
+        for method in OPENAPI_METHODS {
             let Some(operation) = item.get(method) else { continue };
             let mut concrete = path.clone();
             for parameter in operation["parameters"].as_array().into_iter().flatten() {
                 if parameter["in"] != "path" {
                     continue;
                 }
-                let schema = &parameter["schema"];
-                let sample = if schema["format"] == "uuid" {
-                    "6f1c1d1e-8a40-4c43-9d8e-5f3f2b7d9a10"
-                } else if schema["type"] == "integer" || schema["pattern"] == "^[0-9]+$" {
-                    "1"
-                } else {
-                    "sample"
-                };
+                let sample = sample_segment(resolve(doc, &parameter["schema"]));
                 let name = parameter["name"].as_str().unwrap_or_default();
-                concrete = concrete.replace(&format!("{{{name}}}"), sample);
+                concrete = concrete.replace(&format!("{{{name}}}"), &sample);
             }
-            operations.push((method.to_uppercase(), concrete));
+            operations.push((method.to_uppercase(), path.clone(), concrete));
         }
     }
     operations
@@ -147,24 +171,38 @@ pub fn openapi_operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 pub fn openapi_routes(doc: &serde_json::Value) -> Vec<(String, String)> {
     let mut routes = Vec::new();
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
-        for (method, _) in item.as_object().into_iter().flatten() {
-            routes.push((method.to_uppercase(), path.clone()));
+        for method in OPENAPI_METHODS {
+            if item.get(method).is_some() {
+                routes.push((method.to_uppercase(), path.clone()));
+            }
         }
     }
     routes
 }
 
 /// Checks a running service's OpenAPI document against its routes, both ways, and panics with what is wrong: the
-/// service at `base_url` serves exactly `on_disk` at `/openapi.json`; every operation the document describes is
-/// a route the service has (no "no route for" 404, no 405); every route in `known_routes` is described.
-pub async fn assert_openapi_matches(base_url: &str, on_disk: &str, known_routes: &[(&str, &str)]) {
+/// service at `base_url` serves exactly the committed file `committed` at `/openapi.json` (with
+/// [`OPENAPI_WRITE`]`=1` in the environment, the file is rewritten from the served document instead); every
+/// operation the document describes is a route the service has (no "no route for" 404, no 405); every route in
+/// `known_routes` is described.
+pub async fn assert_openapi_matches(base_url: &str, committed: &std::path::Path, known_routes: &[(&str, &str)]) {
     let client = reqwest::Client::new();
     let served = client.get(format!("{base_url}/openapi.json")).send().await.expect("GET /openapi.json");
     assert_eq!(served.status(), 200);
-    let doc: serde_json::Value = served.json().await.expect("the document is JSON");
-    let on_disk: serde_json::Value = serde_json::from_str(on_disk).expect("the file in docs/openapi is JSON");
-    assert_eq!(doc, on_disk, "the served document is not the one in docs/openapi");
-    assert_eq!(doc["openapi"], "3.0.3");
+    let text = served.text().await.expect("the document");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("the document is JSON");
+    if std::env::var(OPENAPI_WRITE).is_ok_and(|value| value == "1") {
+        std::fs::write(committed, &text).expect("writing the committed document");
+    }
+    let on_disk = std::fs::read_to_string(committed).unwrap_or_default();
+    let on_disk: serde_json::Value = serde_json::from_str(&on_disk).unwrap_or_default();
+    assert!(
+        doc == on_disk,
+        "{} is not the served document; regenerate it with {OPENAPI_WRITE}=1 and this test \
+         (e.g. `{OPENAPI_WRITE}=1 cargo test -p <service> --test <its API tests> openapi`)",
+        committed.display()
+    );
+    assert_eq!(doc["openapi"], "3.1.0");
 
     let operations = openapi_operations(&doc);
     assert!(operations.len() >= known_routes.len(), "{operations:?}");
@@ -183,6 +221,47 @@ pub async fn assert_openapi_matches(base_url: &str, on_disk: &str, known_routes:
             documented.iter().any(|(m, p)| m == method && p == path),
             "{method} {path} is served but not documented"
         );
+    }
+}
+
+/// Checks that the service at `base_url` answers every method its OpenAPI document does not describe for a path
+/// with a 405, a JSON error body, and an `Allow` header that names the described methods, on every path of the
+/// document.
+pub async fn assert_unsupported_methods_refused(base_url: &str) {
+    let client = reqwest::Client::new();
+    let doc: serde_json::Value = client
+        .get(format!("{base_url}/openapi.json"))
+        .send()
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("the document is JSON");
+    let mut by_path: std::collections::BTreeMap<String, (String, Vec<String>)> = Default::default();
+    for (method, template, concrete) in operations_by_template(&doc) {
+        by_path.entry(template).or_insert_with(|| (concrete, Vec::new())).1.push(method);
+    }
+    for (template, (concrete, documented)) in by_path {
+        for method in OPENAPI_METHODS.map(str::to_uppercase) {
+            if documented.contains(&method) {
+                continue;
+            }
+            let request = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+            let response = client.request(request, format!("{base_url}{concrete}")).send().await.expect("a response");
+            let status = response.status().as_u16();
+            let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert!(
+                status == 405 && body["error"].is_string(),
+                "{method} {template} answered {status} {body}, not a JSON 405"
+            );
+            for allowed in &documented {
+                assert!(
+                    allow.split(", ").any(|a| a == allowed),
+                    "{method} {template}: Allow {allow:?} lacks {allowed}"
+                );
+            }
+        }
     }
 }
 

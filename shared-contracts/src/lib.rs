@@ -249,7 +249,7 @@ pub enum CheckoutOutcome {
 }
 
 /// Why a step of a checkout was refused. Shown to the client in the checkout's 4xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FailureReason {
     /// Not enough of an item in stock.

@@ -18,11 +18,13 @@ use shared_contracts::{FailureReason, LineItem};
 pub const MAX_STOCK: i64 = i64::MAX;
 
 /// The stock and price of one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ItemState {
     /// Units in stock.
+    #[schema(minimum = 0)]
     pub stock: i64,
     /// Price of one unit.
+    #[schema(minimum = 0)]
     pub price: i64,
 }
 

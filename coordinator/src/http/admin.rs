@@ -5,10 +5,12 @@
 use actix_web::{http::Method, web, HttpResponse};
 use platform::{
     db::Pool,
-    http::{check_id, parse_amount, resource, ApiError},
+    http::{check_id, parse_amount, resource, Amount, ApiError, ErrorBody as Error, Id},
 };
 use serde::Deserialize;
 use shared_contracts::SagaId;
+
+use super::openapi::{ActionDone, SagaPage, SagaWithHistory, Stats};
 
 use crate::{
     domain::Status,
@@ -35,7 +37,7 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
 /// Query parameters of `GET /admin/sagas`, all optional and all validated by hand so that a bad one is a 400
 /// that names it.
 #[derive(Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<String>,
     order_id: Option<String>,
     user_id: Option<String>,
@@ -44,7 +46,28 @@ struct ListQuery {
     offset: Option<String>,
 }
 
-async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/admin/sagas",
+    operation_id = "listSagas",
+    summary = "Sagas, newest first, filtered.",
+    params(
+        ("status" = Option<Status>, Query, description = "Only this status."),
+        ("order_id" = Option<Id>, Query, description = "Only this order."),
+        ("user_id" = Option<Id>, Query, description = "Only this user."),
+        ("stuck_for" = Option<Amount>, Query, description = "Only unfinished sagas unchanged for at least this many seconds."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)."),
+        ("offset" = Option<Amount>, Query, description = "Rows to skip (default 0)."),
+    ),
+    responses(
+        (status = 200, description = "A page of sagas.", body = SagaPage),
+        (status = 400, description = "A malformed query parameter.", body = Error),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let status = query
         .status
@@ -69,7 +92,22 @@ async fn list(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Result<Htt
     Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": sagas, "limit": filter.limit, "offset": filter.offset })))
 }
 
-async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/admin/sagas/{saga_id}",
+    operation_id = "showSaga",
+    summary = "One saga and its full history.",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID).")),
+    responses(
+        (status = 200, description = "The saga.", body = SagaWithHistory),
+        (status = 400, description = "Not a UUID.", body = Error),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 404, description = "No such saga.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = parse_saga_id(&path)?;
     let mut conn = pool.get().await?;
     let saga =
@@ -89,15 +127,59 @@ async fn act(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": action.name(), "state": state })))
 }
 
-async fn retry(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/admin/sagas/{saga_id}/retry",
+    operation_id = "retrySaga",
+    summary = "Re-sends the saga's unanswered commands now.",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID).")),
+    responses(
+        (status = 200, description = "Done; the state afterwards.", body = ActionDone),
+        (status = 400, description = "Not a UUID.", body = Error),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 404, description = "No such saga.", body = Error),
+        (status = 409, description = "The saga has already ended.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn retry(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     act(operations, path, Action::Retry).await
 }
 
-async fn abort(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/admin/sagas/{saga_id}/abort",
+    operation_id = "abortSaga",
+    summary = "Compensates whatever the saga did, then fails it with reason `aborted`.",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID).")),
+    responses(
+        (status = 200, description = "Done; the state afterwards.", body = ActionDone),
+        (status = 400, description = "Not a UUID.", body = Error),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 404, description = "No such saga.", body = Error),
+        (status = 409, description = "The saga has already ended.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn abort(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     act(operations, path, Action::Abort).await
 }
 
-async fn stats(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/admin/stats",
+    operation_id = "stats",
+    summary = "How many sagas are in each status.",
+    responses(
+        (status = 200, description = "Counts.", body = Stats),
+        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
+        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
+pub(super) async fn stats(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let mut conn = pool.get().await?;
     let counts = store::counts(&mut conn).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "sagas": counts })))

@@ -12,7 +12,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `GET /internal/sagas/unfinished`: `{"unfinished": N}`, the sagas not yet in a terminal status.
-async fn unfinished(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/internal/sagas/unfinished",
+    operation_id = "unfinishedSagas",
+    summary = "How many sagas are still under way.",
+    description = "stock-svc and payment-svc ask before a batch_init; no admin credential is needed, only a count is \
+        revealed.",
+    responses(
+        (status = 200, description = "The count.", body = super::openapi::Unfinished),
+        (status = 503, description = "The database is unavailable.", body = platform::http::ErrorBody),
+    )
+)]
+pub(super) async fn unfinished(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let unfinished = store::count_unfinished(&mut *pool.get().await?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "unfinished": unfinished })))
 }

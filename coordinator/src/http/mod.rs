@@ -9,6 +9,7 @@
 mod admin;
 mod dead_letters;
 mod internal;
+mod openapi;
 mod ui;
 
 use actix_web::{
@@ -19,6 +20,7 @@ use actix_web::{
     web, HttpRequest, ResponseError,
 };
 use platform::http::ApiError;
+use utoipa::OpenApi as _;
 
 /// Registers the admin routes behind [`admin_only`], the operator pages, the internal count and `/openapi.json`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(ui::configure),
     );
     internal::configure(cfg);
-    cfg.service(platform::http::openapi(include_str!("../../../docs/openapi/coordinator.json")));
+    cfg.service(platform::http::openapi(openapi::CoordinatorApi::openapi()));
 }
 
 /// Lets a request into the `/admin` scope only if [`AdminAccess`] allows it; a refused one is answered as its

@@ -17,13 +17,13 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use platform::{
     db::Pool,
-    http::{check_id, parse_amount, resource, ApiError},
+    http::{check_id, parse_amount, resource, ApiError, ErrorBody as Error},
 };
 use serde::Deserialize;
 use serde_json::Value;
 use shared_contracts::SagaId;
 
-use super::{AdminAccess, TOKEN_COOKIE};
+use super::{openapi::StuckSeconds, AdminAccess, TOKEN_COOKIE};
 use crate::{
     domain::Status,
     operations::{Action, Operations},
@@ -67,7 +67,7 @@ fn encode_query(text: &str) -> String {
 
 /// A flash message carried in the query string after a redirect.
 #[derive(Deserialize)]
-struct Flash {
+pub(super) struct Flash {
     flash: Option<String>,
     kind: Option<String>,
 }
@@ -157,12 +157,34 @@ fn saga_rows(sagas: &[SagaSummary]) -> Markup {
 
 /// Query parameters of the overview.
 #[derive(Deserialize)]
-struct OverviewQuery {
+pub(super) struct OverviewQuery {
     stuck: Option<String>,
     q: Option<String>,
 }
 
-async fn overview(pool: web::Data<Pool>, query: web::Query<OverviewQuery>, flash: web::Query<Flash>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/admin/ui",
+    operation_id = "uiOverview",
+    summary = "Operator page: counts per status, stuck sagas, search.",
+    params(
+        ("stuck" = Option<StuckSeconds>, Query, description = "Seconds unchanged that count as stuck (default 10)."),
+        ("q" = Option<String>, Query, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$",
+            description = "A saga, order or user ID to search for (surrounding spaces are ignored)."),
+        ("flash" = Option<String>, Query, description = "A message to show."),
+        ("kind" = Option<String>, Query, description = "`ok` or `error`."),
+    ),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 400, description = "A malformed parameter, shown as a page; or a query string that cannot be read \
+            at all (a parameter given twice), answered as JSON.", content(
+            (String = "text/html"), (Error = "application/json"))),
+        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
+        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
+    )
+)]
+pub(super) async fn overview(pool: web::Data<Pool>, query: web::Query<OverviewQuery>, flash: web::Query<Flash>) -> HttpResponse {
     match render_overview(&pool, &query, &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
@@ -239,12 +261,25 @@ async fn search_sagas(conn: &mut diesel_async::AsyncPgConnection, term: &str) ->
 }
 
 #[derive(Deserialize)]
-struct LoginQuery {
+pub(super) struct LoginQuery {
     token: Option<String>,
 }
 
 /// Stores the admin token in a cookie, so that the pages and their forms work without a bearer header.
-async fn login(access: web::Data<AdminAccess>, query: web::Query<LoginQuery>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/admin/ui/login",
+    operation_id = "uiLogin",
+    summary = "Stores the admin token in the admin_token cookie (HttpOnly, SameSite=Strict) for the operator pages.",
+    params(("token" = String, Query, description = "The ADMIN_TOKEN.")),
+    responses(
+        (status = 303, description = "Logged in; on to /admin/ui."),
+        (status = 400, description = "No token given, shown as a page; or a query string that cannot be read at all, \
+            answered as JSON.", content((String = "text/html"), (Error = "application/json"))),
+        (status = 401, description = "Not the admin token (or none is configured).", content_type = "text/html", body = String),
+    )
+)]
+pub(super) async fn login(access: web::Data<AdminAccess>, query: web::Query<LoginQuery>) -> HttpResponse {
     let Some(token) = query.token.as_deref() else {
         return error_page(&ApiError::BadRequest("log in with /admin/ui/login?token=<ADMIN_TOKEN>".into()));
     };
@@ -263,7 +298,27 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
     raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))
 }
 
-async fn saga_page(pool: web::Data<Pool>, path: web::Path<String>, flash: web::Query<Flash>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/admin/ui/sagas/{saga_id}",
+    operation_id = "uiSaga",
+    summary = "Operator page of one saga: state, request, timeline, Retry and Abort.",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID)."),
+        ("flash" = Option<String>, Query, description = "A message to show."),
+        ("kind" = Option<String>, Query, description = "`ok` or `error`."),
+    ),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 400, description = "A malformed parameter, shown as a page; or a query string that cannot be read \
+            at all (a parameter given twice), answered as JSON.", content(
+            (String = "text/html"), (Error = "application/json"))),
+        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
+        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        (status = 404, description = "No such saga.", content_type = "text/html", body = String),
+        (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
+    )
+)]
+pub(super) async fn saga_page(pool: web::Data<Pool>, path: web::Path<String>, flash: web::Query<Flash>) -> HttpResponse {
     match render_saga(&pool, &path, &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
@@ -383,11 +438,43 @@ fn same_origin(req: &HttpRequest) -> bool {
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str())
 }
 
-async fn retry(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+#[utoipa::path(
+    post,
+    path = "/admin/ui/sagas/{saga_id}/retry",
+    operation_id = "uiRetry",
+    summary = "The Retry button.",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID).")),
+    responses(
+        (status = 303, description = "Back to the saga's page, with the outcome (also a refusal) as a flash message in \
+            the query string."),
+        (status = 400, description = "Not a UUID.", content_type = "text/html", body = String),
+        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
+        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        (status = 404, description = "No such saga.", content_type = "text/html", body = String),
+        (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
+    )
+)]
+pub(super) async fn retry(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
     act(&req, &operations, &path, Action::Retry).await
 }
 
-async fn abort(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+#[utoipa::path(
+    post,
+    path = "/admin/ui/sagas/{saga_id}/abort",
+    operation_id = "uiAbort",
+    summary = "The Abort button.",
+    params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID).")),
+    responses(
+        (status = 303, description = "Back to the saga's page, with the outcome (also a refusal) as a flash message in \
+            the query string."),
+        (status = 400, description = "Not a UUID.", content_type = "text/html", body = String),
+        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
+        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        (status = 404, description = "No such saga.", content_type = "text/html", body = String),
+        (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
+    )
+)]
+pub(super) async fn abort(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
     act(&req, &operations, &path, Action::Abort).await
 }
 

@@ -3,7 +3,10 @@
 //! shows how).
 
 use actix_web::{web, HttpResponse};
-use platform::http::{check_id, ApiError};
+use platform::http::{check_id, ApiError, ErrorBody as Error, Id};
+use serde::Serialize;
+use shared_contracts::FailureReason;
+use utoipa::ToSchema;
 
 use crate::{
     checkout::{CheckoutError, Checkouts},
@@ -14,16 +17,36 @@ use crate::{
 /// reason, also machine-readable as `reason`, when the saga failed and took nothing; 404 for an unknown order,
 /// 400 for an empty one; 409 while the order is being cancelled; 500 when the saga could neither complete nor be
 /// fully undone (the order is unpaid, an operator must repair the saga).
+#[utoipa::path(
+    post,
+    path = "/orders/checkout/{order_id}",
+    operation_id = "checkout",
+    summary = "Checks an order out: reserves its stock and charges its user, or neither. Waits for the saga's outcome.",
+    params(("order_id" = Id, Path, description = "The order.")),
+    responses(
+        (status = 200, description = "Paid (also at once when the order already was).", body = Paid),
+        (status = 400, description = "Refused: out of stock, not enough credit, no items, or a malformed order ID. A \
+            checkout refused by its saga also carries `reason`.", body = Refused),
+        (status = 404, description = "No such order.", body = Error),
+        (status = 409, description = "A cancellation of the order is in progress (`a cancellation of this order is in \
+            progress`); or the order was re-initialised by a batch_init while the checkout waited.", body = Error),
+        (status = 500, description = "The saga could neither complete nor be fully undone. The order is not paid; an \
+            operator must repair the saga through the coordinator.", body = Error),
+        (status = 503, description = "The database or the broker is unavailable.", body = Error),
+        (status = 504, description = "No outcome within CHECKOUT_TIMEOUT_MS; the saga still finishes and \
+            GET /orders/find/{order_id} shows it.", body = Error),
+    )
+)]
 pub(super) async fn check_out(
     checkouts: web::Data<Checkouts>,
     order_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let order_id = check_id("order_id", &order_id)?;
     match checkouts.check_out(order_id).await? {
-        CheckoutAnswer::Paid => Ok(HttpResponse::Ok().json(serde_json::json!({ "order_id": order_id, "paid": true }))),
+        CheckoutAnswer::Paid => Ok(HttpResponse::Ok().json(Paid { order_id, paid: true })),
         // Besides the message every error has, the reason in machine-readable form.
         CheckoutAnswer::Failed(reason) => {
-            Ok(HttpResponse::BadRequest().json(serde_json::json!({ "error": reason.to_string(), "reason": reason })))
+            Ok(HttpResponse::BadRequest().json(Refused { error: reason.to_string(), reason: Some(reason) }))
         }
         CheckoutAnswer::NeedsAttention(stuck) => Ok(needs_attention(&stuck)),
         CheckoutAnswer::StillRunning => Err(CheckoutError::CheckoutStillRunning(order_id.to_owned()).into()),
@@ -46,19 +69,61 @@ pub(super) async fn check_out(
 ///   repair the saga, and a later cancel asks again.
 /// - 504 after `CHECKOUT_TIMEOUT_MS` without an outcome; the cancellation still finishes (it is sent again until
 ///   the coordinator answers), and `find` shows it.
+#[utoipa::path(
+    post,
+    path = "/orders/cancel/{order_id}",
+    operation_id = "cancelOrder",
+    summary = "Cancels a paid order as a compensating saga. Waits for the saga's outcome.",
+    description = "Its stock is given back and its payment refunded, each exactly once, and the order is unpaid and \
+        open again.",
+    params(("order_id" = Id, Path, description = "The order.")),
+    responses(
+        (status = 200, description = "Cancelled (also at once when the order's last checkout already was).", body = Cancelled),
+        (status = 400, description = "A malformed order ID.", body = Error),
+        (status = 404, description = "No such order.", body = Error),
+        (status = 409, description = "Refused, nothing changed: the order is not paid (`order is not paid`), or a \
+            checkout of it is in progress (refused, not waited for); or the order was re-initialised.", body = Error),
+        (status = 500, description = "The saga can never be undone. The order stays paid; an operator must repair \
+            the saga through the coordinator, and a later cancel asks again.", body = Error),
+        (status = 503, description = "The database or the broker is unavailable.", body = Error),
+        (status = 504, description = "No outcome within CHECKOUT_TIMEOUT_MS; the cancellation still finishes and \
+            GET /orders/find/{order_id} shows it.", body = Error),
+    )
+)]
 pub(super) async fn cancel(
     checkouts: web::Data<Checkouts>,
     order_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let order_id = check_id("order_id", &order_id)?;
     match checkouts.cancel(order_id).await? {
-        CancelAnswer::Cancelled => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "order_id": order_id, "paid": false, "cancelled": true
-        }))),
+        CancelAnswer::Cancelled => Ok(HttpResponse::Ok().json(Cancelled { order_id, paid: false, cancelled: true })),
         CancelAnswer::NeedsAttention(stuck) => Ok(needs_attention(&stuck)),
         CancelAnswer::StillRunning => Err(CheckoutError::CancelStillRunning(order_id.to_owned()).into()),
         CancelAnswer::Discarded => Err(CheckoutError::CancelDiscarded(order_id.to_owned()).into()),
     }
+}
+
+/// A paid order.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Paid<'a> {
+    order_id: &'a str,
+    paid: bool,
+}
+
+/// A checkout refused: the message, and why in machine-readable form when the saga refused it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Refused {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<FailureReason>,
+}
+
+/// A cancelled order.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Cancelled<'a> {
+    order_id: &'a str,
+    paid: bool,
+    cancelled: bool,
 }
 
 /// 500 for a saga that an operator must repair. Not an `ApiError`: nothing failed in this request, which is

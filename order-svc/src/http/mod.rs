@@ -8,6 +8,7 @@ mod orders;
 
 use actix_web::{http::Method, web};
 use platform::http::{resource, ApiError};
+use utoipa::OpenApi;
 
 use crate::{
     checkout::CheckoutError,
@@ -30,8 +31,45 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/orders/addItem/{order_id}/{item_id}", Method::POST, orders::add_one_item))
         .service(resource("/orders/removeItem/{order_id}/{item_id}", Method::DELETE, orders::remove_item))
         .service(resource("/orders/remove/{order_id}", Method::DELETE, orders::remove))
-        .service(platform::http::openapi(include_str!("../../../docs/openapi/orders.json")));
+        .service(platform::http::openapi(OrdersApi::openapi()));
 }
+
+/// The OpenAPI document of the routes above (`docs/openapi/orders.json` is its committed copy).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "order-svc",
+        description = "Orders, their checkout and its cancellation. Mounted under /orders/ behind the gateway. Every \
+            error answer, including an unknown route (404) and a wrong method (405), has the body \
+            `{\"error\": string}`. Refusals because of work in flight on the order (a checkout or a cancellation), \
+            and a cancel of an unpaid order, are 409; other refusals by the order's rules are 400. A 500 is answered \
+            only for a saga that could neither complete nor be fully undone, which an operator must repair through \
+            the coordinator."
+    ),
+    paths(
+        orders::create,
+        orders::batch_init,
+        orders::find,
+        orders::add_item,
+        orders::add_one_item,
+        orders::remove_item,
+        orders::remove,
+        checkout::check_out,
+        checkout::cancel,
+    ),
+    components(schemas(
+        orders::CreatedOrder,
+        orders::BatchInitialised,
+        orders::OrderBody,
+        orders::LinesBody,
+        orders::Removed,
+        checkout::Paid,
+        checkout::Refused,
+        checkout::Cancelled,
+        shared_contracts::FailureReason,
+    ))
+)]
+struct OrdersApi;
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {

@@ -10,7 +10,8 @@ use actix_web::{
     http::{Method, StatusCode},
     web, HttpResponse, ResponseError,
 };
-use platform::http::{resource, ApiError, ErrorBody};
+use platform::http::{resource, resource_for, ApiError, ErrorBody};
+use utoipa::OpenApi;
 
 use crate::{domain::CreditRefusal, orders::CancelError, store::StoreError};
 
@@ -23,12 +24,46 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/payment/pay/{user_id}/{amount}", Method::POST, users::pay))
         .service(resource("/payment/pay/{user_id}/{order_id}/{amount}", Method::POST, order_payments::pay))
         .service(resource("/payment/cancel/{user_id}/{order_id}", Method::POST, order_payments::cancel))
-        .service(
-            resource("/payment/status/{user_id}/{order_id}", Method::GET, order_payments::status)
-                .route(web::post().to(order_payments::status)),
-        )
-        .service(platform::http::openapi(include_str!("../../../docs/openapi/payment.json")));
+        .service(resource_for(
+            "/payment/status/{user_id}/{order_id}",
+            &[Method::GET, Method::POST],
+            order_payments::status,
+        ))
+        .service(platform::http::openapi(PaymentApi::openapi()));
 }
+
+/// The OpenAPI document of the routes above (`docs/openapi/payment.json` is its committed copy).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payment-svc",
+        description = "Users, their credit, and payments per order. Mounted under /payment/ behind the gateway. \
+            Every error answer, including an unknown route (404) and a wrong method (405), has the body \
+            `{\"error\": string}`. Credit is bounded so that every refund fits: per user, the credit and what of \
+            theirs may still be refunded (charged checkout payments, charged payments for an order) together never \
+            exceed 9223372036854775807 (MAX_CREDIT, the largest BIGINT); adding funds beyond that is refused with 400."
+    ),
+    paths(
+        users::create_user,
+        users::batch_init,
+        users::find_user,
+        users::add_funds,
+        users::pay,
+        order_payments::pay,
+        order_payments::cancel,
+        order_payments::status,
+    ),
+    components(schemas(
+        users::CreatedUser,
+        users::BatchInitialised,
+        users::User,
+        users::CreditChanged,
+        order_payments::Paid,
+        order_payments::Cancelled,
+        order_payments::PaidStatus,
+    ))
+)]
+struct PaymentApi;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

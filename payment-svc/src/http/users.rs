@@ -4,9 +4,10 @@ use actix_web::{web, HttpResponse};
 use diesel_async::AsyncConnection;
 use platform::{
     db::Pool,
-    http::{check_id, parse_amount, parse_positive, ApiError},
+    http::{check_id, parse_amount, parse_positive, Amount, ApiError, ErrorBody as Error, Id, UnfinishedBody},
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::HttpError;
 use crate::{domain, store::users};
@@ -14,30 +15,44 @@ use crate::{domain, store::users};
 /// The most users one `batch_init` creates.
 const MAX_BATCH_USERS: u64 = 10_000_000;
 
-#[derive(Serialize)]
-struct CreatedUser {
+#[derive(Serialize, ToSchema)]
+/// A new user.
+pub(super) struct CreatedUser {
     user_id: String,
 }
 
-#[derive(Serialize)]
-struct BatchInitialised {
+/// What a `batch_init` answers.
+#[derive(Serialize, ToSchema)]
+pub(super) struct BatchInitialised {
     msg: &'static str,
 }
 
-#[derive(Serialize)]
-struct User<'a> {
+/// A user and their credit.
+#[derive(Serialize, ToSchema)]
+pub(super) struct User<'a> {
     user_id: &'a str,
     credit: u64,
 }
 
-#[derive(Serialize)]
-struct CreditChanged<'a> {
+/// A user's credit after a change.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CreditChanged<'a> {
     done: bool,
     user_id: &'a str,
     credit: u64,
 }
 
 /// `POST /payment/create_user`: a new user with credit 0.
+#[utoipa::path(
+    post,
+    path = "/payment/create_user",
+    operation_id = "createUser",
+    summary = "Creates a user with credit 0.",
+    responses(
+        (status = 200, description = "The new user.", body = CreatedUser),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
 pub(super) async fn create_user(pool: web::Data<Pool>) -> Result<HttpResponse, ApiError> {
     let mut conn = pool.get().await?;
     let user_id = users::create(&mut conn).await?;
@@ -48,6 +63,28 @@ pub(super) async fn create_user(pool: web::Data<Pool>) -> Result<HttpResponse, A
 /// unfinished checkout sagas to end, then is refused (409) while any still are (they would later charge or refund
 /// against the new credit); also refused (400) when the new
 /// credit leaves no room for what may be refunded to a user.
+#[utoipa::path(
+    post,
+    path = "/payment/batch_init/{n}/{starting_money}",
+    operation_id = "batchInitUsers",
+    summary = "Replaces users \"0\" to \"n - 1\", each with this credit.",
+    description = "What may be refunded to them stays refundable. Only while no checkout saga is unfinished: it \
+        waits up to 10 s for unfinished sagas to end, then asks the coordinator again, with the users locked, before \
+        anything is written.",
+    params(
+        ("n" = u64, Path, minimum = 1, maximum = 10000000, description = "Number of users, 1 to 10000000."),
+        ("starting_money" = Amount, Path, description = "Credit of each."),
+    ),
+    responses(
+        (status = 200, description = "Done.", body = BatchInitialised),
+        (status = 400, description = "A malformed path segment, or no room: a user's new credit and what may be \
+            refunded to them would together exceed 9223372036854775807.", body = Error),
+        (status = 409, description = "Checkout sagas were still unfinished after 10 s; nothing was changed. Try \
+            again when they have ended.", body = UnfinishedBody),
+        (status = 503, description = "The database is unavailable, or the coordinator could not say whether \
+            checkout sagas are unfinished; nothing was changed.", body = Error),
+    )
+)]
 pub(super) async fn batch_init(
     pool: web::Data<Pool>,
     coordinator: web::Data<platform::sagas::CoordinatorClient>,
@@ -81,6 +118,19 @@ pub(super) async fn batch_init(
 }
 
 /// `GET /payment/find_user/{user_id}`.
+#[utoipa::path(
+    get,
+    path = "/payment/find_user/{user_id}",
+    operation_id = "findUser",
+    summary = "A user's credit.",
+    params(("user_id" = Id, Path, description = "The user.")),
+    responses(
+        (status = 200, description = "The user.", body = User),
+        (status = 400, description = "A malformed user ID.", body = Error),
+        (status = 404, description = "No such user.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
 pub(super) async fn find_user(pool: web::Data<Pool>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let user_id = check_id("user_id", &path)?;
     let mut conn = pool.get().await?;
@@ -89,6 +139,21 @@ pub(super) async fn find_user(pool: web::Data<Pool>, path: web::Path<String>) ->
 }
 
 /// `POST /payment/add_funds/{user_id}/{amount}`.
+#[utoipa::path(
+    post,
+    path = "/payment/add_funds/{user_id}/{amount}",
+    operation_id = "addFunds",
+    summary = "Adds credit, as long as credit and what may be refunded to the user together stay within \
+        9223372036854775807.",
+    params(("user_id" = Id, Path, description = "The user."), ("amount" = Amount, Path, description = "Credit to add.")),
+    responses(
+        (status = 200, description = "The credit after the change.", body = CreditChanged),
+        (status = 400, description = "A malformed path segment, or no room: the credit and what may be refunded to \
+            the user would together exceed 9223372036854775807.", body = Error),
+        (status = 404, description = "No such user.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
 pub(super) async fn add_funds(
     pool: web::Data<Pool>,
     path: web::Path<(String, String)>,
@@ -102,6 +167,19 @@ pub(super) async fn add_funds(
 }
 
 /// `POST /payment/pay/{user_id}/{amount}`: 400 if the credit would go below zero.
+#[utoipa::path(
+    post,
+    path = "/payment/pay/{user_id}/{amount}",
+    operation_id = "pay",
+    summary = "Takes credit, not tied to an order.",
+    params(("user_id" = Id, Path, description = "The user."), ("amount" = Amount, Path, description = "Credit to take.")),
+    responses(
+        (status = 200, description = "The credit after the change.", body = CreditChanged),
+        (status = 400, description = "A malformed path segment, or not enough credit.", body = Error),
+        (status = 404, description = "No such user.", body = Error),
+        (status = 503, description = "The database is unavailable.", body = Error),
+    )
+)]
 pub(super) async fn pay(pool: web::Data<Pool>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (user_id, amount) = path.into_inner();
     let user_id = check_id("user_id", &user_id)?;

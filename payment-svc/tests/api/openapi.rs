@@ -1,7 +1,9 @@
-//! The OpenAPI document of payment-svc (`docs/openapi/payment.json`, served at `/openapi.json`) against the running
-//! service: every operation it describes is a route the service has, and every route the service has is in it.
+//! The OpenAPI document of payment-svc (derived from the handlers, served at `/openapi.json`, committed as
+//! `docs/openapi/payment.json`) against the running service: the committed file is the served document, every
+//! operation it describes is a route the service has, every route the service has is in it, and every other
+//! method on its paths is a 405.
 
-use platform::testing::assert_openapi_matches;
+use platform::testing::{assert_openapi_matches, assert_unsupported_methods_refused};
 
 use crate::helpers::spawn_app;
 
@@ -21,8 +23,18 @@ const KNOWN_ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
 ];
 
+/// The committed copy of the document.
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi/payment.json");
+
+/// Regenerate the committed file with `OPENAPI_WRITE=1 cargo test -p payment-svc --test api openapi`.
 #[tokio::test]
 async fn the_openapi_document_matches_the_routes() {
     let app = spawn_app().await;
-    assert_openapi_matches(&app.address, include_str!("../../../docs/openapi/payment.json"), KNOWN_ROUTES).await;
+    assert_openapi_matches(&app.address, COMMITTED.as_ref(), KNOWN_ROUTES).await;
+}
+
+#[tokio::test]
+async fn every_documented_path_refuses_other_methods() {
+    let app = spawn_app().await;
+    assert_unsupported_methods_refused(&app.address).await;
 }

@@ -5,6 +5,7 @@
 
 use actix_web::{http::Method, web};
 use platform::http::{parse_amount, resource, ApiError};
+use utoipa::OpenApi;
 
 use crate::{domain::StockError, store::items::StoreError};
 
@@ -17,8 +18,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/stock/find/{item_id}", Method::GET, items::find))
         .service(resource("/stock/add/{item_id}/{amount}", Method::POST, items::add))
         .service(resource("/stock/subtract/{item_id}/{amount}", Method::POST, items::subtract))
-        .service(platform::http::openapi(include_str!("../../../docs/openapi/stock.json")));
+        .service(platform::http::openapi(StockApi::openapi()));
 }
+
+/// The OpenAPI document of the routes above (`docs/openapi/stock.json` is its committed copy).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "stock-svc",
+        description = "Items, their stock and price. Mounted under /stock/ behind the gateway. Every error answer, \
+            including an unknown route (404) and a wrong method (405), has the body `{\"error\": string}`. Stock is \
+            bounded so that every compensation fits: per item, the stock and the units reserved by checkout sagas \
+            and not yet released together never exceed 9223372036854775807 (MAX_STOCK, the largest BIGINT); a write \
+            that adds stock beyond that is refused with 400, so that giving any reservation back always fits."
+    ),
+    paths(items::create, items::batch_init, items::find, items::add, items::subtract),
+    components(schemas(items::CreatedItem, items::BatchInitialised, items::ChangedItem, crate::domain::ItemState))
+)]
+struct StockApi;
 
 /// The path segment `raw`, called `what` in errors, as an amount the database stores.
 fn amount(what: &str, raw: &str) -> Result<i64, ApiError> {
