@@ -80,6 +80,7 @@ pub struct Parts {
     pub pool: db::Pool,
     /// The broker, with the service's queues.
     pub broker: Broker,
+    /// What the service starts, handed to the [`Application`] once wired.
     background: Background,
 }
 
@@ -178,10 +179,15 @@ impl ShutdownHandle {
 
 /// A built service: listening on its port, with its background tasks running, not yet serving.
 pub struct Application<S> {
+    /// The port the listener is bound to.
     port: u16,
+    /// The HTTP server, which serves only while this future is polled.
     server: Server,
+    /// What the service wired beside the server, stopped after it.
     background: Background,
+    /// Cancelled by a [`ShutdownHandle`], which begins the shutdown as a signal does.
     shutdown: CancellationToken,
+    /// The bound of the whole shutdown, from the signal on.
     shutdown_timeout: Duration,
     service: PhantomData<S>,
 }
