@@ -338,6 +338,6 @@ async fn a_request_that_never_ends_does_not_hold_the_exit_past_the_timeout() {
     probe.shutdown.shut_down();
     let (took, _) = probe.stopped(began).await;
     assert!(took >= timeout, "the request had the whole timeout to finish, not {took:?}");
-    assert!(took < timeout + Duration::from_secs(1), "the shutdown took {took:?}, more than {timeout:?}");
+    assert!(took < timeout + Duration::from_secs(2), "the shutdown took {took:?}, more than {timeout:?}");
     assert!(request.await.expect("the request task").is_err(), "the hanging request's connection was closed");
 }
