@@ -10,15 +10,21 @@ Checks:
 - compose: each service's HTTP_ADDR port matches the nginx upstreams and the names Prometheus discovers (DNS, so
   every replica); every env file exists; the Grafana provisioning points at the mounted dashboard; the secrets are
   required (${VAR:?...}, listed empty in .env.example, .env git-ignored) and no default password is left; only the
-  gateway is published, profile services on the loopback only.
+  gateway is published, profile services on the loopback only; every service has SHUTDOWN_TIMEOUT_MS and a
+  stop_grace_period longer than it.
 - dashboard: valid JSON with a panel query for every required metric of every service.
 - Dockerfile and rust-toolchain.toml: the builder image carries the pinned toolchain.
 - values.schema.json: declares every key of values.yaml and values-production.yaml.
+- high-availability defaults of values.yaml: 2 replicas of every service, a PodDisruptionBudget, a preStop sleep,
+  quorum queues and a three-node RabbitmqCluster.
 - rendered chart: Services select the pods of a Deployment; Ingress, HPA, ServiceMonitor and PDB point at objects
   that exist; every Secret and ConfigMap key a Deployment reads exists (or comes from an operator); the
   operator-managed clusters (CloudNativePG Cluster, ScheduledBackup, RabbitmqCluster) and ServiceMonitors carry
   the fields their CRDs require (no schema for them ships offline); the Cluster survives helm uninstall;
-  readiness and startup probe /health, liveness an endpoint that does not touch the database.
+  readiness and startup probe /health, liveness an endpoint that does not touch the database; graceful shutdown:
+  every Deployment runs 2 replicas or more (unless an HPA owns the count), is covered by one PDB letting at most
+  one pod go, sleeps in a preStop hook and has a terminationGracePeriodSeconds above that sleep plus the
+  ConfigMap's SHUTDOWN_TIMEOUT_MS; quorum queues (AMQP_QUORUM_QUEUES) and a RabbitmqCluster of 3 nodes or more.
 - per-service credentials (postgresql.operator.perServiceRoles, rabbitmq.perServiceUsers): each Deployment's
   DATABASE_URL and AMQP_URL are composed from its own basic-auth Secret, whose username is the service's role /
   broker user; the Cluster's managed roles log in without superuser, createdb, createrole, replication or
@@ -163,12 +169,82 @@ def check_compose():
             check(f"server {binary}:{port};" in nginx, f"compose: nginx has no upstream {binary}:{port}")
             check(f"location /{'orders' if name == 'order' else name}/" in nginx,
                   f"compose: nginx does not route the /{name} paths")
+        check_compose_stop(binary, service, env)
     grafana = compose["services"]["grafana"]
     check(any(v.startswith("../charts/checkout/dashboards:") for v in grafana["volumes"]),
           "compose: Grafana does not mount the chart's dashboards")
     provider = yaml.safe_load((compose_dir / "grafana/provisioning/dashboards/checkout.yml").read_text())
     check(provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards",
           "compose: the Grafana dashboard provider does not read the mounted folder")
+
+
+def duration_seconds(text):
+    """Seconds in a compose duration such as `15s`, `1m30s` or `500ms`; None if it is not one."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(text))
+    if not parts or "".join(n + u for n, u in parts) != str(text):
+        return None
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def check_compose_stop(binary, service, env):
+    """The service may finish its shutdown (SHUTDOWN_TIMEOUT_MS) before Docker kills it (stop_grace_period)."""
+    timeout = env.get("SHUTDOWN_TIMEOUT_MS", "")
+    check(timeout.isdigit() and int(timeout) > 0, f"compose: {binary} has no SHUTDOWN_TIMEOUT_MS")
+    grace = duration_seconds(service.get("stop_grace_period", ""))
+    check(grace is not None and timeout.isdigit() and grace > int(timeout) / 1000,
+          f"compose: {binary}'s stop_grace_period ({service.get('stop_grace_period')}) is not longer than its "
+          f"SHUTDOWN_TIMEOUT_MS ({timeout} ms): Docker would kill it while it finishes its work")
+
+
+def check_ha_defaults():
+    """values.yaml's defaults survive the loss of any one pod or broker node."""
+    values = yaml.safe_load((ROOT / "charts/checkout/values.yaml").read_text())
+    for name, service in values["services"].items():
+        check(service.get("replicas") == 2, f"values.yaml: services.{name}.replicas is not 2")
+    pdb = values.get("podDisruptionBudget", {})
+    check(pdb.get("enabled") is True and pdb.get("maxUnavailable") == 1,
+          "values.yaml: podDisruptionBudget must be enabled with maxUnavailable 1")
+    shutdown = values.get("shutdown", {})
+    check(shutdown.get("preStopSeconds", 0) > 0, "values.yaml: shutdown.preStopSeconds must be above 0")
+    check(shutdown.get("timeoutMs") == 10000, "values.yaml: shutdown.timeoutMs must be the services' default, 10000")
+    check(values["rabbitmq"].get("quorumQueues") is True, "values.yaml: rabbitmq.quorumQueues is not true")
+    check(values["rabbitmq"]["operator"].get("replicas") == 3, "values.yaml: rabbitmq.operator.replicas is not 3")
+
+
+def check_graceful_shutdown(where, by_kind, deployments, configmaps, pod_labels):
+    """Rolling restarts and evictions cost nothing: enough replicas, a PDB, time to leave the endpoints and to
+    finish the work in flight."""
+    hpa = bool(by_kind.get("HorizontalPodAutoscaler"))
+    pdbs = by_kind.get("PodDisruptionBudget", {})
+    for name, d in deployments.items():
+        if not hpa:
+            check(d["spec"].get("replicas", 1) >= 2, f"{where}: Deployment {name} runs fewer than 2 replicas")
+        covering = [p for p in pdbs.values() if labels_match(p["spec"]["selector"]["matchLabels"], pod_labels[name])]
+        check(len(covering) == 1 and (covering[0]["spec"].get("maxUnavailable") == 1 or
+                                      covering[0]["spec"].get("minAvailable") == 1),
+              f"{where}: Deployment {name} has no PodDisruptionBudget with maxUnavailable 1 or minAvailable 1")
+        spec = d["spec"]["template"]["spec"]
+        container = spec["containers"][0]
+        command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        sleep = int(command[1]) if len(command) == 2 and command[0] == "sleep" and command[1].isdigit() else 0
+        check(sleep > 0, f"{where}: Deployment {name} has no preStop sleep (the endpoints would still send it "
+                         "requests after SIGTERM)")
+        timeout = None
+        for source in container.get("envFrom", []):
+            data = configmaps.get(source.get("configMapRef", {}).get("name"), {}).get("data", {})
+            timeout = data.get("SHUTDOWN_TIMEOUT_MS", timeout)
+        check(timeout is not None and str(timeout).isdigit(), f"{where}: {name} gets no SHUTDOWN_TIMEOUT_MS")
+        if timeout is not None and str(timeout).isdigit():
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+            check(grace > sleep + int(timeout) / 1000,
+                  f"{where}: Deployment {name}: terminationGracePeriodSeconds {grace} is not above the preStop "
+                  f"sleep ({sleep} s) plus SHUTDOWN_TIMEOUT_MS ({timeout} ms)")
+    for name, c in configmaps.items():
+        if "AMQP_QUORUM_QUEUES" in c.get("data", {}):
+            check(c["data"]["AMQP_QUORUM_QUEUES"] == "true", f"{where}: ConfigMap {name} turns quorum queues off")
+    for name, rmq in by_kind.get("RabbitmqCluster", {}).items():
+        check(rmq["spec"].get("replicas", 1) >= 3, f"{where}: RabbitmqCluster {name} has fewer than 3 nodes")
 
 
 def check_dashboard():
@@ -256,6 +332,7 @@ def check_rendered(directory):
     for name, pdb in by_kind.get("PodDisruptionBudget", {}).items():
         matched = [d for d, labels in pod_labels.items() if labels_match(pdb["spec"]["selector"]["matchLabels"], labels)]
         check(len(matched) == 1, f"{where}: PDB {name} selects {len(matched)} Deployments")
+    check_graceful_shutdown(where, by_kind, deployments, configmaps, pod_labels)
     for name, sm in by_kind.get("ServiceMonitor", {}).items():
         check(sm["apiVersion"] == "monitoring.coreos.com/v1", f"{where}: ServiceMonitor {name} has a wrong apiVersion")
         matched = [s for s in services.values()
@@ -1010,6 +1087,7 @@ def main():
     check_compose()
     check_dashboard()
     check_schema_covers_values()
+    check_ha_defaults()
     check_amqp_use_against_code()
     for arg in sys.argv[1:]:
         check_rendered(pathlib.Path(arg))

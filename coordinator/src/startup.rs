@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use actix_web::web;
 use platform::{
-    amqp::{consume, Publisher},
+    amqp::Publisher,
     config::ServiceSettings,
-    dispatch::Dispatcher,
-    startup::{Parts, Routes, Service},
+    startup::{Parts, Routes, Service, StopConsuming},
 };
 use shared_contracts::queues;
 
@@ -36,13 +35,13 @@ impl Service for Coordinator {
     fn wire(config: Config, parts: &mut Parts) -> anyhow::Result<impl Routes> {
         let pool = parts.pool.clone();
         let publisher = Arc::new(Publisher::new(parts.broker.clone()));
-        let dispatcher = Dispatcher::new(publisher.clone());
+        let dispatcher = parts.dispatcher(publisher.clone());
         let dead_letters = web::Data::new(DeadLetters::new(parts.broker.clone(), publisher));
         let policy = config.retry_policy();
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), dispatcher.clone(), policy));
         let operations = web::Data::new(Operations::new(pool.clone(), dispatcher.clone(), policy));
         let access = web::Data::new(AdminAccess::new(config.admin_token.clone()));
-        parts.spawn(consume(parts.broker.clone(), queues::COORDINATOR, config.service.consumer, handler));
+        parts.consume(queues::COORDINATOR, config.service.consumer, handler, StopConsuming::AtOnce);
         parts.spawn(recovery::run(pool, dispatcher, policy));
 
         Ok(move |cfg: &mut web::ServiceConfig| {

@@ -7,10 +7,9 @@ use std::{sync::Arc, time::Duration};
 use actix_web::web;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use platform::{
-    amqp::{consume, Publisher},
+    amqp::Publisher,
     config::ServiceSettings,
-    dispatch::Dispatcher,
-    startup::{Parts, Routes, Service},
+    startup::{Parts, Routes, Service, StopConsuming},
 };
 use shared_contracts::queues;
 
@@ -43,17 +42,20 @@ impl Service for Order {
 
     fn wire(config: Config, parts: &mut Parts) -> anyhow::Result<impl Routes> {
         let pool = parts.pool.clone();
-        let dispatcher = Dispatcher::new(Arc::new(Publisher::new(parts.broker.clone())));
+        let dispatcher = parts.dispatcher(Arc::new(Publisher::new(parts.broker.clone())));
         let resend_policy = ResendPolicy { first: config.resend_after, max: config.resend_max };
         parts.spawn(resend::run(pool.clone(), dispatcher.clone(), resend_policy));
         let waiters = Arc::new(OutcomeWaiters::default());
         let outcomes = Arc::new(OutcomeHandler::new(pool.clone(), waiters.clone()));
-        parts.spawn(consume(parts.broker.clone(), queues::ORDER_OUTCOMES, config.service.consumer, outcomes));
+        // Checkout requests wait for the outcomes this consumes, so it stops only once they are answered.
+        parts.consume(queues::ORDER_OUTCOMES, config.service.consumer, outcomes, StopConsuming::AfterRequests);
 
         let stock = web::Data::new(StockClient::new(&config.stock_url)?);
         let payment = web::Data::new(PaymentClient::new(&config.payment_url)?);
         let timeout = Duration::from_millis(config.checkout_timeout_ms);
-        let checkouts = web::Data::new(Checkouts::new(pool, dispatcher, resend_policy, waiters, timeout));
+        let (checkouts, intake) = Checkouts::new(pool, dispatcher, resend_policy, waiters, timeout);
+        parts.spawn(intake);
+        let checkouts = web::Data::new(checkouts);
         Ok(move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(stock.clone()).app_data(payment.clone()).app_data(checkouts.clone()).configure(http::routes);
         })

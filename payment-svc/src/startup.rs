@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actix_web::web;
 use platform::{
-    amqp::{consume, Publisher},
+    amqp::Publisher,
     config::ServiceSettings,
     sagas::CoordinatorClient,
-    startup::{Parts, Routes, Service},
+    startup::{Parts, Routes, Service, StopConsuming},
 };
 use shared_contracts::queues;
 
@@ -33,7 +33,7 @@ impl Service for Payment {
 
     fn wire(config: Config, parts: &mut Parts) -> anyhow::Result<impl Routes> {
         let handler = Arc::new(PaymentWorker::new(parts.pool.clone(), Arc::new(Publisher::new(parts.broker.clone()))));
-        parts.spawn(consume(parts.broker.clone(), queues::PAYMENT_COMMANDS, config.service.consumer, handler));
+        parts.consume(queues::PAYMENT_COMMANDS, config.service.consumer, handler, StopConsuming::AtOnce);
 
         let coordinator = web::Data::new(CoordinatorClient::new(&config.coordinator_url)?);
         let orders = web::Data::new(OrderClient::new(&config.order_url)?);

@@ -32,8 +32,9 @@ use std::{
 use amqprs::{
     callbacks::{ChannelCallback, ConnectionCallback},
     channel::{
-        BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments, Channel,
-        ConfirmSelectArguments, ExchangeDeclareArguments, ExchangeType, QueueBindArguments, QueueDeclareArguments,
+        BasicAckArguments, BasicCancelArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
+        Channel, ConfirmSelectArguments, ExchangeDeclareArguments, ExchangeType, QueueBindArguments,
+        QueueDeclareArguments,
     },
     connection::{Connection, OpenConnectionArguments},
     Ack, BasicProperties, Cancel, Close, CloseChannel, FieldTable, FieldValue, Nack, Return,
@@ -49,6 +50,7 @@ use shared_contracts::{
 
 use crate::trace::TRACEPARENT;
 use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// How long a publisher waits for the broker to confirm a batch before it gives up and reports failure.
@@ -680,9 +682,23 @@ pub async fn consume<H: BatchHandler>(
     settings: ConsumerSettings,
     handler: Arc<H>,
 ) {
+    consume_until(broker, queue, settings, handler, CancellationToken::new()).await
+}
+
+/// Consumes `queue` like [`consume`] until `stop` is cancelled, then stops cleanly: each of its consumers finishes
+/// the batch it is handling (committed, replies published, acked), takes no further delivery, cancels its
+/// subscription and closes its channel, so that the broker hands the messages it had sent ahead (prefetched, not
+/// yet handled) to the queue's other consumers. Returns once all of them have stopped.
+pub async fn consume_until<H: BatchHandler>(
+    broker: Broker,
+    queue: &'static str,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+    stop: CancellationToken,
+) {
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..settings.parallel.max(1) {
-        consumers.spawn(consume_one(broker.clone(), queue, settings, handler.clone()));
+        consumers.spawn(consume_one(broker.clone(), queue, settings, handler.clone(), stop.clone()));
     }
     while consumers.join_next().await.is_some() {}
 }
@@ -692,30 +708,42 @@ async fn consume_one<H: BatchHandler>(
     queue: &'static str,
     settings: ConsumerSettings,
     handler: Arc<H>,
+    stop: CancellationToken,
 ) {
     // A run that ends without an error starts the pauses between reconnections over again.
-    loop {
-        let _ = (|| consume_until_broken(&broker, queue, settings, handler.as_ref()))
+    while !stop.is_cancelled() {
+        let _ = (|| consume_until_broken(&broker, queue, settings, handler.as_ref(), &stop))
             .retry(reconnect_backoff())
+            .when(|_| !stop.is_cancelled())
             .notify(|e, _| tracing::warn!(error = %format!("{e:#}"), queue, "consumer stopped, reconnecting"))
             .await;
     }
 }
 
+/// Consumes on one link until it breaks (an error) or `stop` is cancelled (`Ok`).
 async fn consume_until_broken<H: BatchHandler>(
     broker: &Broker,
     queue: &'static str,
     settings: ConsumerSettings,
     handler: &H,
+    stop: &CancellationToken,
 ) -> Result<()> {
-    let (connection, channel) = broker.open_with_retry().await?;
+    let (connection, channel) = tokio::select! {
+        opened = broker.open_with_retry() => opened?,
+        () = stop.cancelled() => return Ok(()),
+    };
     channel.basic_qos(BasicQosArguments::new(0, settings.prefetch, false)).await?;
     let consumer_tag = format!("{}-{}", broker.service, uuid::Uuid::new_v4());
     let (_, mut deliveries) = channel.basic_consume_rx(BasicConsumeArguments::new(queue, &consumer_tag)).await?;
     tracing::info!(queue, "consuming");
     let metrics = broker.metrics.clone();
     let dead_letters = Publisher::new(broker.clone());
-    while let Some(first) = deliveries.recv().await {
+    // The stop is checked first, so a delivery that is waiting is left to the broker to hand to another consumer.
+    while let Some(first) = tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        delivery = deliveries.recv() => delivery,
+    } {
         let mut batch = Vec::with_capacity(settings.max_batch);
         batch.extend(into_deliveries(first));
         while batch.len() < settings.max_batch {
@@ -736,16 +764,36 @@ async fn consume_until_broken<H: BatchHandler>(
             // Held, not requeued: a requeue would count towards a quorum queue's delivery limit.
             Err(e) => {
                 let link_open = || connection.is_open() && channel.is_open();
-                crate::poison::recover(handler, &batch, e, link_open)
-                    .instrument(tracing::info_span!("held_batch", queue))
-                    .await?
+                let held = crate::poison::recover(handler, &batch, e, link_open)
+                    .instrument(tracing::info_span!("held_batch", queue));
+                // A batch held through an outage gives way to a stop: closing the channel hands it back.
+                tokio::select! {
+                    verdicts = held => verdicts?,
+                    () = stop.cancelled() => break,
+                }
             }
         };
         settle(&channel, &dead_letters, queue, &metrics, &batch, &verdicts).await?;
         metrics::histogram!(metrics.batch_seconds, "queue" => queue).record(started.elapsed().as_secs_f64());
     }
+    if stop.is_cancelled() {
+        stop_consuming(connection, channel, queue, &consumer_tag).await;
+        return Ok(());
+    }
     let _ = connection.close().await;
     bail!("the delivery stream of {queue} ended")
+}
+
+/// Ends a consumer that was told to stop: the broker sends it nothing more, and closing the channel gives the
+/// deliveries it holds unacked back to the queue, for the other consumers. The broker does both on its own if the
+/// link is already gone.
+async fn stop_consuming(connection: Connection, channel: Channel, queue: &str, consumer_tag: &str) {
+    if let Err(e) = channel.basic_cancel(BasicCancelArguments::new(consumer_tag)).await {
+        tracing::debug!(error = %e, queue, "cancelling the consumer failed");
+    }
+    let _ = channel.close().await;
+    let _ = connection.close().await;
+    tracing::info!(queue, "stopped consuming");
 }
 
 /// The deliveries in one AMQP message: the messages of a bundle, or the message itself (a bundle that does not

@@ -1,11 +1,13 @@
 //! Settings come from the environment, with defaults that suit a local run. What every service reads the same
-//! way (where it listens, its database, its broker, how its consumer takes messages) is [`ServiceSettings`],
+//! way (where it listens, its database, its broker, how its consumer takes messages, how long it may take to stop)
+//! is [`ServiceSettings`],
 //! which each service's `Config` embeds next to its own settings, read with the helpers below, once at start,
 //! and logged without secrets.
 
 use std::{
     fmt::{self, Display},
     str::FromStr,
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -28,7 +30,13 @@ pub struct ServiceSettings {
     /// How the service's consumer takes messages: `WORKER_PREFETCH` unacked messages at most, `WORKER_BATCH` in
     /// one handler call, `WORKER_PARALLEL` batches at once.
     pub consumer: ConsumerSettings,
+    /// How long a graceful shutdown may take, from the signal to the exit (`SHUTDOWN_TIMEOUT_MS`): what is still
+    /// running then is abandoned (see [`crate::startup`]).
+    pub shutdown_timeout: Duration,
 }
+
+/// How long a graceful shutdown may take when `SHUTDOWN_TIMEOUT_MS` says nothing.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a service's [`ServiceSettings`] are when the environment says nothing.
 #[derive(Debug, Clone)]
@@ -62,6 +70,10 @@ impl ServiceSettings {
                 max_batch: parse("WORKER_BATCH", consumer.max_batch)?.max(1),
                 parallel: parse("WORKER_PARALLEL", consumer.parallel)?.max(1),
             },
+            shutdown_timeout: Duration::from_millis(parse(
+                "SHUTDOWN_TIMEOUT_MS",
+                DEFAULT_SHUTDOWN_TIMEOUT.as_millis() as u64,
+            )?),
         })
     }
 }
@@ -72,7 +84,7 @@ impl Display for ServiceSettings {
         write!(
             f,
             "http_addr={} http_workers={} database_url={} db_pool_size={} amqp_url={} worker_prefetch={} \
-             worker_batch={} worker_parallel={}",
+             worker_batch={} worker_parallel={} shutdown_timeout_ms={}",
             self.http_addr,
             self.http_workers,
             redact_url(&self.database_url),
@@ -81,6 +93,7 @@ impl Display for ServiceSettings {
             self.consumer.prefetch,
             self.consumer.max_batch,
             self.consumer.parallel,
+            self.shutdown_timeout.as_millis(),
         )
     }
 }

@@ -1,6 +1,7 @@
 //! Messages derived from committed state. A service that must send messages because of a database change commits
 //! the change first, then hands the messages to a [`Dispatcher`], which publishes them with confirms in the
-//! background while the caller goes on with its next batch.
+//! background while the caller goes on with its next batch. A stopping service flushes its dispatchers
+//! ([`Dispatcher::flush`]) once nothing hands them messages any more.
 //!
 //! Nothing about the message itself is written down: the committed state it was derived from is the record, and
 //! the service that owns that state sends the message again whenever it may have been lost (a failed publish, a
@@ -51,6 +52,12 @@ impl Dispatcher {
             }
             drop(permit);
         });
+    }
+
+    /// Waits until every batch handed over so far, through this dispatcher or its clones, has been published or
+    /// has failed; the application calls it when it stops, so that a commit's messages leave before the process.
+    pub async fn flush(&self) {
+        let _all = self.in_flight.acquire_many(MAX_IN_FLIGHT as u32).await.expect("the semaphore is never closed");
     }
 }
 

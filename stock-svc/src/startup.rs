@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actix_web::web;
 use platform::{
-    amqp::{consume, Publisher},
+    amqp::Publisher,
     config::ServiceSettings,
     sagas::CoordinatorClient,
-    startup::{Parts, Routes, Service},
+    startup::{Parts, Routes, Service, StopConsuming},
 };
 use shared_contracts::queues;
 
@@ -33,7 +33,7 @@ impl Service for Stock {
 
     fn wire(config: Config, parts: &mut Parts) -> anyhow::Result<impl Routes> {
         let handler = Arc::new(StockWorker::new(parts.pool.clone(), Publisher::new(parts.broker.clone())));
-        parts.spawn(consume(parts.broker.clone(), queues::STOCK_COMMANDS, config.service.consumer, handler));
+        parts.consume(queues::STOCK_COMMANDS, config.service.consumer, handler, StopConsuming::AtOnce);
 
         let coordinator = web::Data::new(CoordinatorClient::new(&config.coordinator_url)?);
         Ok(move |cfg: &mut web::ServiceConfig| {

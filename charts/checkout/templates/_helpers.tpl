@@ -110,3 +110,12 @@ coordinator:
   write: '^(amq\.default|checkout\.dlx|checkout\.dead-letters)$'
   read: '^(checkout\.coordinator|checkout\.stock\.commands|checkout\.payment\.commands|checkout\.order\.outcomes|checkout\.dead-letters|checkout\.dlx)$'
 {{- end -}}
+
+{{/*
+How long Kubernetes waits, from telling a pod to stop, before it kills it: the preStop sleep, then the whole
+SHUTDOWN_TIMEOUT_MS (rounded up to seconds), then a margin for the process's exit.
+*/}}
+{{- define "checkout.terminationGracePeriodSeconds" -}}
+{{- $s := .Values.shutdown -}}
+{{- add (int $s.preStopSeconds) (div (add (int $s.timeoutMs) 999) 1000) (int $s.graceMarginSeconds) -}}
+{{- end -}}

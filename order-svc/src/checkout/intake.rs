@@ -2,7 +2,9 @@
 //! [`checkouts::begin_many`], which [`crate::domain::plan_intake`] decides for), and the starts they record go to
 //! the dispatcher after the commit. Also why a checkout or cancellation request fails ([`CheckoutError`]).
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
+
+use futures::FutureExt;
 
 use platform::{db::Pool, dispatch::Dispatcher};
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex};
@@ -63,15 +65,18 @@ pub(super) struct Intake {
 }
 
 impl Intake {
-    /// Starts the intake's tasks, which begin checkouts on `pool`, hand their starts to `dispatcher` and have them
-    /// sent again as `resend` says. Must be called within the runtime.
-    pub(super) fn start(pool: Pool, dispatcher: Dispatcher, resend: ResendPolicy) -> Self {
+    /// The intake, and the work of its tasks, for the caller to run in the background: they begin checkouts on
+    /// `pool`, hand their starts to `dispatcher` and have them sent again as `resend` says. Once that work is
+    /// stopped, [`Intake::begin`] fails with [`CheckoutError::IntakeStopped`].
+    pub(super) fn new(
+        pool: Pool,
+        dispatcher: Dispatcher,
+        resend: ResendPolicy,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (starts, received) = mpsc::channel(4 * MAX_INTAKE_BATCH);
         let received = Arc::new(AsyncMutex::new(received));
-        for _ in 0..INTAKE_WORKERS {
-            tokio::spawn(run(pool.clone(), dispatcher.clone(), resend, received.clone()));
-        }
-        Self { starts }
+        let workers = (0..INTAKE_WORKERS).map(move |_| run(pool.clone(), dispatcher.clone(), resend, received.clone()));
+        (Self { starts }, futures::future::join_all(workers.collect::<Vec<_>>()).map(drop))
     }
 
     /// Begins the checkout of `order_id` in a transaction shared with the other requests that arrive meanwhile.

@@ -18,7 +18,7 @@ mod cancel;
 mod intake;
 mod waiters;
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use platform::{db::Pool, dispatch::Dispatcher};
 use shared_contracts::SagaId;
@@ -57,16 +57,17 @@ pub struct Checkouts {
 
 impl Checkouts {
     /// Checkouts on `pool` whose messages `dispatcher` publishes, due to be sent again as `resend` says, woken by
-    /// `waiters`, each waiting at most `timeout`. Starts the intake tasks, so it must be called within the runtime.
+    /// `waiters`, each waiting at most `timeout`; and the work of their intake, which the caller runs in the
+    /// background for as long as checkout requests may come (see [`intake`]).
     pub fn new(
         pool: Pool,
         dispatcher: Dispatcher,
         resend: ResendPolicy,
         waiters: Arc<OutcomeWaiters>,
         timeout: Duration,
-    ) -> Self {
-        let intake = Intake::start(pool.clone(), dispatcher.clone(), resend);
-        Self { pool, dispatcher, resend, waiters, timeout, intake }
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let (intake, intake_work) = Intake::new(pool.clone(), dispatcher.clone(), resend);
+        (Self { pool, dispatcher, resend, waiters, timeout, intake }, intake_work)
     }
 
     /// Checks out `order_id` and waits for the outcome.

@@ -18,6 +18,7 @@ use platform::{
     amqp::{Broker, Outgoing, Publisher},
     config::ServiceSettings,
     db::Pool,
+    startup::ShutdownHandle,
     testing::{eventually, fresh_database, fresh_vhost},
 };
 use reqwest::StatusCode;
@@ -42,6 +43,10 @@ pub struct TestApp {
     /// The vhost the services use.
     pub amqp_url: String,
     http: reqwest::Client,
+    /// Shuts order-svc down, as SIGTERM does.
+    shutdown: ShutdownHandle,
+    /// order-svc, running until it is shut down.
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Starts the services with the default settings.
@@ -91,6 +96,7 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
             db_pool_size: 8,
             http_workers: 2,
             consumer: ConsumerSettings::default(),
+            shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
         },
         stock_url: stock_url.clone(),
         payment_url: payment_url.clone(),
@@ -102,7 +108,8 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
     configure(&mut config);
     let app = Application::build(config).await.expect("order-svc starts");
     let orders = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let shutdown = app.shutdown_handle();
+    let running = tokio::spawn(app.run_until_stopped());
 
     TestApp {
         orders,
@@ -112,6 +119,8 @@ pub async fn spawn_app_configured(configure: impl FnOnce(&mut Config)) -> TestAp
         stock_db: platform::db::pool(&stock_database_url, 1).expect("a pool"),
         amqp_url,
         http: reqwest::Client::new(),
+        shutdown,
+        running,
     }
 }
 
@@ -293,6 +302,22 @@ impl TestApp {
         ))
         .await;
         saga_id
+    }
+
+    /// Begins order-svc's graceful shutdown, as SIGTERM does.
+    pub fn shut_down(&self) {
+        self.shutdown.shut_down();
+    }
+
+    /// Whether order-svc refuses a new connection.
+    pub async fn refuses_connections(&self) -> bool {
+        reqwest::Client::new().get(format!("{}/health", self.orders)).send().await.is_err()
+    }
+
+    /// Waits for the end of order-svc's shutdown, which must be over within `within`.
+    pub async fn stopped(self, within: Duration) {
+        let ended = tokio::time::timeout(within, self.running).await.expect("order-svc stops in time");
+        ended.expect("order-svc's task ends").expect("order-svc served without an error");
     }
 
     /// Stands in for the coordinator on the test's vhost.

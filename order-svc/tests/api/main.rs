@@ -7,3 +7,4 @@ mod checkout;
 mod helpers;
 mod openapi;
 mod orders;
+mod shutdown;

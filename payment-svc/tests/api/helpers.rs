@@ -91,6 +91,7 @@ async fn start(amqp_url: String, worker_parallel: usize, peers: Peers) -> TestAp
             db_pool_size: 16,
             http_workers: 2,
             consumer: ConsumerSettings { prefetch: 64, max_batch: 16, parallel: worker_parallel },
+            shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
         },
         coordinator_url: peers.coordinator_url.unwrap_or_else(|| NOBODY.to_owned()),
         order_url: peers.order_url.unwrap_or_else(|| NOBODY.to_owned()),

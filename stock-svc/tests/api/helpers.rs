@@ -59,6 +59,7 @@ async fn start(coordinator_url: String, coordinator_amqp_url: Option<String>) ->
         http_workers: 2,
         // One batch at a time: these tests send commands together and expect their replies in order.
         consumer: ConsumerSettings { prefetch: 64, max_batch: 16, parallel: 1 },
+        shutdown_timeout: platform::config::DEFAULT_SHUTDOWN_TIMEOUT,
     };
     let config = Config { service, coordinator_url };
     let app = Application::build(config).await.expect("building stock-svc");

@@ -7,4 +7,5 @@ mod helpers;
 mod items;
 mod migrations;
 mod openapi;
+mod sigterm;
 mod worker;
