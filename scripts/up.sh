@@ -107,14 +107,15 @@ refuse_busy_ports() {
     done
 }
 
-# db_pool_size: DB_POOL_SIZE for every process. One replica: as given, else the services' default. Several: as
-# given if all processes together stay within max_connections (less DB_SPARE), else the largest share that does,
-# at most the default 16.
+# db_pool_size: DB_POOL_SIZE for every process when there are several replicas (with one, up.sh passes on what it
+# was given, as ever): as given if all processes together stay within max_connections (less DB_SPARE), else the
+# largest share that does, at most the services' default of 16.
 db_pool_size() {
     local max_connections processes=$((REPLICAS * ${#SERVICES[@]})) share
     max_connections=$(pg_query -c 'SHOW max_connections') || die "cannot read PostgreSQL's max_connections"
     share=$(((max_connections - DB_SPARE) / processes - DB_SPARE_PER_PROCESS))
     if [[ -n ${DB_POOL_SIZE:-} ]]; then
+        [[ $DB_POOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "DB_POOL_SIZE must be a positive number, not '$DB_POOL_SIZE'"
         ((DB_POOL_SIZE <= share)) ||
             die "DB_POOL_SIZE=$DB_POOL_SIZE for $processes processes exceeds PostgreSQL's max_connections" \
                 "($max_connections); at most $share each"
