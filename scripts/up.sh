@@ -75,18 +75,25 @@ system_running() {
     recorded_pid nginx >/dev/null && healthy "$(gateway_url)/health"
 }
 
-# stop_everything: the gateway, every process recorded (also replicas of an earlier run with more of them), and
-# the broker cluster if this script started one.
-stop_everything() {
+# stop_processes: the gateway and every process recorded (also replicas of an earlier run with more of them).
+stop_processes() {
     local names
     mapfile -t names < <(recorded_names | grep -vx nginx)
     stop_recorded nginx "${names[@]}"
-    if [[ -e $CLUSTER_MARKER ]]; then
-        log "stopping the broker cluster"
-        "$BROKER_CLUSTER" stop 9>&- || warn "$BROKER_CLUSTER stop failed"
-        rm -f "$CLUSTER_MARKER"
-    fi
     rm -f "$CONFIG_FILE"
+}
+
+# stop_cluster: the broker cluster, if this script started one.
+stop_cluster() {
+    [[ -e $CLUSTER_MARKER ]] || return 0
+    log "stopping the broker cluster"
+    "$BROKER_CLUSTER" stop 9>&- || warn "$BROKER_CLUSTER stop failed"
+    rm -f "$CLUSTER_MARKER"
+}
+
+stop_everything() {
+    stop_processes
+    stop_cluster
 }
 
 refuse_busy_ports() {
@@ -246,7 +253,11 @@ main() {
         print_summary
         exit 0
     fi
-    stop_everything
+    stop_processes
+    # A cluster that is still wanted is kept with its queues (rabbitmq-cluster.sh start keeps a healthy one).
+    if ((BROKER_NODES == 1)); then
+        stop_cluster
+    fi
     # Half a system is worse than none: whatever goes wrong from here stops what was started.
     trap stop_everything EXIT
     refuse_busy_ports
