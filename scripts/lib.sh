@@ -170,33 +170,6 @@ ensure_nginx() {
     [[ -x $(nginx_bin) ]] || die "nginx was installed but no nginx binary was found"
 }
 
-# start_nginx DIR PORT ACCESS_LOG FRONT_PORT ORDER PAYMENT STOCK COORDINATOR: renders scripts/nginx.conf.template
-# into DIR/nginx.conf and starts nginx with it (PID in DIR/pids/, error log in DIR/logs/, prefix DIR/nginx/): the
-# gateway on 127.0.0.1:PORT, access log ACCESS_LOG (`off` or a quoted path), and with FRONT_PORT not empty the
-# coordinator front on it. ORDER, PAYMENT, STOCK, COORDINATOR: the upstreams' `server` lines, one a replica.
-start_nginx() {
-    local dir=$1 template conf="$1/nginx.conf" nginx
-    mkdir -p "$dir/pids" "$dir/logs" "$dir/nginx"
-    template=$(<scripts/nginx.conf.template)
-    template=${template//@RUN_DIR@/"$dir"}
-    template=${template//@GATEWAY_PORT@/"$2"}
-    template=${template//@ACCESS_LOG@/"$3"}
-    template=${template//@COORDINATOR_FRONT_PORT@/"$4"}
-    template=${template//@ORDER_SERVERS@/"$5"}
-    template=${template//@PAYMENT_SERVERS@/"$6"}
-    template=${template//@STOCK_SERVERS@/"$7"}
-    template=${template//@COORDINATOR_SERVERS@/"$8"}
-    if [[ -z $4 ]]; then
-        template=$(sed '/#@REPLICAS_ONLY@/,/#@END_REPLICAS_ONLY@/d' <<<"$template")
-    fi
-    printf '%s\n' "$template" >"$conf"
-    nginx=$(nginx_bin)
-    # -e: the error log to use before the configuration is read (the built-in one may not be writable).
-    "$nginx" -q -t -p "$dir/nginx/" -e "$dir/logs/nginx-error.log" -c "$conf" || die "the generated $conf is invalid"
-    "$nginx" -p "$dir/nginx/" -e "$dir/logs/nginx-error.log" -c "$conf" 9>&- ||
-        die "nginx failed to start (see $dir/logs/nginx-error.log)"
-}
-
 # --- HTTP and processes -------------------------------------------------------------------------------------------
 
 # wait_http URL TIMEOUT_SECONDS: waits until URL answers 2xx.
@@ -281,4 +254,33 @@ stop_recorded() {
     for name in "$@"; do
         rm -f "$(pid_file "$name")"
     done
+}
+
+# --- The gateway ----------------------------------------------------------------------------------------------------
+
+# start_nginx DIR PORT ACCESS_LOG FRONT_PORT ORDER PAYMENT STOCK COORDINATOR: renders scripts/nginx.conf.template
+# into DIR/nginx.conf and starts nginx with it (PID in DIR/pids/, error log in DIR/logs/, prefix DIR/nginx/): the
+# gateway on 127.0.0.1:PORT, access log ACCESS_LOG (`off` or a quoted path), and with FRONT_PORT not empty the
+# coordinator front on it. ORDER, PAYMENT, STOCK, COORDINATOR: the upstreams' `server` lines, one a replica.
+start_nginx() {
+    local dir=$1 template conf="$1/nginx.conf" nginx
+    mkdir -p "$dir/pids" "$dir/logs" "$dir/nginx"
+    template=$(<scripts/nginx.conf.template)
+    template=${template//@RUN_DIR@/"$dir"}
+    template=${template//@GATEWAY_PORT@/"$2"}
+    template=${template//@ACCESS_LOG@/"$3"}
+    template=${template//@COORDINATOR_FRONT_PORT@/"$4"}
+    template=${template//@ORDER_SERVERS@/"$5"}
+    template=${template//@PAYMENT_SERVERS@/"$6"}
+    template=${template//@STOCK_SERVERS@/"$7"}
+    template=${template//@COORDINATOR_SERVERS@/"$8"}
+    if [[ -z $4 ]]; then
+        template=$(sed '/#@REPLICAS_ONLY@/,/#@END_REPLICAS_ONLY@/d' <<<"$template")
+    fi
+    printf '%s\n' "$template" >"$conf"
+    nginx=$(nginx_bin)
+    # -e: the error log to use before the configuration is read (the built-in one may not be writable).
+    "$nginx" -q -t -p "$dir/nginx/" -e "$dir/logs/nginx-error.log" -c "$conf" || die "the generated $conf is invalid"
+    "$nginx" -p "$dir/nginx/" -e "$dir/logs/nginx-error.log" -c "$conf" 9>&- ||
+        die "nginx failed to start (see $dir/logs/nginx-error.log)"
 }
