@@ -256,7 +256,7 @@ stop_recorded() {
     done
 }
 
-# --- The gateway ----------------------------------------------------------------------------------------------------
+# --- The gateway --------------------------------------------------------------------------------------------------
 
 # start_nginx DIR PORT ACCESS_LOG FRONT_PORT ORDER PAYMENT STOCK COORDINATOR: renders scripts/nginx.conf.template
 # into DIR/nginx.conf and starts nginx with it (PID in DIR/pids/, error log in DIR/logs/, prefix DIR/nginx/): the
