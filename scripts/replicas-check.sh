@@ -111,6 +111,8 @@ start_replica() {
     PIDS+=($!)
     if [[ $svc == "$KILL" && $r == 0 ]]; then
         KILL_PID=$!
+        # Its death is expected: no "Killed" notice from the shell.
+        disown "$KILL_PID"
     fi
 }
 
