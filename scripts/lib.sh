@@ -202,16 +202,37 @@ lock_run_dir() {
     fi
 }
 
+# program_of NAME: the program a recorded NAME runs: NAME itself, or for a replica recorded as PROGRAM-N (N > 1,
+# see scripts/up.sh) PROGRAM.
+program_of() {
+    if [[ $1 =~ ^(.+)-[0-9]+$ ]]; then
+        echo "${BASH_REMATCH[1]}"
+    else
+        echo "$1"
+    fi
+}
+
+# recorded_names: the names that have a PID file under .run/pids/, one a line.
+recorded_names() {
+    local file
+    for file in "$RUN_DIR"/pids/*.pid; do
+        [[ -e $file ]] || continue
+        file=${file##*/}
+        echo "${file%.pid}"
+    done
+}
+
 # recorded_pid NAME: prints the PID recorded for NAME if that process is still alive and still runs the program
-# named NAME (a recycled PID belonging to something else does not count).
+# NAME stands for (see program_of; a recycled PID belonging to something else does not count).
 recorded_pid() {
-    local file pid program
+    local file pid program expected
     file=$(pid_file "$1")
     [[ -s $file ]] || return 1
     pid=$(<"$file")
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     program=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
-    [[ $program == "${1:0:15}" ]] || return 1
+    expected=$(program_of "$1")
+    [[ $program == "${expected:0:15}" ]] || return 1
     echo "$pid"
 }
 
@@ -242,4 +263,33 @@ stop_recorded() {
     for name in "$@"; do
         rm -f "$(pid_file "$name")"
     done
+}
+
+# --- The gateway --------------------------------------------------------------------------------------------------
+
+# start_nginx DIR PORT ACCESS_LOG FRONT_PORT ORDER PAYMENT STOCK COORDINATOR: renders scripts/nginx.conf.template
+# into DIR/nginx.conf and starts nginx with it (PID in DIR/pids/, error log in DIR/logs/, prefix DIR/nginx/): the
+# gateway on 127.0.0.1:PORT, access log ACCESS_LOG (`off` or a quoted path), and with FRONT_PORT not empty the
+# coordinator front on it. ORDER, PAYMENT, STOCK, COORDINATOR: the upstreams' `server` lines, one a replica.
+start_nginx() {
+    local dir=$1 template conf="$1/nginx.conf" nginx
+    mkdir -p "$dir/pids" "$dir/logs" "$dir/nginx"
+    template=$(<scripts/nginx.conf.template)
+    template=${template//@RUN_DIR@/"$dir"}
+    template=${template//@GATEWAY_PORT@/"$2"}
+    template=${template//@ACCESS_LOG@/"$3"}
+    template=${template//@COORDINATOR_FRONT_PORT@/"$4"}
+    template=${template//@ORDER_SERVERS@/"$5"}
+    template=${template//@PAYMENT_SERVERS@/"$6"}
+    template=${template//@STOCK_SERVERS@/"$7"}
+    template=${template//@COORDINATOR_SERVERS@/"$8"}
+    if [[ -z $4 ]]; then
+        template=$(sed '/#@REPLICAS_ONLY@/,/#@END_REPLICAS_ONLY@/d' <<<"$template")
+    fi
+    printf '%s\n' "$template" >"$conf"
+    nginx=$(nginx_bin)
+    # -e: the error log to use before the configuration is read (the built-in one may not be writable).
+    "$nginx" -q -t -p "$dir/nginx/" -e "$dir/logs/nginx-error.log" -c "$conf" || die "the generated $conf is invalid"
+    "$nginx" -p "$dir/nginx/" -e "$dir/logs/nginx-error.log" -c "$conf" 9>&- ||
+        die "nginx failed to start (see $dir/logs/nginx-error.log)"
 }

@@ -9,6 +9,13 @@
 # Builds the release binaries when they are missing (several minutes). Environment: BIN_DIR (target/release),
 # REPLICAS (2), BASE_PORT (18100: replica r of a service listens on BASE_PORT + 10*r + 1..4), DB_POOL_SIZE (6 per
 # process), KEEP=1 keeps the databases, the vhost and the logs (.run/replicas/) for inspection.
+#
+# GATEWAY=1 puts the gateway of scripts/up.sh in front, rendered from the same scripts/nginx.conf.template, on
+# BASE_PORT (and the coordinator front on BASE_PORT + 5): the test then talks to the gateway only, and the services
+# reach each other through it, as with REPLICAS=N scripts/up.sh. KILL=<service> (implies GATEWAY=1) sends SIGKILL
+# to the first replica of that service once KILL_AFTER (100) checkouts have been answered, so the figures show
+# what clients see when a replica dies in the middle of the burst. Nothing here collides with a system started by
+# scripts/up.sh (own ports, databases and vhost).
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,13 +30,31 @@ BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-target}/release}"
 SERVICES=(order-svc payment-svc stock-svc coordinator)
 declare -A OFFSET=([order-svc]=1 [payment-svc]=2 [stock-svc]=3 [coordinator]=4)
 declare -A DATABASE=([order-svc]=orders [payment-svc]=payment [stock-svc]=stock [coordinator]=coordinator)
+KILL="${KILL:-}"
+KILL_AFTER="${KILL_AFTER:-100}"
+GATEWAY="${GATEWAY:-0}"
+if [[ -n $KILL ]]; then
+    GATEWAY=1
+fi
 RUN_ID="rep_$(date +%s)_$$"
 VHOST="$RUN_ID"
 LOG_DIR="$RUN_DIR/replicas/$RUN_ID"
+GATEWAY_DIR="$LOG_DIR/gateway"
 PIDS=()
+KILL_PID=""
 
 port_of() { echo $((BASE_PORT + 10 * $2 + OFFSET[$1])); }
 url_of() { echo "http://127.0.0.1:$(port_of "$1" "$2")"; }
+gateway_url() { echo "http://127.0.0.1:$BASE_PORT"; }
+front_url() { echo "http://127.0.0.1:$((BASE_PORT + 5))"; }
+
+# servers SERVICE: the gateway's `server` lines for the replicas of SERVICE.
+servers() {
+    local r
+    for ((r = 0; r < REPLICAS; r++)); do
+        printf '        server 127.0.0.1:%s;\n' "$(port_of "$1" "$r")"
+    done
+}
 
 # urls SERVICE: the comma-separated base URLs of all replicas of SERVICE.
 urls() {
@@ -43,6 +68,9 @@ urls() {
 
 cleanup() {
     local pid
+    if [[ -s $GATEWAY_DIR/pids/nginx.pid ]]; then
+        kill "$(<"$GATEWAY_DIR/pids/nginx.pid")" 2>/dev/null || true
+    fi
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
@@ -63,25 +91,42 @@ cleanup() {
 
 start_replica() {
     local svc=$1 r=$2 log="$LOG_DIR/$1-$2.log"
-    # Replicas of order-svc read prices from different stock-svc replicas, so both stock replicas serve traffic.
-    HTTP_ADDR="127.0.0.1:$(port_of "$svc" "$r")" \
+    local -a peers
+    if [[ $GATEWAY == 1 ]]; then
+        # As scripts/up.sh wires several replicas: through nginx, which skips a dead one.
+        peers=(STOCK_URL="$(gateway_url)" PAYMENT_URL="$(gateway_url)" ORDER_URL="$(gateway_url)"
+            COORDINATOR_URL="$(front_url)")
+    else
+        # Replicas of order-svc read prices from different stock-svc replicas, so both stock replicas serve traffic.
+        peers=(STOCK_URL="$(url_of stock-svc $((r % REPLICAS)))" PAYMENT_URL="$(url_of payment-svc $((r % REPLICAS)))"
+            ORDER_URL="$(url_of order-svc $((r % REPLICAS)))" COORDINATOR_URL="$(url_of coordinator $((r % REPLICAS)))")
+    fi
+    env HTTP_ADDR="127.0.0.1:$(port_of "$svc" "$r")" \
         DATABASE_URL="$PG_SERVER_URL/${RUN_ID}_${DATABASE[$svc]}" \
         AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$VHOST" \
-        STOCK_URL="$(url_of stock-svc $((r % REPLICAS)))" \
-        PAYMENT_URL="$(url_of payment-svc $((r % REPLICAS)))" \
-        ORDER_URL="$(url_of order-svc $((r % REPLICAS)))" \
-        COORDINATOR_URL="$(url_of coordinator $((r % REPLICAS)))" \
+        "${peers[@]}" \
         DB_POOL_SIZE="$DB_POOL_SIZE" \
         RUST_LOG="${RUST_LOG:-warn}" RUST_BACKTRACE=0 \
         "$BIN_DIR/$svc" >"$log" 2>&1 </dev/null &
     PIDS+=($!)
+    if [[ $svc == "$KILL" && $r == 0 ]]; then
+        KILL_PID=$!
+        # Its death is expected: no "Killed" notice from the shell.
+        disown "$KILL_PID"
+    fi
 }
 
 main() {
     ensure_postgres
     ensure_rabbitmq
     ensure_command python3 python3
-    local svc r
+    if [[ -n $KILL && ! -v OFFSET[$KILL] ]]; then
+        die "KILL must name a service (${SERVICES[*]}), not '$KILL'"
+    fi
+    if [[ $GATEWAY == 1 ]]; then
+        ensure_nginx
+    fi
+    local svc r port
     for svc in "${SERVICES[@]}"; do
         if [[ ! -x $BIN_DIR/$svc ]]; then
             log "building release binaries (takes several minutes)"
@@ -94,6 +139,11 @@ main() {
             port_in_use "$(port_of "$svc" "$r")" && die "port $(port_of "$svc" "$r") is taken; set BASE_PORT"
         done
     done
+    if [[ $GATEWAY == 1 ]]; then
+        for port in "$BASE_PORT" $((BASE_PORT + 5)); do
+            port_in_use "$port" && die "port $port is taken; set BASE_PORT"
+        done
+    fi
 
     mkdir -p "$LOG_DIR"
     trap cleanup EXIT
@@ -116,9 +166,24 @@ main() {
         done
     done
 
-    log "running the consistency test over HTTP"
-    python3 scripts/replicas_check.py --order "$(urls order-svc)" --stock "$(urls stock-svc)" \
-        --payment "$(urls payment-svc)"
+    if [[ $GATEWAY == 0 ]]; then
+        log "running the consistency test over HTTP"
+        python3 scripts/replicas_check.py --order "$(urls order-svc)" --stock "$(urls stock-svc)" \
+            --payment "$(urls payment-svc)"
+        return
+    fi
+    start_nginx "$GATEWAY_DIR" "$BASE_PORT" off "$((BASE_PORT + 5))" "$(servers order-svc)" \
+        "$(servers payment-svc)" "$(servers stock-svc)" "$(servers coordinator)"
+    wait_http "$(gateway_url)/health" 10 || die "the gateway did not answer on $(gateway_url)"
+    local kill=()
+    if [[ -n $KILL ]]; then
+        kill=(--kill "$KILL_PID" --kill-after "$KILL_AFTER")
+        log "running the consistency test through the gateway; $KILL replica 0 (pid $KILL_PID) dies mid-burst"
+    else
+        log "running the consistency test through the gateway"
+    fi
+    python3 scripts/replicas_check.py --order "$(gateway_url)" --stock "$(gateway_url)" \
+        --payment "$(gateway_url)" "${kill[@]}"
 }
 
 main "$@"

@@ -9,13 +9,21 @@ once, then 1000 concurrent checkouts spread round-robin over the order-svc repli
 have succeeded, the stock is 0, the credits add up to 900, every order answered 2xx is paid and every order answered
 4xx is not. The numbers are printed; the exit status is 0 only when every check holds.
 
+With --kill PID, the process PID (say one order-svc replica behind the gateway) is sent SIGKILL once --kill-after
+checkouts have been answered, in the middle of the burst; the checks are the same, so "no answer other than 2xx
+or 4xx" then says whether the survivors (and the gateway's retries) hid the death from every client.
+
 Usage: replicas_check.py --order URL[,URL...] --stock URL[,URL...] --payment URL[,URL...]
+                         [--kill PID [--kill-after N]]
 """
 
 import argparse
 import concurrent.futures
 import json
+import os
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,6 +71,8 @@ def main():
     parser.add_argument("--order", required=True)
     parser.add_argument("--stock", required=True)
     parser.add_argument("--payment", required=True)
+    parser.add_argument("--kill", type=int, metavar="PID", help="SIGKILL this process during the checkouts")
+    parser.add_argument("--kill-after", type=int, default=100, metavar="N", help="answers before the kill (100)")
     args = parser.parse_args()
     order_urls = args.order.split(",")
     stock_urls = args.stock.split(",")
@@ -81,9 +91,18 @@ def main():
     with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
         orders = list(pool.map(prepare, range(USERS)))
 
+    answered = 0
+    answered_lock = threading.Lock()
+
     def checkout(i):
+        nonlocal answered
         base = pick(order_urls, i)
         status, body = call("POST", f"{base}/orders/checkout/{orders[i]}")
+        with answered_lock:
+            answered += 1
+            if args.kill is not None and answered == args.kill_after:
+                os.kill(args.kill, signal.SIGKILL)
+                print(f"killed pid {args.kill} after {answered} answers", flush=True)
         return i, base, status, body
 
     started = time.monotonic()
@@ -115,7 +134,12 @@ def main():
     ok_unpaid = [a for a in ok if not paid[a[0]]]
     refused_paid = [a for a in refused if paid[a[0]]]
 
+    classes = {}
+    for a in answers:
+        name = "error" if a[2] == 0 else f"{a[2] // 100}xx"
+        classes[name] = classes.get(name, 0) + 1
     print(f"checkouts: {len(answers)} in {elapsed:.1f} s; 2xx {len(ok)}, 4xx {len(refused)}, other {len(other)}")
+    print("answers by class: " + ", ".join(f"{name} {n}" for name, n in sorted(classes.items())))
     print("2xx per order-svc replica: " + ", ".join(f"{url} {n}" for url, n in per_replica.items()))
     print(f"stock of the item (per stock replica): {stocks}; credit sum: {credit_sum}; paid orders: {sum(paid)}")
     for a in other[:5]:
