@@ -143,7 +143,10 @@ async fn act(
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]
-pub(super) async fn retry(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn retry(
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     act(operations, path, Action::Retry).await
 }
 
@@ -163,7 +166,10 @@ pub(super) async fn retry(operations: web::Data<Operations>, path: web::Path<Str
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]
-pub(super) async fn abort(operations: web::Data<Operations>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn abort(
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     act(operations, path, Action::Abort).await
 }
 

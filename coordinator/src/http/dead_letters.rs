@@ -44,7 +44,10 @@ fn broker_error(e: anyhow::Error) -> ApiError {
         (status = 503, description = "The broker is unavailable.", body = Error),
     )
 )]
-pub(super) async fn list(dead_letters: web::Data<DeadLetters>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn list(
+    dead_letters: web::Data<DeadLetters>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.as_deref().map(|l| parse_positive("limit", l)).transpose()?.unwrap_or(100);
     if limit > MAX_LISTED {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LISTED}")));

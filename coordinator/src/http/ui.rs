@@ -184,7 +184,11 @@ pub(super) struct OverviewQuery {
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn overview(pool: web::Data<Pool>, query: web::Query<OverviewQuery>, flash: web::Query<Flash>) -> HttpResponse {
+pub(super) async fn overview(
+    pool: web::Data<Pool>,
+    query: web::Query<OverviewQuery>,
+    flash: web::Query<Flash>,
+) -> HttpResponse {
     match render_overview(&pool, &query, &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
@@ -318,7 +322,11 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn saga_page(pool: web::Data<Pool>, path: web::Path<String>, flash: web::Query<Flash>) -> HttpResponse {
+pub(super) async fn saga_page(
+    pool: web::Data<Pool>,
+    path: web::Path<String>,
+    flash: web::Query<Flash>,
+) -> HttpResponse {
     match render_saga(&pool, &path, &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
@@ -454,7 +462,11 @@ fn same_origin(req: &HttpRequest) -> bool {
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn retry(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+pub(super) async fn retry(
+    req: HttpRequest,
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+) -> HttpResponse {
     act(&req, &operations, &path, Action::Retry).await
 }
 
@@ -474,7 +486,11 @@ pub(super) async fn retry(req: HttpRequest, operations: web::Data<Operations>, p
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn abort(req: HttpRequest, operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+pub(super) async fn abort(
+    req: HttpRequest,
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+) -> HttpResponse {
     act(&req, &operations, &path, Action::Abort).await
 }
 
