@@ -9,6 +9,7 @@
 //! once more.
 //!
 //! - [`config`]: settings from the environment.
+//! - [`audit`]: who acts on sagas.
 //! - [`domain`]: the state machine.
 //! - `engine`: the loop around it (lock, transition, persist, return the commands), written against the narrow
 //!   [`store::SagaStore`] trait, so that it is tested without a database.
@@ -21,6 +22,7 @@
 //! - `http`: the admin API, the operator pages, and the one middleware that guards them.
 //! - [`startup`]: the wiring of all of the above.
 
+pub mod audit;
 pub mod config;
 pub mod dead_letters;
 pub mod domain;

@@ -17,9 +17,11 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::header,
     middleware::{from_fn, Next},
-    web, HttpRequest, ResponseError,
+    web, HttpMessage as _, HttpRequest, ResponseError,
 };
 use platform::http::ApiError;
+
+use crate::audit::{Actor, Credential, OPERATOR_HEADER};
 use utoipa::OpenApi as _;
 
 /// Registers the admin routes behind [`admin_only`], the operator pages, the internal count and `/openapi.json`.
@@ -49,7 +51,12 @@ async fn admin_only<B: MessageBody + 'static>(
         None => Err(ApiError::Forbidden("the admin API has no access rules configured".into())),
     };
     match verdict {
-        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Ok(credential) => {
+            let named = req.headers().get(OPERATOR_HEADER).and_then(|value| value.to_str().ok());
+            let actor = Actor::new(named, credential);
+            req.extensions_mut().insert(actor);
+            Ok(next.call(req).await?.map_into_left_body())
+        }
         Err(refusal) => {
             let response = if page { ui::error_page(&refusal) } else { refusal.error_response() };
             Ok(req.into_response(response).map_into_right_body())
@@ -75,9 +82,9 @@ impl AdminAccess {
         self.token.as_ref().is_some_and(|token| constant_time_eq(presented.as_bytes(), token.as_bytes()))
     }
 
-    /// Refuses `req` unless it may use the admin API; `page` says whether it is for an operator page, which
-    /// also accepts the token from the cookie.
-    fn check(&self, req: &HttpRequest, page: bool) -> Result<(), ApiError> {
+    /// Refuses `req` unless it may use the admin API, else says which credential let it in; `page` says whether
+    /// it is for an operator page, which also accepts the token from the cookie.
+    fn check(&self, req: &HttpRequest, page: bool) -> Result<Credential, ApiError> {
         match &self.token {
             Some(_) => {
                 let bearer = req
@@ -87,12 +94,12 @@ impl AdminAccess {
                     .and_then(|value| value.strip_prefix("Bearer "));
                 let cookie = if page { cookie(req, TOKEN_COOKIE) } else { None };
                 if bearer.or(cookie).is_some_and(|presented| self.accepts(presented)) {
-                    Ok(())
+                    Ok(Credential::OperatorToken)
                 } else {
                     Err(ApiError::Unauthorized("the admin API needs a valid bearer token".into()))
                 }
             }
-            None if req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()) => Ok(()),
+            None if req.peer_addr().is_some_and(|peer| peer.ip().is_loopback()) => Ok(Credential::Loopback),
             None => Err(ApiError::Forbidden(
                 "no ADMIN_TOKEN is configured, so the admin API answers loopback callers only".into(),
             )),
@@ -171,5 +178,25 @@ mod tests {
         assert_eq!(call(token, from("127.0.0.1:5000", "/admin/stats")).await.0, StatusCode::UNAUTHORIZED);
         let wrong = from("127.0.0.1:5000", "/admin/stats").insert_header((header::AUTHORIZATION, "Bearer s3cre"));
         assert_eq!(call(token, wrong).await.0, StatusCode::UNAUTHORIZED);
+    }
+
+    #[actix_web::test]
+    async fn a_request_let_in_carries_its_actor() {
+        let app =
+            test::init_service(App::new().app_data(web::Data::new(AdminAccess::new(Some("s3cret".into())))).service(
+                web::scope("/admin").wrap(from_fn(admin_only)).route(
+                    "/whoami",
+                    web::get().to(|actor: web::ReqData<Actor>| async move {
+                        HttpResponse::Ok().body(format!("{} {}", actor.name, actor.credential.name()))
+                    }),
+                ),
+            ))
+            .await;
+        let req = from("203.0.113.7:5000", "/admin/whoami")
+            .insert_header((header::AUTHORIZATION, "Bearer s3cret"))
+            .insert_header((OPERATOR_HEADER, "alice"));
+        let response = test::call_service(&app, req.to_request()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(test::read_body(response).await, "alice operator_token");
     }
 }
