@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test crate uses a different part of this.
 
+pub mod browser;
+
 use std::time::Duration;
 
 use coordinator::{config::Config, startup::Application};
