@@ -267,6 +267,18 @@ stop_recorded() {
 
 # --- The gateway --------------------------------------------------------------------------------------------------
 
+# upstream_servers PORT...: the gateway's `server` lines for replicas on these ports of 127.0.0.1. max_fails=0: a
+# replica is never taken out for a while after a failure. A dead one refuses a connection at once on loopback, and
+# the request goes to the next replica; marked failed instead (nginx's default, for 10 s), a replica that was just
+# restarted would still count as down when the next one is stopped in a rolling restart, and with every replica
+# marked down nginx answers 502 ("no live upstreams") although one is up.
+upstream_servers() {
+    local port
+    for port in "$@"; do
+        printf '        server 127.0.0.1:%s max_fails=0;\n' "$port"
+    done
+}
+
 # start_nginx DIR PORT ACCESS_LOG FRONT_PORT ORDER PAYMENT STOCK COORDINATOR: renders scripts/nginx.conf.template
 # into DIR/nginx.conf and starts nginx with it (PID in DIR/pids/, error log in DIR/logs/, prefix DIR/nginx/): the
 # gateway on 127.0.0.1:PORT, access log ACCESS_LOG (`off` or a quoted path), and with FRONT_PORT not empty the

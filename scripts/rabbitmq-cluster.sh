@@ -16,16 +16,22 @@
 #   scripts/rabbitmq-cluster.sh status         print each node's state and memory (RSS), the proxy's, the total
 #   scripts/rabbitmq-cluster.sh kill I         SIGKILL node I (1..N), as a crash would
 #   scripts/rabbitmq-cluster.sh revive I       start node I again after a kill; it rejoins the cluster
+#   scripts/rabbitmq-cluster.sh restart I      stop node I gracefully (SIGTERM, as Kubernetes does), start it again
+#                                              and return once it is back in the cluster
+#   scripts/rabbitmq-cluster.sh leader QUEUE   print the index of the node that leads quorum queue QUEUE
 #   scripts/rabbitmq-cluster.sh ctl I ARGS...  run `rabbitmqctl ARGS` against node I, with the cluster's cookie
 # Exit status 0 on success, else non-zero with the reason on stderr.
 #
-# Node I is named wdm-I@localhost and listens on 127.0.0.1 only: AMQP on port BASE+I, Erlang distribution on
-# DIST_BASE+I. The proxy (nginx's stream module) listens on 127.0.0.1:BASE. Everything lives under
-# .run/rabbitmq-cluster/: node-I/ (config, data, pid file), log/ (one log per node, the proxy's), home/.erlang.cookie
-# (the cluster's own Erlang cookie, made at the first start), proxy/ (nginx's configuration and pid file).
+# Node I is named NAME-I@localhost (NAME: wdm) and listens on 127.0.0.1 only: AMQP on port BASE+I, Erlang
+# distribution on DIST_BASE+I. The proxy (nginx's stream module) listens on 127.0.0.1:BASE. Everything lives under
+# DIR (.run/rabbitmq-cluster/): node-I/ (config, data, pid file), log/ (one log per node, the proxy's),
+# home/.erlang.cookie (the cluster's own Erlang cookie, made at the first start), proxy/ (nginx's configuration and
+# pid file).
 #
 # Environment: RABBITMQ_CLUSTER_PORT (BASE, default 5700), RABBITMQ_CLUSTER_DIST_PORT (DIST_BASE, default 25700),
-# RABBITMQ_CLUSTER_USER and RABBITMQ_CLUSTER_PASSWORD (checkout, checkout), RABBITMQ_CLUSTER_VHOST (checkout).
+# RABBITMQ_CLUSTER_USER and RABBITMQ_CLUSTER_PASSWORD (checkout, checkout), RABBITMQ_CLUSTER_VHOST (checkout),
+# RABBITMQ_CLUSTER_DIR (DIR) and RABBITMQ_CLUSTER_NAME (NAME), so that a test can run a cluster of its own beside
+# the one scripts/up.sh starts.
 #
 # Installs what is missing with apt (rabbitmq-server, nginx, libnginx-mod-stream); run as root, the nodes run as
 # the rabbitmq user.
@@ -35,7 +41,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-CLUSTER_DIR="$RUN_DIR/rabbitmq-cluster"
+CLUSTER_DIR="${RABBITMQ_CLUSTER_DIR:-$RUN_DIR/rabbitmq-cluster}"
+NODE_PREFIX="${RABBITMQ_CLUSTER_NAME:-wdm}"
 BASE_PORT="${RABBITMQ_CLUSTER_PORT:-5700}"
 DIST_BASE="${RABBITMQ_CLUSTER_DIST_PORT:-25700}"
 AMQP_USER="${RABBITMQ_CLUSTER_USER:-checkout}"
@@ -47,7 +54,7 @@ BROKER_OS_USER=rabbitmq
 START_TIMEOUT=120
 STOP_TIMEOUT=20
 
-node_name() { echo "wdm-$1@localhost"; }
+node_name() { echo "$NODE_PREFIX-$1@localhost"; }
 node_dir() { echo "$CLUSTER_DIR/node-$1"; }
 node_port() { echo $((BASE_PORT + $1)); }
 dist_port() { echo $((DIST_BASE + $1)); }
@@ -152,7 +159,7 @@ start_node() {
         RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins")
     broker_command rabbitmq-server
     BROKER_ENV=()
-    (cd "$CLUSTER_DIR" && exec setsid "${BROKER_CMD[@]}") >>"$CLUSTER_DIR/log/wdm-$i.out" 2>&1 </dev/null 8>&- 9>&- &
+    (cd "$CLUSTER_DIR" && exec setsid "${BROKER_CMD[@]}") >>"$CLUSTER_DIR/log/$NODE_PREFIX-$i.out" 2>&1 </dev/null 8>&- 9>&- &
 }
 
 # wait_node I: waits until node I has booted.
@@ -278,7 +285,7 @@ start() {
     ensure_installed
     refuse_busy_ports "$n"
     prepare "$n"
-    log "starting $n RabbitMQ nodes (wdm-1..$n@localhost, ports $(node_port 1)..$(node_port "$n"))"
+    log "starting $n RabbitMQ nodes ($NODE_PREFIX-1..$n@localhost, ports $(node_port 1)..$(node_port "$n"))"
     # Node 1 first, so that the others find it when they boot.
     start_node 1
     wait_node 1
@@ -330,6 +337,21 @@ status() {
     printf 'total\tRSS %d MiB\n' $((total / 1024))
 }
 
+# leader_of QUEUE: the index of the node that leads quorum queue QUEUE, asked of any node that answers.
+leader_of() {
+    local n i leader
+    n=$(node_count)
+    for ((i = 1; i <= n; i++)); do
+        node_pid "$i" >/dev/null || continue
+        leader=$(ctl "$i" list_queues -p "$AMQP_VHOST" --no-table-headers name leader 2>/dev/null |
+            awk -v q="$1" '$1 == q { print $2 }') || continue
+        [[ $leader =~ ^$NODE_PREFIX-([0-9]+)@ ]] || continue
+        echo "${BASH_REMATCH[1]}"
+        return 0
+    done
+    die "no node knows a leader of queue '$1'"
+}
+
 node_index() {
     local n
     n=$(node_count)
@@ -340,7 +362,7 @@ main() {
     local command=${1:-}
     shift || true
     case $command in
-        start | stop | kill | revive)
+        start | stop | kill | revive | restart)
             mkdir -p "$CLUSTER_DIR"
             exec 8>"$CLUSTER_DIR.lock"
             flock -w 300 8 || die "another scripts/rabbitmq-cluster.sh holds $CLUSTER_DIR.lock"
@@ -365,6 +387,22 @@ main() {
             start_node "$1"
             wait_node "$1"
             log "$(node_name "$1") is back"
+            ;;
+        restart)
+            node_index "${1:-}"
+            local pid
+            pid=$(node_pid "$1") || die "node $(node_name "$1") is not running"
+            stop_pids "$pid"
+            start_node "$1"
+            wait_node "$1"
+            # Back in the cluster: every node running again.
+            ctl 1 await_online_nodes "$(node_count)" --timeout 60000 >/dev/null ||
+                die "$(node_name "$1") did not rejoin the cluster"
+            log "$(node_name "$1") restarted"
+            ;;
+        leader)
+            [[ -n ${1:-} ]] || die "leader QUEUE: name a queue"
+            leader_of "$1"
             ;;
         ctl)
             node_index "${1:-}"

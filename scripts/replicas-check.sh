@@ -50,10 +50,11 @@ front_url() { echo "http://127.0.0.1:$((BASE_PORT + 5))"; }
 
 # servers SERVICE: the gateway's `server` lines for the replicas of SERVICE.
 servers() {
-    local r
+    local r ports=()
     for ((r = 0; r < REPLICAS; r++)); do
-        printf '        server 127.0.0.1:%s;\n' "$(port_of "$1" "$r")"
+        ports+=("$(port_of "$1" "$r")")
     done
+    upstream_servers "${ports[@]}"
 }
 
 # urls SERVICE: the comma-separated base URLs of all replicas of SERVICE.

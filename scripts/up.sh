@@ -49,10 +49,11 @@ port() { echo $((8000 + 10 * ($2 - 1) + OFFSET[$1])); }
 instance() { if (($2 == 1)); then echo "$1"; else echo "$1-$2"; fi; }
 # servers SERVICE: nginx `server` lines for every replica of SERVICE.
 servers() {
-    local r
+    local r ports=()
     for ((r = 1; r <= REPLICAS; r++)); do
-        printf '        server 127.0.0.1:%s;\n' "$(port "$1" "$r")"
+        ports+=("$(port "$1" "$r")")
     done
+    upstream_servers "${ports[@]}"
 }
 
 health_url() { echo "http://127.0.0.1:$(port "$1" "$2")/health"; }

@@ -1,9 +1,11 @@
 //! Runs the whole checkout backend inside a test: stock-svc, payment-svc, the coordinator and order-svc, each
 //! with a fresh database, sharing a fresh RabbitMQ vhost, each on a free port. Tests then speak to it over HTTP
 //! exactly as the course's clients do. [`chaos`] runs it as separate processes on private servers instead, for
-//! tests that kill processes and restart the broker or the database.
+//! tests that kill processes and restart the broker or the database, and [`ha`] runs two of every service behind the
+//! gateway on a three-node broker cluster, for tests that kill or restart one process at a time.
 
 pub mod chaos;
+pub mod ha;
 pub mod model;
 pub mod tls;
 

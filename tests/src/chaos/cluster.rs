@@ -13,18 +13,18 @@ use platform::testing::eventually_ok;
 
 use super::{
     free_port, postgres,
-    process::{kill_pid, runs_with, spawn_logged, tail},
+    process::{kill_pid, run, runs_with, spawn_logged, tail},
     rabbitmq, PrivatePostgres, PrivateRabbit,
 };
 
 /// How long a (re)started service may take to answer `/health`.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Log lines printed per process when a test fails.
-const TAIL_LINES: usize = 40;
+pub(crate) const TAIL_LINES: usize = 40;
 /// The scratch directories of chaos runs start with this.
 const SCRATCH_PREFIX: &str = "chaos-";
 /// The file in a scratch directory listing the PIDs of the services started there.
-const PIDS_FILE: &str = "services.pids";
+pub(crate) const PIDS_FILE: &str = "services.pids";
 
 /// One of the four deployables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,17 +66,17 @@ impl Service {
 }
 
 /// A service process, which can be killed and started again with the same settings and port.
-struct ServiceProcess {
-    service: Service,
-    binary: PathBuf,
-    env: Vec<(&'static str, String)>,
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
+pub(crate) struct ServiceProcess {
+    pub(crate) service: Service,
+    pub(crate) binary: PathBuf,
+    pub(crate) env: Vec<(&'static str, String)>,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
+    pub(crate) child: Option<Child>,
 }
 
 impl ServiceProcess {
-    fn spawn(&mut self, pids_file: &Path) -> Result<()> {
+    pub(crate) fn spawn(&mut self, pids_file: &Path) -> Result<()> {
         let mut command = Command::new(&self.binary);
         command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
         let child = spawn_logged(&mut command, &self.log)?;
@@ -88,10 +88,45 @@ impl ServiceProcess {
         Ok(())
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Waits until the process answers `/health` on its port; fails at once if it exits.
+    pub(crate) async fn wait_healthy(&mut self, http: &reqwest::Client) -> Result<()> {
+        let url = format!("http://127.0.0.1:{}/health", self.port);
+        let what = format!("{} to answer {url}", self.service.binary());
+        // `Some(Err(..))`: the process exited, which ends the wait at once.
+        let healthy = eventually_ok(&what, HEALTHY_TIMEOUT, async || {
+            if let Ok(response) = http.get(&url).send().await {
+                if response.status().is_success() {
+                    return Ok(Some(Ok(())));
+                }
+            }
+            Ok(self.child.as_mut().map(Child::try_wait).transpose()?.flatten().map(|status| {
+                Err(anyhow::anyhow!("{} exited with {status}:\n{}", self.service.binary(), tail(&self.log, TAIL_LINES)))
+            }))
+        })
+        .await?;
+        healthy
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to a pod it stops, and waits up to `within` for the process to exit;
+    /// returns how it exited. One that has not exited by then is killed, and that is an error.
+    pub(crate) async fn terminate(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("{} is not running", self.service.binary()) };
+        run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
+        let what = format!("{} (pid {}) to exit after SIGTERM", self.service.binary(), child.id());
+        match eventually_ok(&what, within, async || Ok(child.try_wait()?)).await {
+            Ok(status) => Ok(status),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
         }
     }
 }
@@ -146,8 +181,8 @@ impl Cluster {
     /// service answers `/health`. Blocks the calling thread while the servers boot (use a multi-thread runtime).
     pub async fn start(settings: &ClusterSettings) -> Result<Self> {
         let bin_dir = binaries_dir()?;
-        stop_leftovers_of_dead_runs();
-        let scratch = Scratch::create()?;
+        stop_leftovers_of_dead_runs(SCRATCH_PREFIX, |_| ());
+        let scratch = Scratch::create(SCRATCH_PREFIX)?;
         let dir = scratch.path.clone();
         println!("chaos: scratch directory {}", dir.display());
         let postgres = tokio::task::block_in_place(|| PrivatePostgres::start(&dir.join("postgres"), free_port()?))?;
@@ -258,22 +293,8 @@ impl Cluster {
     }
 
     async fn wait_healthy(&mut self, service: Service) -> Result<()> {
-        let url = format!("{}/health", self.url(service));
-        let what = format!("{} to answer {url}", service.binary());
-        // `Some(Err(..))`: the process exited, which ends the wait at once.
-        let healthy = eventually_ok(&what, HEALTHY_TIMEOUT, async || {
-            if let Ok(response) = self.http.get(&url).send().await {
-                if response.status().is_success() {
-                    return Ok(Some(Ok(())));
-                }
-            }
-            let process = self.process_mut(service);
-            Ok(process.child.as_mut().map(Child::try_wait).transpose()?.flatten().map(|status| {
-                Err(anyhow::anyhow!("{} exited with {status}:\n{}", service.binary(), tail(&process.log, TAIL_LINES)))
-            }))
-        })
-        .await?;
-        healthy
+        let http = self.http.clone();
+        self.process_mut(service).wait_healthy(&http).await
     }
 
     fn process(&self, service: Service) -> &ServiceProcess {
@@ -311,14 +332,15 @@ impl Drop for Cluster {
 }
 
 /// The run's scratch directory, removed at the end unless a failure asks to keep it.
-struct Scratch {
-    path: PathBuf,
-    keep: bool,
+pub(crate) struct Scratch {
+    pub(crate) path: PathBuf,
+    pub(crate) keep: bool,
 }
 
 impl Scratch {
-    fn create() -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+    /// `$TMPDIR/<prefix><pid>`, empty.
+    pub(crate) fn create(prefix: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path)?;
         }
@@ -339,7 +361,7 @@ impl Drop for Scratch {
 
 /// Where cargo put the service binaries: the test executable is `<target>/debug/deps/chaos-<hash>`, the
 /// binaries are in `<target>/debug/`.
-fn binaries_dir() -> Result<PathBuf> {
+pub(crate) fn binaries_dir() -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
     let dir = exe
         .parent()
@@ -358,18 +380,19 @@ fn binaries_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Stops the processes and servers of earlier chaos runs whose test process is gone (killed by a timeout before
-/// it could clean up), and removes their directories.
-fn stop_leftovers_of_dead_runs() {
+/// Stops the processes and servers of earlier runs (scratch directories named `<prefix><pid>`) whose test process
+/// is gone (killed by a timeout before it could clean up), and removes their directories; `stop_more` stops
+/// what else such a run may have started under its directory.
+pub(crate) fn stop_leftovers_of_dead_runs(prefix: &str, stop_more: impl Fn(&Path)) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix(SCRATCH_PREFIX).and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name.strip_prefix(prefix).and_then(|pid| pid.parse::<u32>().ok()) else { continue };
         if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         let dir = entry.path();
-        eprintln!("chaos: cleaning up after the dead run {}", dir.display());
+        eprintln!("cleaning up after the dead run {}", dir.display());
         for line in std::fs::read_to_string(dir.join(PIDS_FILE)).unwrap_or_default().lines() {
             if let Ok(service_pid) = line.trim().parse::<u32>() {
                 // A recorded PID is killed only if it still runs one of our binaries.
@@ -380,6 +403,7 @@ fn stop_leftovers_of_dead_runs() {
         }
         rabbitmq::stop_leftover(&dir.join("rabbitmq"));
         postgres::stop_leftover(&dir.join("postgres"));
+        stop_more(&dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

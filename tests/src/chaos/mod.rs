@@ -9,13 +9,15 @@
 //! behind.
 
 mod cluster;
-mod postgres;
+/// Shared with [`crate::ha`], which runs the services on a private server too.
+pub(crate) mod postgres;
 /// Shared with [`crate::tls`], whose private servers are started the same way.
 pub(crate) mod process;
 mod rabbitmq;
 
+pub(crate) use cluster::{binaries_dir, stop_leftovers_of_dead_runs, Scratch, ServiceProcess, PIDS_FILE, TAIL_LINES};
 pub use cluster::{Cluster, ClusterSettings, Service};
-use postgres::PrivatePostgres;
+pub(crate) use postgres::PrivatePostgres;
 use rabbitmq::PrivateRabbit;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -54,6 +54,11 @@ pub fn kill_pid(pid: u32) {
     let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
 }
 
+/// Sends SIGTERM to `pid`. A process that is already gone is not an error.
+pub fn terminate_pid(pid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).stderr(Stdio::null()).status();
+}
+
 /// Whether a process with this PID exists.
 pub fn is_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
