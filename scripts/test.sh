@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 #
-# The one test command: makes sure PostgreSQL and RabbitMQ run and Chromium with chromedriver is installed,
+# The one test command: makes sure PostgreSQL and RabbitMQ run and Chromium with chromedriver and nginx with its
+# stream module (the gateway and the broker cluster's proxy of the HA test) are installed,
 # removes the test databases and vhosts earlier runs left behind, builds everything, runs the whole suite
 # (cargo-nextest when installed, else cargo test) and removes what this run left. Exits with the suite's status.
 #
@@ -75,6 +76,7 @@ main() {
     ensure_postgres
     ensure_rabbitmq
     ensure_chromium
+    nginx_stream_module >/dev/null
     if [[ ${LINT:-0} == 1 ]]; then
         lint
     fi
