@@ -30,8 +30,8 @@ pub const REPLICAS: usize = 2;
 pub const BROKER_NODES: usize = 3;
 /// The scratch directories of these runs start with this.
 const SCRATCH_PREFIX: &str = "ha-";
-/// Each process's share of the private server's connections (it allows 200).
-const DB_POOL_SIZE: usize = 6;
+/// Each process's database connections, as `REPLICAS=2 scripts/up.sh` gives them: 80 of the private server's 200.
+const DB_POOL_SIZE: usize = 10;
 /// How long a service may take to exit after SIGTERM: its `SHUTDOWN_TIMEOUT_MS` (10 s) and a margin.
 pub const TERMINATION_LIMIT: Duration = Duration::from_secs(15);
 

@@ -351,9 +351,15 @@ impl Scratch {
     }
 }
 
+/// The file that marks a scratch directory kept for its logs: everything in it was stopped, and the leftover
+/// clean-up of later runs leaves it alone.
+const KEPT_MARKER: &str = "KEPT";
+
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !self.keep {
+        if self.keep {
+            let _ = std::fs::write(self.path.join(KEPT_MARKER), "kept for its logs; remove by hand\n");
+        } else {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
@@ -388,10 +394,10 @@ pub(crate) fn stop_leftovers_of_dead_runs(prefix: &str, stop_more: impl Fn(&Path
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name.strip_prefix(prefix).and_then(|pid| pid.parse::<u32>().ok()) else { continue };
-        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+        let dir = entry.path();
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() || dir.join(KEPT_MARKER).exists() {
             continue;
         }
-        let dir = entry.path();
         eprintln!("cleaning up after the dead run {}", dir.display());
         for line in std::fs::read_to_string(dir.join(PIDS_FILE)).unwrap_or_default().lines() {
             if let Ok(service_pid) = line.trim().parse::<u32>() {
