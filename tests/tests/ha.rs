@@ -101,7 +101,9 @@ async fn no_client_sees_a_failure_when_one_process_dies_or_restarts() {
         .expect("an HTTP client");
     let mut report = Vec::new();
     for fault in FAULTS {
+        let creating = Instant::now();
         let scenario = create(&http, &system.url()).await.unwrap_or_else(|e| panic!("{fault:?}: creating: {e:#}"));
+        println!("ha: {fault:?}: scenario created in {:.1?}", creating.elapsed());
         let started = Instant::now();
         let (answers, window) =
             burst(&mut system, &http, &scenario, fault).await.unwrap_or_else(|e| panic!("{fault:?}: {e:#}"));
