@@ -16,7 +16,7 @@
 //! 4. A credential: the operator token (`ADMIN_TOKEN`) or the read-only token (`ADMIN_READ_TOKEN`) as a bearer
 //!    header, or on the pages from the login cookie; without `ADMIN_TOKEN`, a loopback peer is let in instead.
 //!    The login and logout ([`login`]) need none: they are how a browser gets and drops the cookie.
-//! 5. The read-only token may only use safe methods.
+//! 5. The read-only token may only use safe methods (and log out).
 //!
 //! Every answer under `/admin`, refusals included, carries [`HARDENING`]: no framing, no sniffing, no caching,
 //! no referrer, and a content policy that allows no script.
@@ -154,7 +154,7 @@ impl AdminAccess {
             Err(_) if open => None,
             Err(refusal) => return Err(refusal),
         };
-        if unsafe_method && credential == Some(Credential::ReadOnlyToken) {
+        if unsafe_method && !open && credential == Some(Credential::ReadOnlyToken) {
             return Err(ApiError::Forbidden(format!(
                 "the read-only token (ADMIN_READ_TOKEN) may only read; {} needs the operator token",
                 req.method()
