@@ -144,4 +144,16 @@ mod tests {
             assert!(parse_hosts(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn the_bind_address_is_always_an_allowed_host() {
+        let mut config = Config::from_env().expect("the default configuration");
+        config.admin_allowed_hosts = vec!["admin.example".into()];
+        for (addr, added) in [("0.0.0.0:8004", "0.0.0.0"), ("[::]:8004", "[::]"), ("Coordinator:8004", "coordinator")] {
+            config.service.http_addr = addr.into();
+            assert_eq!(config.admin_hosts(), ["admin.example", added], "{addr}");
+        }
+        config.service.http_addr = "admin.example:8004".into();
+        assert_eq!(config.admin_hosts(), ["admin.example"]);
+    }
 }

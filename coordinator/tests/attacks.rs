@@ -6,11 +6,12 @@
 
 mod support;
 
+use futures::FutureExt;
 use platform::testing::{eventually_ok, openapi_operations};
 use reqwest::{header, Method, RequestBuilder, Response};
-use serde_json::Value;
+use serde_json::{json, Value};
 use shared_contracts::{CoordinatorMessage, SagaId};
-use support::{request, start, start_with, Harness, WAIT};
+use support::{browser::Browser, request, start, start_with, Harness, WAIT};
 
 const TOKEN: &str = "s3cret";
 const READ_TOKEN: &str = "r3ad-only";
@@ -304,5 +305,75 @@ async fn the_read_only_token_reads_everything_and_changes_nothing() {
         let operator = h.http.request(method.clone(), format!("{}{path}", h.admin)).bearer_auth(TOKEN).send().await;
         let status = operator.unwrap().status().as_u16();
         assert!(![401, 403].contains(&status), "{method} {path} refused the operator token: {status}");
+    }
+}
+
+/// Has the page open in `browser` post a form (no fields) to `action`, as a page of any site can.
+async fn post_form_from_page(browser: &Browser, action: &str) {
+    let script = "const form = document.createElement('form'); form.method = 'post'; form.action = arguments[0]; \
+                  document.body.appendChild(form); form.submit();";
+    browser.session_call(Method::POST, "/execute/sync", json!({"script": script, "args": [action]})).await;
+}
+
+#[tokio::test]
+async fn a_real_browser_cannot_post_from_another_site_but_can_from_the_coordinators_own() {
+    let h = start(None).await;
+    let saga = executing_saga(&h, "order-browser").await;
+    let browser = Browser::launch().await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let port = h.admin.rsplit(':').next().unwrap();
+        let abort = format!("{}/admin/ui/sagas/{saga}/abort", h.admin);
+        // A page of another site (localhost is not 127.0.0.1 to a browser) posts to the operator's port forward.
+        browser.open(&format!("http://localhost:{port}/health")).await;
+        post_form_from_page(&browser, &abort).await;
+        browser.text_when("h1", |text| text.starts_with("403")).await;
+        assert_eq!(status_of(&h, saga).await, "executing", "a real browser's cross-site form aborted the saga");
+        // The same form from a page of the coordinator's own origin goes through.
+        browser.open(&format!("{}/health", h.admin)).await;
+        post_form_from_page(&browser, &abort).await;
+        let done = eventually_ok("the abort to take", WAIT, async || match status_of(&h, saga).await {
+            status if status == "compensating" => Ok(Some(())),
+            status => Err(anyhow::anyhow!("the saga is {status}")),
+        });
+        done.await.unwrap_or_else(|e| panic!("{e:#}"));
+    })
+    .catch_unwind()
+    .await;
+    browser.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test]
+async fn a_real_browser_logs_in_with_the_form_and_out_again() {
+    let h = start(Some(TOKEN)).await;
+    let browser = Browser::launch().await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        browser.open(&format!("{}/admin/ui/login", h.admin)).await;
+        browser.type_into("input[name=token]", TOKEN).await;
+        browser.click("#login").await;
+        let overview = format!("{}/admin/ui", h.admin);
+        let arrived =
+            eventually_ok("the login to reach the overview", WAIT, async || match browser.current_url().await {
+                url if url == overview => Ok(Some(())),
+                url => Err(anyhow::anyhow!("the browser is at {url}")),
+            });
+        arrived.await.unwrap_or_else(|e| panic!("{e:#}"));
+        // The cookie let the browser in: the overview is not the refusal page.
+        let title = browser.text_when("h1", |text| !text.is_empty()).await;
+        assert!(!title.starts_with("401"), "the login cookie did not open the pages: {title}");
+        assert!(!browser.current_url().await.contains(TOKEN));
+        // Logging out (the form posted from the pages' own origin) clears the cookie.
+        post_form_from_page(&browser, &format!("{}/admin/ui/logout", h.admin)).await;
+        browser.text_when("h1", |text| text == "Log in").await;
+        browser.open(&overview).await;
+        browser.text_when("h1", |text| text.starts_with("401")).await;
+    })
+    .catch_unwind()
+    .await;
+    browser.quit().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
     }
 }

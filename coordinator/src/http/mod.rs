@@ -59,7 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The headers of every answer under `/admin`. The pages use inline styles and inline SVG, and no script.
-pub const HARDENING: [(HeaderName, &str); 5] = [
+const HARDENING: [(HeaderName, &str); 5] = [
     (header::X_FRAME_OPTIONS, "DENY"),
     (
         header::CONTENT_SECURITY_POLICY,
@@ -143,11 +143,11 @@ impl AdminAccess {
     /// login) that was not given one. `page` says whether it is for an operator page, which also accepts the
     /// token from the cookie.
     fn check(&self, req: &HttpRequest, page: bool, open: bool) -> Result<Option<Credential>, ApiError> {
-        self.check_host(req)?;
+        let host = self.check_host(req)?;
         refuse_token_in_query(req)?;
         let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         if unsafe_method {
-            refuse_other_sites(req)?;
+            refuse_other_sites(req, host)?;
         }
         let credential = match self.credential(req, page) {
             Ok(credential) => Some(credential),
@@ -163,15 +163,15 @@ impl AdminAccess {
         Ok(credential)
     }
 
-    /// Refuses a `Host` (or, in HTTP/2, authority) that is not on the allow-list.
-    fn check_host(&self, req: &HttpRequest) -> Result<(), ApiError> {
+    /// The request's `Host` (or, in HTTP/2, authority), refused unless it is on the allow-list.
+    fn check_host<'a>(&self, req: &'a HttpRequest) -> Result<&'a str, ApiError> {
         let host = req
             .headers()
             .get(header::HOST)
             .and_then(|value| value.to_str().ok())
             .or_else(|| req.uri().authority().map(|authority| authority.as_str()));
         match host {
-            Some(host) if host_allowed(&self.hosts, host) => Ok(()),
+            Some(host) if host_allowed(&self.hosts, host) => Ok(host),
             Some(host) => Err(ApiError::Forbidden(format!(
                 "the admin surface does not answer to the host {:?}; add it to ADMIN_ALLOWED_HOSTS if it is yours",
                 shorten(host)
@@ -244,12 +244,11 @@ fn refuse_token_in_query(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// Refuses a request that a browser says comes from another site, or that names another origin (see the
-/// module's rule 3).
-fn refuse_other_sites(req: &HttpRequest) -> Result<(), ApiError> {
+/// Refuses a request that a browser says comes from another site, or that names an origin other than `host`, the
+/// request's own (see the module's rule 3).
+fn refuse_other_sites(req: &HttpRequest, host: &str) -> Result<(), ApiError> {
     let headers = req.headers();
     let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let host = text(header::HOST.as_str()).unwrap_or_default();
     let refused = || Err(ApiError::Forbidden("this request comes from another site".into()));
     let fetch_site = text("sec-fetch-site");
     if matches!(fetch_site, Some("cross-site" | "same-site")) {
