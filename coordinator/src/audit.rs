@@ -16,6 +16,8 @@ use shared_contracts::SagaId;
 pub enum Credential {
     /// The operator token (`ADMIN_TOKEN`), as a bearer header or the pages' cookie.
     OperatorToken,
+    /// The read-only token (`ADMIN_READ_TOKEN`), as a bearer header or the pages' cookie: it may read, never act.
+    ReadOnlyToken,
     /// No token is configured and the caller is on loopback.
     Loopback,
 }
@@ -25,6 +27,7 @@ impl Credential {
     pub fn name(self) -> &'static str {
         match self {
             Self::OperatorToken => "operator_token",
+            Self::ReadOnlyToken => "read_only_token",
             Self::Loopback => "loopback",
         }
     }

@@ -2,7 +2,7 @@
 
 use std::{fmt, time::Duration};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use platform::{
     amqp::ConsumerSettings,
     config::{parse, string, Defaults, ServiceSettings},
@@ -24,7 +24,17 @@ pub struct Config {
     pub compensation_deadline: Duration,
     /// The bearer token the admin API demands (`ADMIN_TOKEN`); without one, it answers loopback callers only.
     pub admin_token: Option<String>,
+    /// A second token that may only read (`ADMIN_READ_TOKEN`): every GET of the admin API and the pages.
+    pub admin_read_token: Option<String>,
+    /// The names (optionally `name:port`) the admin surface answers to in the `Host` header
+    /// (`ADMIN_ALLOWED_HOSTS`, comma-separated; default `127.0.0.1,localhost,[::1]`). The bind address of
+    /// `HTTP_ADDR` is always added; see [`Config::admin_hosts`].
+    pub admin_allowed_hosts: Vec<String>,
 }
+
+/// The `Host` names the admin surface answers to unless `ADMIN_ALLOWED_HOSTS` says otherwise: loopback only, as
+/// a browser names it through `kubectl port-forward` or on the machine itself.
+pub const DEFAULT_ADMIN_HOSTS: &str = "127.0.0.1,localhost,[::1]";
 
 impl Config {
     /// When the sagas' unanswered commands are sent again and when the sagas give up.
@@ -37,6 +47,19 @@ impl Config {
         }
     }
 
+    /// The `Host` allow-list of the admin surface: [`Config::admin_allowed_hosts`] plus the host part of the bind
+    /// address (`HTTP_ADDR`), so that a caller naming the address the coordinator listens on is let in.
+    pub fn admin_hosts(&self) -> Vec<String> {
+        let mut hosts = self.admin_allowed_hosts.clone();
+        let addr = &self.service.http_addr;
+        let bind = match addr.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map(|(ip, _)| format!("[{ip}]")),
+            None => addr.rsplit_once(':').map(|(host, _)| host.to_owned()),
+        };
+        hosts.extend(bind.map(|host| host.to_ascii_lowercase()).filter(|host| !hosts.contains(host)));
+        hosts
+    }
+
     /// Reads the environment, with defaults for a local run.
     pub fn from_env() -> Result<Self> {
         let defaults = Defaults {
@@ -45,15 +68,49 @@ impl Config {
             http_workers: 1,
             consumer: ConsumerSettings { prefetch: 1024, max_batch: 256, parallel: 1 },
         };
-        Ok(Self {
+        Self {
             service: ServiceSettings::from_env(defaults)?,
             retry_after: Duration::from_millis(parse("RETRY_AFTER_MS", 2000)?),
             retry_max: Duration::from_millis(parse("RETRY_MAX_MS", 5000)?),
             saga_deadline: Duration::from_millis(parse("SAGA_DEADLINE_MS", 20_000)?),
             compensation_deadline: Duration::from_millis(parse("COMPENSATION_DEADLINE_MS", 300_000)?),
-            admin_token: Some(string("ADMIN_TOKEN", "")).filter(|token| !token.is_empty()),
-        })
+            admin_token: optional("ADMIN_TOKEN"),
+            admin_read_token: optional("ADMIN_READ_TOKEN"),
+            admin_allowed_hosts: parse_hosts(&string("ADMIN_ALLOWED_HOSTS", DEFAULT_ADMIN_HOSTS))?,
+        }
+        .checked()
     }
+
+    /// Refuses settings that would make the read-only token an operator one.
+    fn checked(self) -> Result<Self> {
+        if self.admin_read_token.is_some() && self.admin_read_token == self.admin_token {
+            bail!("ADMIN_READ_TOKEN must differ from ADMIN_TOKEN, or it could do everything ADMIN_TOKEN can");
+        }
+        Ok(self)
+    }
+}
+
+/// The value of `name`, or none when it is unset or empty.
+fn optional(name: &str) -> Option<String> {
+    Some(string(name, "")).filter(|value| !value.is_empty())
+}
+
+/// `ADMIN_ALLOWED_HOSTS`: comma-separated host names or IP addresses (IPv6 in brackets), each optionally with
+/// `:port`, lower-cased; empty means the default.
+fn parse_hosts(raw: &str) -> Result<Vec<String>> {
+    let raw = if raw.trim().is_empty() { DEFAULT_ADMIN_HOSTS } else { raw };
+    raw.split(',')
+        .map(str::trim)
+        .map(|host| {
+            let usable = !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+                && !host.starts_with(':');
+            if !usable {
+                bail!("ADMIN_ALLOWED_HOSTS: {host:?} is not a host name or address (with an optional :port)");
+            }
+            Ok(host.to_ascii_lowercase())
+        })
+        .collect()
 }
 
 /// The settings as they may be logged: passwords in URLs and the admin token are hidden.
@@ -61,13 +118,42 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} retry_after={:?} retry_max={:?} saga_deadline={:?} compensation_deadline={:?} admin_token={}",
+            "{} retry_after={:?} retry_max={:?} saga_deadline={:?} compensation_deadline={:?} admin_token={} \
+             admin_read_token={} admin_allowed_hosts={}",
             self.service,
             self.retry_after,
             self.retry_max,
             self.saga_deadline,
             self.compensation_deadline,
             if self.admin_token.is_some() { "***" } else { "none" },
+            if self.admin_read_token.is_some() { "***" } else { "none" },
+            self.admin_allowed_hosts.join(","),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_hosts_are_names_with_an_optional_port() {
+        assert_eq!(parse_hosts("").unwrap(), ["127.0.0.1", "localhost", "[::1]"]);
+        assert_eq!(parse_hosts(" Admin.Example:8443 , [::1]").unwrap(), ["admin.example:8443", "[::1]"]);
+        for bad in ["http://admin.example", "a b", "admin.example/ui", "a,,b", ":8004"] {
+            assert!(parse_hosts(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_bind_address_is_always_an_allowed_host() {
+        let mut config = Config::from_env().expect("the default configuration");
+        config.admin_allowed_hosts = vec!["admin.example".into()];
+        for (addr, added) in [("0.0.0.0:8004", "0.0.0.0"), ("[::]:8004", "[::]"), ("Coordinator:8004", "coordinator")] {
+            config.service.http_addr = addr.into();
+            assert_eq!(config.admin_hosts(), ["admin.example", added], "{addr}");
+        }
+        config.service.http_addr = "admin.example:8004".into();
+        assert_eq!(config.admin_hosts(), ["admin.example"]);
     }
 }

@@ -40,7 +40,11 @@ impl Service for Coordinator {
         let policy = config.retry_policy();
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), dispatcher.clone(), policy));
         let operations = web::Data::new(Operations::new(pool.clone(), dispatcher.clone(), policy));
-        let access = web::Data::new(AdminAccess::new(config.admin_token.clone()));
+        let access = web::Data::new(AdminAccess::new(
+            config.admin_token.clone(),
+            config.admin_read_token.clone(),
+            config.admin_hosts(),
+        ));
         parts.consume(queues::COORDINATOR, config.service.consumer, handler, StopConsuming::AtOnce);
         parts.spawn(recovery::run(pool, dispatcher, policy));
 

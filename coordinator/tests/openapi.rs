@@ -19,6 +19,8 @@ const KNOWN_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/dead-letters/replay"),
     ("GET", "/admin/ui"),
     ("GET", "/admin/ui/login"),
+    ("POST", "/admin/ui/login"),
+    ("POST", "/admin/ui/logout"),
     ("GET", "/admin/ui/sagas/{saga_id}"),
     ("POST", "/admin/ui/sagas/{saga_id}/retry"),
     ("POST", "/admin/ui/sagas/{saga_id}/abort"),

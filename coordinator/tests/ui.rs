@@ -124,16 +124,17 @@ async fn pages_answer_bad_input_with_an_error_page() {
 async fn with_a_token_the_pages_take_it_from_the_login_cookie() {
     let h = start(Some("s3cret")).await;
     let overview = format!("{}/admin/ui", h.admin);
+    let login = format!("{}/admin/ui/login", h.admin);
     assert_eq!(h.http.get(&overview).send().await.unwrap().status(), 401);
-    let wrong = h.http.get(format!("{}/admin/ui/login?token=nope", h.admin)).send().await.unwrap();
+    let wrong = h.http.post(&login).form(&[("token", "nope")]).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.headers().get("set-cookie").is_none());
 
-    let login = h.http.get(format!("{}/admin/ui/login?token=s3cret", h.admin)).send().await.unwrap();
+    let login = h.http.post(&login).form(&[("token", "s3cret")]).send().await.unwrap();
     assert_eq!(login.status(), 303);
     assert_eq!(login.headers()["location"], "/admin/ui");
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert_eq!(cookie, "admin_token=s3cret; Path=/admin/ui; HttpOnly; SameSite=Strict");
+    assert_eq!(cookie, "admin_token=s3cret; Path=/admin; HttpOnly; SameSite=Strict");
     let page = h.http.get(&overview).header("Cookie", "admin_token=s3cret").send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<h1>Checkout sagas</h1>"));

@@ -21,7 +21,10 @@ use crate::{
         title = "coordinator",
         description = "The saga coordinator's admin API and operator pages. Every /admin route needs the bearer \
             token ADMIN_TOKEN when one is configured (the pages under /admin/ui also take it from the admin_token \
-            cookie), and answers loopback callers only otherwise. Every error answer, including an unknown route \
+            cookie set by the login form), and answers loopback callers only otherwise; the read-only token \
+            ADMIN_READ_TOKEN may use every GET. Every /admin request must name an allowed Host \
+            (ADMIN_ALLOWED_HOSTS), no token is ever taken from a query string, and a request that changes \
+            something is refused when it comes from another site (Sec-Fetch-Site, Origin, Referer). Every error answer, including an unknown route \
             (404) and a wrong method (405), has the body `{\"error\": string}`; the pages answer their errors as \
             HTML pages."
     ),
@@ -34,7 +37,9 @@ use crate::{
         super::dead_letters::list,
         super::dead_letters::replay,
         super::ui::overview,
-        super::ui::login,
+        super::login::show,
+        super::login::submit,
+        super::login::logout,
         super::ui::saga_page,
         super::ui::retry,
         super::ui::abort,

@@ -5,13 +5,12 @@
 //! checks it at compile time and escapes every value placed in it.
 //!
 //! Access is the JSON API's (see [`super::AdminAccess`]), with one addition: a browser cannot send a bearer
-//! header from a form, so `GET /admin/ui/login?token=...` stores the token in an `HttpOnly`, `SameSite=Strict`
-//! cookie that the pages accept instead. Forms that change something are also refused when the browser says they
-//! come from another origin, which matters in the token-less, loopback-only mode where no cookie protects them.
+//! header from a form, so the login form (`super::login`) stores the token in a cookie that the pages accept
+//! instead. The admin scope's middleware also refuses forms posted from another site.
 
 use actix_web::{
     http::{header, Method},
-    web, HttpRequest, HttpResponse, ResponseError,
+    web, HttpResponse, ResponseError,
 };
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -23,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use shared_contracts::SagaId;
 
-use super::{openapi::StuckSeconds, AdminAccess, TOKEN_COOKIE};
+use super::openapi::StuckSeconds;
 use crate::{
     domain::Status,
     operations::{Action, Operations},
@@ -41,12 +40,6 @@ const PAGES: &str = "/admin/ui";
 /// cookie too.
 pub fn is_page(path: &str) -> bool {
     path.strip_prefix(PAGES).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// Registers the login page, which must stay outside the `/admin` scope's access check: it is how a browser
-/// gets the credential.
-pub fn configure_login(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/admin/ui/login", Method::GET, login));
 }
 
 /// Registers the pages, relative to the `/admin` scope.
@@ -264,40 +257,6 @@ async fn search_sagas(conn: &mut diesel_async::AsyncPgConnection, term: &str) ->
     Ok(found)
 }
 
-#[derive(Deserialize)]
-pub(super) struct LoginQuery {
-    token: Option<String>,
-}
-
-/// Stores the admin token in a cookie, so that the pages and their forms work without a bearer header.
-#[utoipa::path(
-    get,
-    path = "/admin/ui/login",
-    operation_id = "uiLogin",
-    summary = "Stores the admin token in the admin_token cookie (HttpOnly, SameSite=Strict) for the operator pages.",
-    params(("token" = String, Query, description = "The ADMIN_TOKEN.")),
-    responses(
-        (status = 303, description = "Logged in; on to /admin/ui."),
-        (status = 400, description = "No token given, shown as a page; or a query string that cannot be read at all, \
-            answered as JSON.", content((String = "text/html"), (Error = "application/json"))),
-        (status = 401, description = "Not the admin token (or none is configured).", content_type = "text/html", body = String),
-    )
-)]
-pub(super) async fn login(access: web::Data<AdminAccess>, query: web::Query<LoginQuery>) -> HttpResponse {
-    let Some(token) = query.token.as_deref() else {
-        return error_page(&ApiError::BadRequest("log in with /admin/ui/login?token=<ADMIN_TOKEN>".into()));
-    };
-    // Only a token the cookie can carry verbatim is ever accepted, so a wrong one is refused here, not stored.
-    let storable = !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic() && !b"\";\\,".contains(&b));
-    if !(storable && access.accepts(token)) {
-        return error_page(&ApiError::Unauthorized("that is not the admin token".into()));
-    }
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, PAGES))
-        .insert_header((header::SET_COOKIE, format!("{TOKEN_COOKIE}={token}; Path={PAGES}; HttpOnly; SameSite=Strict")))
-        .finish()
-}
-
 fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
     raw.parse().map_err(|_| ApiError::BadRequest(format!("saga_id {raw:?} is not a UUID")))
 }
@@ -438,14 +397,6 @@ fn timeline_html(history: &[HistoryLine]) -> Markup {
     }
 }
 
-/// Whether a form post comes from these pages: a browser names the page's origin in `Origin`; tools such as
-/// curl send none.
-fn same_origin(req: &HttpRequest) -> bool {
-    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
-    let host = req.connection_info().host().to_owned();
-    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str())
-}
-
 #[utoipa::path(
     post,
     path = "/admin/ui/sagas/{saga_id}/retry",
@@ -457,17 +408,13 @@ fn same_origin(req: &HttpRequest) -> bool {
             the query string."),
         (status = 400, description = "Not a UUID.", content_type = "text/html", body = String),
         (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        (status = 403, description = "Not on loopback, a Host not allowed, posted from another site, or the read-only token.", content_type = "text/html", body = String),
         (status = 404, description = "No such saga.", content_type = "text/html", body = String),
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn retry(
-    req: HttpRequest,
-    operations: web::Data<Operations>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    act(&req, &operations, &path, Action::Retry).await
+pub(super) async fn retry(operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+    act(&operations, &path, Action::Retry).await
 }
 
 #[utoipa::path(
@@ -481,25 +428,18 @@ pub(super) async fn retry(
             the query string."),
         (status = 400, description = "Not a UUID.", content_type = "text/html", body = String),
         (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        (status = 403, description = "Not on loopback, a Host not allowed, posted from another site, or the read-only token.", content_type = "text/html", body = String),
         (status = 404, description = "No such saga.", content_type = "text/html", body = String),
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn abort(
-    req: HttpRequest,
-    operations: web::Data<Operations>,
-    path: web::Path<String>,
-) -> HttpResponse {
-    act(&req, &operations, &path, Action::Abort).await
+pub(super) async fn abort(operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
+    act(&operations, &path, Action::Abort).await
 }
 
 /// Performs `action` and sends the browser back to the saga's page with what happened; a saga that is
 /// already over is a message there, not an error page.
-async fn act(req: &HttpRequest, operations: &Operations, raw_id: &str, action: Action) -> HttpResponse {
-    if !same_origin(req) {
-        return error_page(&ApiError::Forbidden("this form was posted from another site".into()));
-    }
+async fn act(operations: &Operations, raw_id: &str, action: Action) -> HttpResponse {
     let id = match parse_saga_id(raw_id) {
         Ok(id) => id,
         Err(e) => return error_page(&e),
