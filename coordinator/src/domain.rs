@@ -311,6 +311,29 @@ impl SagaState {
         }
     }
 
+    /// Why the checkout fails or failed: while it compensates, once it has failed, and when the compensation of
+    /// a failing checkout needs attention. `None` for a saga that has not failed (a cancellation is no failure).
+    pub fn failure_reason(&self) -> Option<&FailureReason> {
+        match self {
+            Self::Compensating { reason, .. }
+            | Self::Failed { reason }
+            | Self::NeedsAttention { goal: Goal::Fail { reason }, .. } => Some(reason),
+            Self::Executing { .. }
+            | Self::Completed
+            | Self::Cancelling { .. }
+            | Self::Cancelled
+            | Self::NeedsAttention { goal: Goal::Cancel, .. } => None,
+        }
+    }
+
+    /// What went wrong, for a saga that needs attention.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            Self::NeedsAttention { problem, .. } => Some(problem),
+            _ => None,
+        }
+    }
+
     /// Whether an operator may retry the saga now: while it runs, and to resume a compensation that needs
     /// attention.
     pub fn check_retry(&self) -> Result<(), NotAllowed> {
