@@ -38,7 +38,7 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
 
 /// Query parameters of `GET /admin/sagas` (and of the overview page's list), all optional and all validated by
 /// [`SagaQuery::filter`] so that a bad one is a 400 that names it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(super) struct SagaQuery {
     pub(super) status: Option<String>,
     pub(super) reason: Option<String>,
