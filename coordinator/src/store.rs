@@ -517,6 +517,20 @@ pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryRes
     bind_filter(query, filter).bind::<BigInt, _>(filter.limit).bind::<BigInt, _>(filter.offset).load(conn).await
 }
 
+/// The page of sagas `filter` asks for and how many match on every page, both read from one snapshot so that
+/// the total counts what the page was drawn from.
+pub async fn page(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<(Vec<SagaSummary>, i64)> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            let sagas = list(conn, filter).await?;
+            let total = count_matching(conn, filter).await?;
+            Ok((sagas, total))
+        })
+        .await
+}
+
 /// How many sagas match `filter`, on every page.
 pub async fn count_matching(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<i64> {
     let query = diesel::sql_query(format!("SELECT count(*) AS n FROM sagas WHERE {FILTER_CONDITIONS}")).into_boxed();

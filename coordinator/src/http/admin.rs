@@ -132,9 +132,7 @@ fn optional_time(what: &str, raw: &Option<String>) -> Result<Option<DateTime<Utc
 /// One page of the sagas `filter` matches, and how many match on all pages.
 pub(super) async fn find_page(pool: &Pool, filter: &SagaFilter) -> Result<(Vec<SagaSummary>, i64), ApiError> {
     let mut conn = pool.get().await?;
-    let sagas = store::list(&mut conn, filter).await?;
-    let total = store::count_matching(&mut conn, filter).await?;
-    Ok((sagas, total))
+    Ok(store::page(&mut conn, filter).await?)
 }
 
 #[utoipa::path(
