@@ -54,7 +54,7 @@ pub struct Invocation {
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// sagas, filtered, sorted (newest first unless asked otherwise) and paged, with the total
-    List(ListFilter),
+    List(Box<ListFilter>),
     /// one saga: request, state, failure reason, attempts, trace ID, allowed actions and timeline
     Show {
         /// the saga

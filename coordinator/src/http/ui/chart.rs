@@ -12,8 +12,11 @@ const HEIGHT: f64 = 160.0;
 const LEFT: f64 = 40.0;
 const BOTTOM: f64 = 20.0;
 
+/// How a series reads its count from a minute.
+type Count = fn(&MinuteActivity) -> i64;
+
 /// The series: name, colour and the count it reads from a minute.
-const SERIES: [(&str, &str, fn(&MinuteActivity) -> i64); 3] = [
+const SERIES: [(&str, &str, Count); 3] = [
     ("started", "#1f5fbf", |m| m.started),
     ("completed", "#1b7a1b", |m| m.completed),
     ("failed", "#b00", |m| m.failed),
