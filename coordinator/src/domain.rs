@@ -311,6 +311,34 @@ impl SagaState {
         }
     }
 
+    /// Why the checkout fails or failed: while it compensates, once it has failed, and when the compensation of
+    /// a failing checkout needs attention. `None` for a saga that has not failed (a cancellation is no failure).
+    pub fn failure_reason(&self) -> Option<&FailureReason> {
+        match self {
+            Self::Compensating { reason, .. }
+            | Self::Failed { reason }
+            | Self::NeedsAttention { goal: Goal::Fail { reason }, .. } => Some(reason),
+            Self::Executing { .. }
+            | Self::Completed
+            | Self::Cancelling { .. }
+            | Self::Cancelled
+            | Self::NeedsAttention { goal: Goal::Cancel, .. } => None,
+        }
+    }
+
+    /// What went wrong, for a saga that needs attention.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            Self::NeedsAttention { problem, .. } => Some(problem),
+            Self::Executing { .. }
+            | Self::Compensating { .. }
+            | Self::Completed
+            | Self::Failed { .. }
+            | Self::Cancelling { .. }
+            | Self::Cancelled => None,
+        }
+    }
+
     /// Whether an operator may retry the saga now: while it runs, and to resume a compensation that needs
     /// attention.
     pub fn check_retry(&self) -> Result<(), NotAllowed> {
@@ -330,6 +358,55 @@ impl SagaState {
         }
         Ok(())
     }
+}
+
+/// Every change of status [`transition`] can make, as `(from, to)`: found by applying every event to a state of
+/// every shape, so that the state diagram on the operator pages is drawn from the machine itself.
+pub fn status_changes() -> std::collections::BTreeSet<(Status, Status)> {
+    let reason = || FailureReason::Cancelled;
+    let steps = [Step::Pending, Step::Done, Step::Rejected { reason: reason() }];
+    let undos = [Undo::NotNeeded, Undo::Pending, Undo::Done];
+    let mut states = vec![SagaState::Completed, SagaState::Failed { reason: reason() }, SagaState::Cancelled];
+    for stock in &steps {
+        for payment in &steps {
+            states.push(SagaState::Executing { stock: stock.clone(), payment: payment.clone() });
+        }
+    }
+    for stock in undos {
+        for payment in undos {
+            states.push(SagaState::Compensating { stock, payment, reason: reason() });
+            states.push(SagaState::Cancelling { stock, payment });
+            for goal in [Goal::Fail { reason: reason() }, Goal::Cancel] {
+                states.push(SagaState::NeedsAttention { stock, payment, goal, problem: String::new() });
+            }
+        }
+    }
+    let problem = || "x".to_owned();
+    let events = [
+        Event::Stock { reply: StockReply::Reserved },
+        Event::Stock { reply: StockReply::Rejected { reason: reason() } },
+        Event::Stock { reply: StockReply::Released },
+        Event::Stock { reply: StockReply::CannotApply { problem: problem() } },
+        Event::Payment { reply: PaymentReply::Charged },
+        Event::Payment { reply: PaymentReply::Rejected { reason: reason() } },
+        Event::Payment { reply: PaymentReply::Refunded },
+        Event::Payment { reply: PaymentReply::CannotApply { problem: problem() } },
+        Event::RetryDue,
+        Event::DeadlinePassed,
+        Event::Abort,
+        Event::StartRepeated,
+        Event::Cancel,
+    ];
+    let mut changes = std::collections::BTreeSet::new();
+    for state in &states {
+        for event in &events {
+            let (from, to) = (state.status(), transition(state, event).state.status());
+            if from != to {
+                changes.insert((from, to));
+            }
+        }
+    }
+    changes
 }
 
 fn undo_commands(stock: Undo, payment: Undo) -> Vec<Command> {

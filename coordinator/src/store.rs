@@ -368,6 +368,10 @@ pub struct SagaSummary {
     /// Where it stands, coarsely.
     #[diesel(sql_type = Text)]
     pub status: Status,
+    /// Why it fails or failed, as the `kind` of its failure reason (`out_of_stock`, `insufficient_credit`,
+    /// `timed_out`, `aborted`, ...); `null` while nothing has failed.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
     /// The full state.
     #[diesel(sql_type = Jsonb)]
     pub state: Value,
@@ -394,60 +398,198 @@ pub struct SagaSummary {
     pub traceparent: Option<String>,
 }
 
-/// Which sagas an operator asks for.
-#[derive(Debug, Default)]
+/// Which timestamp a list is sorted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// When the saga was created.
+    #[default]
+    CreatedAt,
+    /// When its state last changed.
+    UpdatedAt,
+}
+
+impl SortKey {
+    /// The name in the API, also the column's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatedAt => "created_at",
+            Self::UpdatedAt => "updated_at",
+        }
+    }
+}
+
+/// Which way a list is sorted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    #[default]
+    Desc,
+}
+
+impl SortOrder {
+    /// The name in the API, also the SQL keyword's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Asc => "asc",
+            Self::Desc => "desc",
+        }
+    }
+}
+
+/// Which sagas an operator asks for, in which order, which page. Every condition that is set must hold.
+#[derive(Debug, Clone, Default)]
 pub struct SagaFilter {
-    /// Only this status.
-    pub status: Option<Status>,
+    /// Only these statuses; empty for any.
+    pub statuses: Vec<Status>,
+    /// Only sagas failing or failed for this reason (see [`SagaSummary::reason`]).
+    pub reason: Option<String>,
     /// Only this order.
     pub order_id: Option<String>,
     /// Only this user.
     pub user_id: Option<String>,
-    /// Only unfinished sagas unchanged for at least this many seconds.
+    /// Only sagas created at or after this.
+    pub created_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only sagas created before this.
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only sagas last changed at or after this.
+    pub updated_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only sagas last changed before this.
+    pub updated_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only unfinished sagas unchanged for at least this many seconds, at most [`MAX_STUCK_SECS`].
     pub stuck_for_secs: Option<i64>,
+    /// Sorted by this timestamp (then by ID, so that pages never overlap).
+    pub sort: SortKey,
+    /// This way round.
+    pub order: SortOrder,
     /// Page size.
     pub limit: i64,
     /// Rows to skip.
     pub offset: i64,
 }
 
-const SUMMARY_COLUMNS: &str =
-    "id::text AS id, order_id, user_id, status, state, request, version, retries, next_retry_at, created_at, updated_at,
-     traceparent";
+const SUMMARY_COLUMNS: &str = "id::text AS id, order_id, user_id, status, reason, state, request, version, retries,
+     next_retry_at, created_at, updated_at, traceparent";
 
-/// The longest "unchanged for" a filter asks the database about: about 3,000 years, older than any saga and
-/// within PostgreSQL's timestamps, so that a larger value means the same and `now()` minus it cannot overflow.
-const MAX_STUCK_SECS: i64 = 100_000_000_000;
+/// The longest "unchanged for" a filter may ask the database about: about 3,000 years, older than any saga and
+/// within PostgreSQL's timestamps, so that `now()` minus it cannot overflow. Callers refuse larger values.
+pub const MAX_STUCK_SECS: i64 = 100_000_000_000;
 
-/// Sagas matching `filter`, newest first.
+/// The conditions of a [`SagaFilter`], on parameters `$1` to `$10` as [`bind_filter`] binds them.
+const FILTER_CONDITIONS: &str = "(cardinality($1::text[]) = 0 OR status = ANY($1::text[]))
+       AND ($2::text IS NULL OR reason = $2)
+       AND ($3::text IS NULL OR order_id = $3)
+       AND ($4::text IS NULL OR user_id = $4)
+       AND ($5::timestamptz IS NULL OR created_at >= $5)
+       AND ($6::timestamptz IS NULL OR created_at < $6)
+       AND ($7::timestamptz IS NULL OR updated_at >= $7)
+       AND ($8::timestamptz IS NULL OR updated_at < $8)
+       AND ($9::bigint IS NULL OR (status = ANY($10::text[])
+                                   AND updated_at <= now() - make_interval(secs => $9::double precision)))";
+
+type FilterQuery<'f> = diesel::query_builder::BoxedSqlQuery<'f, Pg, diesel::query_builder::SqlQuery>;
+
+/// Binds the parameters of [`FILTER_CONDITIONS`].
+fn bind_filter<'f>(query: FilterQuery<'f>, filter: &'f SagaFilter) -> FilterQuery<'f> {
+    let statuses: Vec<&'static str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+    query
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Nullable<Text>, _>(filter.reason.as_deref())
+        .bind::<Nullable<Text>, _>(filter.order_id.as_deref())
+        .bind::<Nullable<Text>, _>(filter.user_id.as_deref())
+        .bind::<Nullable<Timestamptz>, _>(filter.created_after)
+        .bind::<Nullable<Timestamptz>, _>(filter.created_before)
+        .bind::<Nullable<Timestamptz>, _>(filter.updated_after)
+        .bind::<Nullable<Timestamptz>, _>(filter.updated_before)
+        .bind::<Nullable<BigInt>, _>(filter.stuck_for_secs.map(|s| s.min(MAX_STUCK_SECS)))
+        .bind::<Array<Text>, _>(unfinished_statuses())
+}
+
+/// The page of sagas `filter` asks for, in its order.
 pub async fn list(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<Vec<SagaSummary>> {
-    diesel::sql_query(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM sagas
-         WHERE ($1::text IS NULL OR status = $1)
-           AND ($2::text IS NULL OR order_id = $2)
-           AND ($3::text IS NULL OR user_id = $3)
-           AND ($4::bigint IS NULL OR (status = ANY($7::text[])
-                                       AND updated_at <= now() - make_interval(secs => LEAST($4, {MAX_STUCK_SECS})::double precision)))
-         ORDER BY created_at DESC, id LIMIT $5 OFFSET $6"
+    let (column, direction) = (filter.sort.as_str(), filter.order.as_str());
+    let query = diesel::sql_query(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM sagas WHERE {FILTER_CONDITIONS}
+         ORDER BY {column} {direction}, id {direction} LIMIT $11 OFFSET $12"
     ))
-    .bind::<Nullable<Text>, _>(filter.status.map(Status::as_str))
-    .bind::<Nullable<Text>, _>(filter.order_id.as_deref())
-    .bind::<Nullable<Text>, _>(filter.user_id.as_deref())
-    .bind::<Nullable<BigInt>, _>(filter.stuck_for_secs)
-    .bind::<BigInt, _>(filter.limit)
-    .bind::<BigInt, _>(filter.offset)
-    .bind::<Array<Text>, _>(unfinished_statuses())
+    .into_boxed();
+    bind_filter(query, filter).bind::<BigInt, _>(filter.limit).bind::<BigInt, _>(filter.offset).load(conn).await
+}
+
+/// The page of sagas `filter` asks for and how many match on every page, both read from one snapshot so that
+/// the total counts what the page was drawn from.
+pub async fn page(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<(Vec<SagaSummary>, i64)> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            let sagas = list(conn, filter).await?;
+            let total = count_matching(conn, filter).await?;
+            Ok((sagas, total))
+        })
+        .await
+}
+
+/// How many sagas match `filter`, on every page.
+pub async fn count_matching(conn: &mut AsyncPgConnection, filter: &SagaFilter) -> QueryResult<i64> {
+    let query = diesel::sql_query(format!("SELECT count(*) AS n FROM sagas WHERE {FILTER_CONDITIONS}")).into_boxed();
+    let count: Count = bind_filter(query, filter).get_result(conn).await?;
+    Ok(count.n)
+}
+
+/// A count, as a query returns it.
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// How many sagas started, completed and failed in one minute.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct MinuteActivity {
+    /// The minute's start.
+    #[diesel(sql_type = Timestamptz)]
+    pub minute: chrono::DateTime<chrono::Utc>,
+    /// Sagas created in it.
+    #[diesel(sql_type = BigInt)]
+    pub started: i64,
+    /// Sagas completed in it (and still completed).
+    #[diesel(sql_type = BigInt)]
+    pub completed: i64,
+    /// Sagas failed in it.
+    #[diesel(sql_type = BigInt)]
+    pub failed: i64,
+}
+
+/// Sagas started, completed and failed per minute over the last `minutes` minutes, the current one last, every
+/// minute present. A saga's end is when it last changed, which for a terminal state is when it got there;
+/// both come from indexes on `sagas` (`created_at`, and `status, updated_at`), so the history is not scanned.
+pub async fn activity_per_minute(conn: &mut AsyncPgConnection, minutes: i32) -> QueryResult<Vec<MinuteActivity>> {
+    diesel::sql_query(
+        "WITH bounds AS (SELECT date_trunc('minute', now()) - make_interval(mins => $1 - 1) AS since),
+         minutes AS (
+             SELECT generate_series(since, date_trunc('minute', now()), interval '1 minute') AS minute FROM bounds),
+         events AS (
+             SELECT date_trunc('minute', created_at) AS minute, 'started' AS what
+             FROM sagas, bounds WHERE created_at >= since
+             UNION ALL
+             SELECT date_trunc('minute', updated_at), status
+             FROM sagas, bounds WHERE status IN ('completed', 'failed') AND updated_at >= since)
+         SELECT m.minute,
+                count(*) FILTER (WHERE e.what = 'started') AS started,
+                count(*) FILTER (WHERE e.what = 'completed') AS completed,
+                count(*) FILTER (WHERE e.what = 'failed') AS failed
+         FROM minutes m LEFT JOIN events e ON e.minute = m.minute
+         GROUP BY m.minute ORDER BY m.minute",
+    )
+    .bind::<Integer, _>(minutes)
     .load(conn)
     .await
 }
 
 /// How many sagas are still under way (not in a terminal status).
 pub async fn count_unfinished(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
     let count: Count = diesel::sql_query("SELECT count(*) AS n FROM sagas WHERE status = ANY($1::text[])")
         .bind::<Array<Text>, _>(unfinished_statuses())
         .get_result(conn)

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The coordinator when neither `--url` nor `SAGACTL_URL` says otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8004";
@@ -20,8 +20,21 @@ struct Cli {
     /// the admin token (default $ADMIN_TOKEN; none: loopback access)
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// how to print answers: tables for people, or the API's JSON for scripts
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How answers are printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned tables and key/value blocks.
+    #[default]
+    Table,
+    /// The admin API's JSON answer, unchanged (pretty-printed), for scripts.
+    Json,
 }
 
 /// Where to send which command.
@@ -31,6 +44,8 @@ pub struct Invocation {
     pub url: String,
     /// The bearer token, if any.
     pub token: Option<String>,
+    /// How to print the answer.
+    pub output: Output,
     /// What to do.
     pub command: Command,
 }
@@ -38,9 +53,9 @@ pub struct Invocation {
 /// The subcommands.
 #[derive(Debug, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// sagas, newest first
-    List(ListFilter),
-    /// one saga: request, state and timeline
+    /// sagas, filtered, sorted (newest first unless asked otherwise) and paged, with the total
+    List(Box<ListFilter>),
+    /// one saga: request, state, failure reason, attempts, trace ID, allowed actions and timeline
     Show {
         /// the saga
         saga_id: String,
@@ -70,10 +85,14 @@ pub enum Command {
 /// The flags of `list`, passed to the server as they are: it validates them.
 #[derive(Debug, Default, PartialEq, Eq, Args)]
 pub struct ListFilter {
-    /// only sagas in this status (needs_attention, executing, compensating, completed, failed, cancelling,
-    /// cancelled)
-    #[arg(long, value_name = "S")]
+    /// only sagas in this status, or in any of several separated by commas (needs_attention, executing,
+    /// compensating, completed, failed, cancelling, cancelled)
+    #[arg(long, value_name = "S[,S...]")]
     pub status: Option<String>,
+    /// only sagas failing or failed for this reason (out_of_stock, unknown_item, insufficient_credit,
+    /// unknown_user, cancelled, aborted, timed_out)
+    #[arg(long, value_name = "KIND")]
+    pub reason: Option<String>,
     /// only unfinished sagas unchanged for at least SECS seconds
     #[arg(long, value_name = "SECS")]
     pub stuck: Option<u64>,
@@ -83,7 +102,25 @@ pub struct ListFilter {
     /// only the sagas of this user
     #[arg(long, value_name = "ID")]
     pub user: Option<String>,
-    /// at most this many
+    /// only sagas created at or after this (RFC 3339, e.g. 2026-12-02T04:00:00Z)
+    #[arg(long, value_name = "TIME")]
+    pub created_after: Option<String>,
+    /// only sagas created before this (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub created_before: Option<String>,
+    /// only sagas last changed at or after this (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub updated_after: Option<String>,
+    /// only sagas last changed before this (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub updated_before: Option<String>,
+    /// sort by created_at (default) or updated_at
+    #[arg(long, value_name = "KEY")]
+    pub sort: Option<String>,
+    /// desc (default, newest first) or asc
+    #[arg(long, value_name = "DIR")]
+    pub direction: Option<String>,
+    /// at most this many (default 100, at most 1000)
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// skip this many first
@@ -97,9 +134,16 @@ impl ListFilter {
         let mut query = Vec::new();
         let mut add = |key, value: Option<String>| query.extend(value.map(|v| (key, v)));
         add("status", self.status.clone());
+        add("reason", self.reason.clone());
         add("stuck_for", self.stuck.map(|s| s.to_string()));
         add("order_id", self.order.clone());
         add("user_id", self.user.clone());
+        add("created_after", self.created_after.clone());
+        add("created_before", self.created_before.clone());
+        add("updated_after", self.updated_after.clone());
+        add("updated_before", self.updated_before.clone());
+        add("sort", self.sort.clone());
+        add("order", self.direction.clone());
         add("limit", self.limit.map(|l| l.to_string()));
         add("offset", self.offset.map(|o| o.to_string()));
         query
@@ -117,7 +161,7 @@ where
     let cli = Cli::try_parse_from(args)?;
     let url = cli.url.or_else(|| env("SAGACTL_URL")).unwrap_or_else(|| DEFAULT_URL.to_owned());
     let token = cli.token.or_else(|| env("ADMIN_TOKEN")).filter(|t| !t.is_empty());
-    Ok(Invocation { url: url.trim_end_matches('/').to_owned(), token, command: cli.command })
+    Ok(Invocation { url: url.trim_end_matches('/').to_owned(), token, output: cli.output, command: cli.command })
 }
 
 #[cfg(test)]
@@ -140,23 +184,40 @@ mod tests {
 
     #[test]
     fn a_list_with_every_filter() {
-        let invocation =
-            parse_line("--url http://h:1/ list --status executing --stuck 30 --order o --user u --limit 5 --offset 2")
-                .unwrap();
+        let invocation = parse_line(
+            "--url http://h:1/ list --status failed,needs_attention --reason timed_out --stuck 30 --order o --user u \
+             --created-after 2026-12-02T04:00:00Z --created-before c --updated-after ua --updated-before ub \
+             --sort updated_at --direction asc --limit 5 --offset 2",
+        )
+        .unwrap();
         assert_eq!(invocation.url, "http://h:1");
         assert_eq!(invocation.token.as_deref(), Some("from-env"));
+        assert_eq!(invocation.output, Output::Table);
         let Command::List(filter) = invocation.command else { panic!("not a list") };
-        assert_eq!(
-            filter.query(),
-            [
-                ("status", "executing".to_owned()),
-                ("stuck_for", "30".to_owned()),
-                ("order_id", "o".to_owned()),
-                ("user_id", "u".to_owned()),
-                ("limit", "5".to_owned()),
-                ("offset", "2".to_owned())
-            ]
-        );
+        let expected = [
+            ("status", "failed,needs_attention"),
+            ("reason", "timed_out"),
+            ("stuck_for", "30"),
+            ("order_id", "o"),
+            ("user_id", "u"),
+            ("created_after", "2026-12-02T04:00:00Z"),
+            ("created_before", "c"),
+            ("updated_after", "ua"),
+            ("updated_before", "ub"),
+            ("sort", "updated_at"),
+            ("order", "asc"),
+            ("limit", "5"),
+            ("offset", "2"),
+        ];
+        assert_eq!(filter.query(), expected.map(|(k, v)| (k, v.to_owned())));
+    }
+
+    #[test]
+    fn json_output_is_asked_for_before_or_after_the_command() {
+        for line in ["-o json stats", "--output json stats", "stats -o json", "list --output=json"] {
+            assert_eq!(parse_line(line).unwrap().output, Output::Json, "{line}");
+        }
+        assert_eq!(refusal("-o yaml stats"), ErrorKind::InvalidValue);
     }
 
     #[test]
@@ -167,6 +228,7 @@ mod tests {
             Invocation {
                 url: DEFAULT_URL.into(),
                 token: Some("t".into()),
+                output: Output::Table,
                 command: Command::Abort { saga_id: "42".into() }
             }
         );

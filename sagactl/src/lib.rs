@@ -2,28 +2,33 @@
 //!
 //! - [`args`]: the command line, parsed with clap into an [`args::Invocation`].
 //! - [`client`]: the HTTP calls, and the server's `{"error": ...}` answers as errors.
-//! - [`render`]: the answers as tables for a terminal.
+//! - [`render`]: the answers as tables for a terminal; with `-o json` the API's JSON is printed instead.
 
 pub mod args;
 pub mod client;
 pub mod render;
 
-use args::{Command, Invocation};
+use args::{Command, Invocation, Output};
 use client::{Client, Error};
+use serde_json::Value;
 
 /// Runs `invocation` against the coordinator and returns what to print.
 pub async fn run(invocation: &Invocation) -> Result<String, Error> {
     let client = Client::new(&invocation.url, invocation.token.as_deref());
-    Ok(match &invocation.command {
-        Command::List(filter) => render::sagas(&client.get("/admin/sagas", &filter.query()).await?),
-        Command::Show { saga_id: id } => render::saga(&client.get(&format!("/admin/sagas/{id}"), &[]).await?),
-        Command::Retry { saga_id: id } => render::action(&client.post(&format!("/admin/sagas/{id}/retry")).await?),
-        Command::Abort { saga_id: id } => render::action(&client.post(&format!("/admin/sagas/{id}/abort")).await?),
-        Command::Stats => render::stats(&client.get("/admin/stats", &[]).await?),
+    let (answer, render): (Value, fn(&Value) -> String) = match &invocation.command {
+        Command::List(filter) => (client.get("/admin/sagas", &filter.query()).await?, render::sagas),
+        Command::Show { saga_id: id } => (client.get(&format!("/admin/sagas/{id}"), &[]).await?, render::saga),
+        Command::Retry { saga_id: id } => (client.post(&format!("/admin/sagas/{id}/retry")).await?, render::action),
+        Command::Abort { saga_id: id } => (client.post(&format!("/admin/sagas/{id}/abort")).await?, render::action),
+        Command::Stats => (client.get("/admin/stats", &[]).await?, render::stats),
         Command::DeadLetters { limit } => {
             let query: Vec<(&str, String)> = limit.iter().map(|l| ("limit", l.to_string())).collect();
-            render::dead_letters(&client.get("/admin/dead-letters", &query).await?)
+            (client.get("/admin/dead-letters", &query).await?, render::dead_letters)
         }
-        Command::ReplayDeadLetters => render::replay(&client.post("/admin/dead-letters/replay").await?),
+        Command::ReplayDeadLetters => (client.post("/admin/dead-letters/replay").await?, render::replay),
+    };
+    Ok(match invocation.output {
+        Output::Table => render(&answer),
+        Output::Json => render::json(&answer),
     })
 }

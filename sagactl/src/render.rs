@@ -47,18 +47,34 @@ fn items(value: &Value) -> &[Value] {
     value.as_array().map_or(&[], Vec::as_slice)
 }
 
-/// `GET /admin/sagas`.
+/// An answer as the API gave it, for scripts: the same JSON, pretty-printed, one value per run.
+pub fn json(body: &Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(body).unwrap_or_else(|_| body.to_string()))
+}
+
+/// `GET /admin/sagas`: the page, then where it is in the total.
 pub fn sagas(body: &Value) -> String {
     let rows: Vec<Vec<String>> = items(&body["sagas"])
         .iter()
         .map(|s| {
-            ["id", "order_id", "user_id", "status", "retries", "updated_at"].iter().map(|k| plain(&s[*k])).collect()
+            ["id", "order_id", "user_id", "status", "reason", "retries", "created_at", "updated_at"]
+                .iter()
+                .map(|k| plain(&s[*k]))
+                .collect()
         })
         .collect();
-    if rows.is_empty() {
+    let total = body["total"].as_u64().unwrap_or(0);
+    if total == 0 {
         return "no sagas match\n".into();
     }
-    table(&["SAGA", "ORDER", "USER", "STATUS", "RETRIES", "UPDATED"], &rows)
+    if rows.is_empty() {
+        return format!("none on this page; {total} match\n");
+    }
+    let from = body["offset"].as_u64().unwrap_or(0) + 1;
+    let to = from + rows.len() as u64 - 1;
+    let mut out = table(&["SAGA", "ORDER", "USER", "STATUS", "REASON", "RETRIES", "CREATED", "UPDATED"], &rows);
+    let _ = writeln!(out, "{from}-{to} of {total}");
+    out
 }
 
 /// `GET /admin/sagas/{id}`.
@@ -71,13 +87,24 @@ pub fn saga(body: &Value) -> String {
         ("user", "user_id"),
         ("status", "status"),
         ("version", "version"),
-        ("retries", "retries"),
         ("next retry", "next_retry_at"),
         ("created", "created_at"),
         ("updated", "updated_at"),
     ] {
         let _ = writeln!(out, "{label:<11} {}", plain(&saga[key]));
     }
+    let reason = match &body["reason"] {
+        Value::Null => "-".to_owned(),
+        reason => tagged(reason, "kind"),
+    };
+    let actions: Vec<String> = items(&body["allowed_actions"]).iter().map(plain).collect();
+    let _ = writeln!(out, "{:<11} {reason}", "reason");
+    if !body["problem"].is_null() {
+        let _ = writeln!(out, "{:<11} {}", "problem", plain(&body["problem"]));
+    }
+    let _ = writeln!(out, "{:<11} {} retries since the last progress", "attempts", plain(&body["attempts"]));
+    let _ = writeln!(out, "{:<11} {}", "trace", plain(&body["trace_id"]));
+    let _ = writeln!(out, "{:<11} {}", "allowed", if actions.is_empty() { "-".to_owned() } else { actions.join(", ") });
     let lines: Vec<String> = items(&saga["request"]["items"])
         .iter()
         .map(|i| format!("{} x{}", plain(&i["item_id"]), plain(&i["quantity"])))
@@ -160,6 +187,22 @@ mod tests {
     fn stats_list_every_status() {
         let out = stats(&json!({"sagas": {"failed": 0, "executing": 2, "compensating": 1}}));
         assert_eq!(out, "STATUS        SAGAS\nexecuting     2\ncompensating  1\nfailed        0\n");
+    }
+
+    #[test]
+    fn a_page_of_sagas_ends_with_where_it_is_in_the_total() {
+        let saga = json!({"id": "s", "order_id": "o", "user_id": "u", "status": "failed", "reason": "timed_out",
+            "retries": 0, "created_at": "c", "updated_at": "u"});
+        let out = sagas(&json!({"sagas": [saga], "total": 7, "limit": 1, "offset": 3}));
+        assert!(out.ends_with("s     o      u     failed  timed_out  0        c        u\n4-4 of 7\n"), "{out}");
+        assert_eq!(sagas(&json!({"sagas": [], "total": 7, "offset": 9})), "none on this page; 7 match\n");
+        assert_eq!(sagas(&json!({"sagas": [], "total": 0, "offset": 0})), "no sagas match\n");
+    }
+
+    #[test]
+    fn json_is_the_answer_itself() {
+        let body = json!({"sagas": [], "total": 0});
+        assert_eq!(serde_json::from_str::<Value>(&json(&body)).unwrap(), body);
     }
 
     #[test]

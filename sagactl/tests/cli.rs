@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use coordinator::{config::Config, startup::Application};
 use platform::testing::{eventually, fresh_database, fresh_vhost, TestBroker};
+use serde_json::Value;
 use shared_contracts::{
-    queues, CheckoutRequest, CoordinatorMessage, Envelope, LineItem, SagaId, StockCommand, StockReply,
+    queues, CheckoutRequest, CoordinatorMessage, Envelope, FailureReason, LineItem, PaymentReply, SagaId, StockCommand,
+    StockReply,
 };
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -71,9 +73,10 @@ async fn an_operator_lists_inspects_and_aborts_a_saga() {
     let (code, out, err) = sagactl(&c.url, &["list", "--order", "order-cli", "--status", "executing"]).await;
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("SAGA") && lines[0].contains("STATUS"), "{out}");
     assert!(lines[1].starts_with(&saga.to_string()) && lines[1].contains("order-cli  user-9  executing"), "{out}");
+    assert_eq!(lines[2], "1-1 of 1");
 
     // The stock reply may still be on its way: wait until the timeline shows it.
     let shown = eventually("the stock reply in the saga's timeline", WAIT, async || {
@@ -84,6 +87,9 @@ async fn an_operator_lists_inspects_and_aborts_a_saga() {
     .await;
     assert!(shown.contains("order       order-cli"), "{shown}");
     assert!(shown.contains("items       a x3 (total 12)"), "{shown}");
+    assert!(shown.contains("reason      -\n"), "{shown}");
+    assert!(shown.contains("attempts    0 retries since the last progress\n"), "{shown}");
+    assert!(shown.contains("allowed     retry, abort\n"), "{shown}");
     // Columns are padded to their widest cell; compare the timeline with single spaces.
     let timeline: Vec<String> = shown
         .lines()
@@ -114,6 +120,66 @@ async fn an_operator_lists_inspects_and_aborts_a_saga() {
     assert_eq!((code, out.as_str()), (0, "no sagas match\n"));
 }
 
+/// Publishes a participant's reply for `saga`.
+async fn reply(c: &Coordinator, saga: SagaId, message: CoordinatorMessage) {
+    c.broker.publish(queues::COORDINATOR, Envelope::new(saga, message).to_bytes()).await.unwrap();
+}
+
+/// Runs `sagactl -o json args...` and returns its answer.
+async fn json(url: &str, args: &[&str]) -> Value {
+    let (code, out, err) = sagactl(url, &[&["-o", "json"], args].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_finds_failed_sagas_by_reason_and_time_and_scripts_read_the_json() {
+    let c = start_coordinator(None).await;
+    let short = start_saga(&c, "order-short").await;
+    reply(
+        &c,
+        short,
+        CoordinatorMessage::Stock(StockReply::Rejected { reason: FailureReason::OutOfStock { item_id: "a".into() } }),
+    )
+    .await;
+    reply(&c, short, CoordinatorMessage::Payment(PaymentReply::Refunded)).await;
+    let failed = eventually("the saga to fail", WAIT, async || {
+        let page = json(&c.url, &["list", "--status", "failed,needs_attention"]).await;
+        (page["total"] == 1).then_some(page)
+    })
+    .await;
+    let created = failed["sagas"][0]["created_at"].as_str().unwrap_or_else(|| panic!("{failed}")).to_owned();
+    let waiting = start_saga(&c, "order-wait").await;
+
+    // The JSON is the API's answer, as it is.
+    let api_answer: Value =
+        reqwest::get(format!("{}/admin/sagas?reason=out_of_stock", c.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(json(&c.url, &["list", "--reason", "out_of_stock"]).await, api_answer);
+    assert_eq!(api_answer["sagas"][0]["id"], short.to_string());
+
+    let (code, out, err) =
+        sagactl(&c.url, &["list", "--created-after", &created, "--direction", "asc", "--limit", "1"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[1].starts_with(&short.to_string()) && lines[1].contains("failed  out_of_stock"), "{out}");
+    assert_eq!(lines[2], "1-1 of 2");
+    let (_, out, _) =
+        sagactl(&c.url, &["list", "--created-after", &created, "--sort", "updated_at", "--offset", "1"]).await;
+    assert!(out.lines().nth(1).unwrap().starts_with(&short.to_string()) && out.ends_with("2-2 of 2\n"), "{out}");
+    let (_, out, _) = sagactl(&c.url, &["list", "--stuck", "0", "--user", "user-9", "--order", "order-wait"]).await;
+    assert!(out.lines().nth(1).unwrap().starts_with(&waiting.to_string()), "{out}");
+
+    let (code, shown, err) = sagactl(&c.url, &["show", &short.to_string()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(shown.contains("reason      out_of_stock {\"item_id\":\"a\"}\n"), "{shown}");
+    assert!(shown.contains("allowed     -\n"), "{shown}");
+    let detail = json(&c.url, &["show", &short.to_string()]).await;
+    assert_eq!(detail["reason"]["kind"], "out_of_stock");
+    assert_eq!(detail["allowed_actions"], serde_json::json!([]));
+    assert!(shown.contains(&format!("trace       {}\n", detail["trace_id"].as_str().unwrap_or("-"))), "{shown}");
+    assert_eq!(json(&c.url, &["stats"]).await["sagas"]["failed"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_exit_non_zero_with_the_servers_message() {
     let c = start_coordinator(Some("s3cret")).await;
@@ -126,7 +192,13 @@ async fn refusals_exit_non_zero_with_the_servers_message() {
     assert_eq!(err, "sagactl: the coordinator answered 400: saga_id \"nope\" is not a UUID\n");
     let (code, _, err) = sagactl(&c.url, &["--token", "s3cret", "list", "--status", "paid"]).await;
     assert_eq!(code, 1);
-    assert!(err.starts_with("sagactl: the coordinator answered 400: unknown state \"paid\""), "{err}");
+    assert!(err.starts_with("sagactl: the coordinator answered 400: status: unknown state \"paid\""), "{err}");
+    let (code, _, err) = sagactl(&c.url, &["--token", "s3cret", "list", "--stuck", "99999999999999"]).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("sagactl: the coordinator answered 400: stuck_for must be at most"), "{err}");
+    let (code, _, err) = sagactl(&c.url, &["--token", "s3cret", "list", "--created-after", "yesterday"]).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("sagactl: the coordinator answered 400: created_after must be"), "{err}");
 
     let (code, _, err) = sagactl(&c.url, &["frobnicate"]).await;
     assert_eq!(code, 2);

@@ -454,3 +454,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_status_changes_are_those_of_the_diagram() {
+    use Status::*;
+    let expected = [
+        (Executing, Compensating),
+        (Executing, Completed),
+        (Executing, Failed),
+        (Compensating, Failed),
+        (Compensating, NeedsAttention),
+        (Completed, Cancelling),
+        (Cancelling, Cancelled),
+        (Cancelling, NeedsAttention),
+        (NeedsAttention, Compensating),
+        (NeedsAttention, Failed),
+        (NeedsAttention, Cancelling),
+        (NeedsAttention, Cancelled),
+    ];
+    assert_eq!(status_changes(), expected.into_iter().collect());
+}
+
+#[test]
+fn the_failure_reason_is_kept_while_failing_and_after() {
+    let reason = FailureReason::TimedOut;
+    let compensating = SagaState::Compensating { stock: Undo::Pending, payment: Undo::Done, reason: reason.clone() };
+    let stuck =
+        |goal| SagaState::NeedsAttention { stock: Undo::Pending, payment: Undo::Done, goal, problem: "p".into() };
+    assert_eq!(compensating.failure_reason(), Some(&reason));
+    assert_eq!(SagaState::Failed { reason: reason.clone() }.failure_reason(), Some(&reason));
+    assert_eq!(stuck(Goal::Fail { reason: reason.clone() }).failure_reason(), Some(&reason));
+    assert_eq!(stuck(Goal::Cancel).failure_reason(), None);
+    assert_eq!(stuck(Goal::Cancel).problem(), Some("p"));
+    assert_eq!(SagaState::Cancelled.failure_reason(), None);
+    assert_eq!(start().state.failure_reason(), None);
+}

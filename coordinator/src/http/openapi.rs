@@ -4,14 +4,16 @@
 use std::collections::BTreeMap;
 
 use utoipa::{
-    openapi::{schema::Schema, ObjectBuilder, OneOfBuilder, RefOr, Type},
+    openapi::{schema::Schema, KnownFormat, ObjectBuilder, OneOfBuilder, RefOr, SchemaFormat, Type},
     OpenApi, PartialSchema, ToSchema,
 };
+
+use shared_contracts::FailureReason;
 
 use crate::{
     dead_letters::{DeadLetter, ReplayReport},
     domain::Status,
-    store::{HistoryLine, SagaSummary},
+    store::{HistoryLine, SagaSummary, MAX_STUCK_SECS},
 };
 
 /// The admin API, the operator pages and the internal count, as one document.
@@ -57,26 +59,51 @@ use crate::{
         DeadLetter,
         ReplayReport,
         Status,
+        FailureReason,
         StuckSeconds,
+        StuckFor,
     ))
 )]
 pub(super) struct CoordinatorApi;
 
-/// A page of sagas, newest first.
+/// A page of sagas in the order asked for, and how many match on all pages.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(super) struct SagaPage {
     sagas: Vec<SagaSummary>,
+    /// How many sagas match the filter, on every page.
+    total: u64,
     limit: i64,
     offset: i64,
 }
 
-/// One saga and its full history, oldest first.
+/// One saga, what an operator needs to judge it, and its full history, oldest first.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(super) struct SagaWithHistory {
+    /// Why the checkout fails or failed, in full; `null` when it has not failed.
+    reason: Option<FailureReason>,
+    /// What went wrong, for a saga that needs attention.
+    problem: Option<String>,
+    /// Retries since the saga last made progress.
+    attempts: i32,
+    /// The ID of the checkout's trace (from its W3C `traceparent`), to look it up in the tracing backend.
+    #[schema(pattern = "^[0-9a-f]{32}$")]
+    trace_id: Option<String>,
+    /// What an operator may do now: `retry` (while it runs or needs attention) and `abort` (while it runs).
+    #[schema(inline)]
+    allowed_actions: Vec<AllowedAction>,
     saga: SagaSummary,
     history: Vec<HistoryLine>,
+}
+
+/// An operator action on one saga.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+pub(super) enum AllowedAction {
+    Retry,
+    Abort,
 }
 
 /// What an operator action did.
@@ -127,3 +154,20 @@ impl PartialSchema for StuckSeconds {
 }
 
 impl ToSchema for StuckSeconds {}
+
+/// The list's `stuck_for` parameter: seconds, 0 to [`MAX_STUCK_SECS`].
+pub(super) struct StuckFor;
+
+impl PartialSchema for StuckFor {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(MAX_STUCK_SECS))
+            .description(Some("Seconds, 0 to 100000000000 (about 3,000 years)."))
+            .into()
+    }
+}
+
+impl ToSchema for StuckFor {}

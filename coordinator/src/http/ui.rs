@@ -1,8 +1,10 @@
 //! The operator pages under `/admin/ui`: server-rendered HTML with plain forms, no JavaScript, so that they work
-//! from any browser on a jump host. The overview shows how many sagas are in each status, the stuck ones, and a
-//! search by saga, order or user ID; a saga's page shows its request, state and timeline, with Retry and Abort
-//! buttons that go through [`Operations::perform`] like the JSON API. The HTML is written with `maud`, which
-//! checks it at compile time and escapes every value placed in it.
+//! from any browser on a jump host. The overview shows how many sagas are in each status (each count a link to
+//! them), a chart of the last hour ([`chart`]), the sagas found by the JSON API's filters (as a form; sorted and
+//! paged with the total), the stuck ones, and a search by saga, order or user ID; a saga's page shows its
+//! request, state, failure reason, attempts, trace ID, its state diagram ([`diagram`]) and timeline, with the
+//! Retry and Abort buttons allowed now, which go through [`Operations::perform`] like the JSON API. The HTML is
+//! written with `maud`, which checks it at compile time and escapes every value placed in it.
 //!
 //! Access is the JSON API's (see [`super::AdminAccess`]), with one addition: a browser cannot send a bearer
 //! header from a form, so the login form (`super::login`) stores the token in a cookie that the pages accept
@@ -22,11 +24,17 @@ use serde::Deserialize;
 use serde_json::Value;
 use shared_contracts::SagaId;
 
-use super::openapi::StuckSeconds;
+mod chart;
+mod diagram;
+
+use super::{
+    admin::{find_page, SagaDetails, SagaQuery},
+    openapi::StuckSeconds,
+};
 use crate::{
     domain::Status,
     operations::{Action, Operations},
-    store::{self, HistoryLine, SagaFilter, SagaSummary},
+    store::{self, HistoryLine, SagaFilter, SagaSummary, SortKey, SortOrder},
 };
 
 /// How long a saga must have been unchanged to count as stuck, unless the page is asked otherwise.
@@ -82,7 +90,8 @@ vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.9em}pre{background:
 .flash{padding:.5em 1em;border-radius:4px}.ok{background:#e6f4e6}.error{background:#fbe3e3}\
 .status-executing,.status-compensating,.status-cancelling{color:#a15c00}.status-completed{color:#1b7a1b}\
 .status-failed,.status-cancelled{color:#b00}.status-needs_attention{color:#fff;background:#b00;padding:0 .3em}\
-form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}";
+form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}\
+form#filter label{display:inline-block;margin:0 1em .4em 0}th a{color:inherit}.paging a{margin-right:1em}";
 
 fn page(title: &str, body: Markup) -> HttpResponse {
     let html = html! {
@@ -148,7 +157,7 @@ fn saga_rows(sagas: &[SagaSummary]) -> Markup {
     }
 }
 
-/// Query parameters of the overview.
+/// Query parameters of the overview besides the list's ([`SagaQuery`]).
 #[derive(Deserialize)]
 pub(super) struct OverviewQuery {
     stuck: Option<String>,
@@ -159,11 +168,26 @@ pub(super) struct OverviewQuery {
     get,
     path = "/admin/ui",
     operation_id = "uiOverview",
-    summary = "Operator page: counts per status, stuck sagas, search.",
+    summary = "Operator page: counts per status, the last hour as a chart, sagas by filter (sorted, paged, with the \
+        total), stuck sagas, search.",
     params(
         ("stuck" = Option<StuckSeconds>, Query, description = "Seconds unchanged that count as stuck (default 10)."),
         ("q" = Option<String>, Query, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$",
             description = "A saga, order or user ID to search for (surrounding spaces are ignored)."),
+        ("status" = Option<String>, Query, description = "The list's filters, sort and page: as for GET /admin/sagas; \
+            an empty value (as an empty form field sends) means no filter."),
+        ("reason" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("order_id" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("user_id" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("created_after" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("created_before" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("updated_after" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("updated_before" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("stuck_for" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("sort" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("order" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("limit" = Option<String>, Query, description = "As for GET /admin/sagas."),
+        ("offset" = Option<String>, Query, description = "As for GET /admin/sagas."),
         ("flash" = Option<String>, Query, description = "A message to show."),
         ("kind" = Option<String>, Query, description = "`ok` or `error`."),
     ),
@@ -180,24 +204,56 @@ pub(super) struct OverviewQuery {
 pub(super) async fn overview(
     pool: web::Data<Pool>,
     query: web::Query<OverviewQuery>,
+    list: web::Query<SagaQuery>,
     flash: web::Query<Flash>,
 ) -> HttpResponse {
-    match render_overview(&pool, &query, &flash).await {
+    match render_overview(&pool, &query, without_empty(list.into_inner()), &flash).await {
         Ok(response) => response,
         Err(e) => error_page(&e),
     }
 }
 
-async fn render_overview(pool: &Pool, query: &OverviewQuery, flash: &Flash) -> Result<HttpResponse, ApiError> {
+/// The list's parameters as a form sends them, with the fields left empty taken as not given.
+fn without_empty(query: SagaQuery) -> SagaQuery {
+    let keep = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    SagaQuery {
+        status: keep(query.status),
+        reason: keep(query.reason),
+        order_id: keep(query.order_id),
+        user_id: keep(query.user_id),
+        created_after: keep(query.created_after),
+        created_before: keep(query.created_before),
+        updated_after: keep(query.updated_after),
+        updated_before: keep(query.updated_before),
+        stuck_for: keep(query.stuck_for),
+        sort: keep(query.sort),
+        order: keep(query.order),
+        limit: keep(query.limit),
+        offset: keep(query.offset),
+    }
+}
+
+/// The minutes the overview's chart covers.
+const CHART_MINUTES: i32 = 60;
+
+async fn render_overview(
+    pool: &Pool,
+    query: &OverviewQuery,
+    list: SagaQuery,
+    flash: &Flash,
+) -> Result<HttpResponse, ApiError> {
     let stuck_secs = match query.stuck.as_deref().filter(|s| !s.is_empty()) {
         Some(raw) => parse_amount("stuck", raw)?,
         None => DEFAULT_STUCK_SECS,
     };
     let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let search = search.map(|q| check_id("search", q)).transpose()?;
+    let filter = list.filter()?;
+    let (page_of_sagas, total) = find_page(pool, &filter).await?;
 
     let mut conn = pool.get().await?;
     let counts = store::counts(&mut conn).await?;
+    let activity = store::activity_per_minute(&mut conn, CHART_MINUTES).await?;
     let stuck_filter =
         SagaFilter { stuck_for_secs: Some(stuck_secs as i64), limit: PAGE_ROWS, ..SagaFilter::default() };
     let stuck = store::list(&mut conn, &stuck_filter).await?;
@@ -215,10 +271,19 @@ async fn render_overview(pool: &Pool, query: &OverviewQuery, flash: &Flash) -> R
             @for status in Status::ALL {
                 tr {
                     td { (status_span(status)) }
-                    td class="count" id={ "count-" (status.as_str()) } { (counts.get(&status).copied().unwrap_or(0)) }
+                    td class="count" id={ "count-" (status.as_str()) } {
+                        a href={ (PAGES) "?status=" (status.as_str()) "#sagas" } {
+                            (counts.get(&status).copied().unwrap_or(0))
+                        }
+                    }
                 }
             }
         }
+        h2 { "Last hour, per minute" }
+        (chart::chart(&activity))
+        h2 id="sagas" { "Sagas" }
+        (filter_form(&list))
+        (saga_list(&list, &filter, &page_of_sagas, total))
         h2 { "Stuck: not finished and unchanged for " (stuck_secs) " s or more" }
         form method="get" action=(PAGES) {
             label { "Unchanged for at least " input type="number" name="stuck" min="0" value=(stuck_secs); " s" }
@@ -238,6 +303,157 @@ async fn render_overview(pool: &Pool, query: &OverviewQuery, flash: &Flash) -> R
         }
     };
     Ok(page("Checkout sagas", body))
+}
+
+/// The list's filters as a form that sends them back to the overview.
+fn filter_form(list: &SagaQuery) -> Markup {
+    let value = |field: &Option<String>| field.clone().unwrap_or_default();
+    let text = |name: &str, label: &str, field: &Option<String>, hint: &str| {
+        html! { label { (label) " " input type="text" name=(name) value=(value(field)) placeholder=(hint); } }
+    };
+    html! {
+        form id="filter" method="get" action={ (PAGES) "#sagas" } {
+            label { "Status "
+                select name="status" {
+                    option value="" { "any" }
+                    @for status in Status::ALL {
+                        option value=(status.as_str()) selected[list.status.as_deref() == Some(status.as_str())] {
+                            (status.as_str())
+                        }
+                    }
+                }
+            }
+            (text("reason", "Reason", &list.reason, "out_of_stock"))
+            (text("order_id", "Order", &list.order_id, ""))
+            (text("user_id", "User", &list.user_id, ""))
+            (text("stuck_for", "Stuck for (s)", &list.stuck_for, ""))
+            br;
+            (text("created_after", "Created from", &list.created_after, "2026-12-02T04:00:00Z"))
+            (text("created_before", "to", &list.created_before, "RFC 3339"))
+            (text("updated_after", "Updated from", &list.updated_after, "RFC 3339"))
+            (text("updated_before", "to", &list.updated_before, "RFC 3339"))
+            br;
+            label { "Sort by "
+                select name="sort" {
+                    @for key in [SortKey::CreatedAt, SortKey::UpdatedAt] {
+                        option value=(key.as_str()) selected[list.sort.as_deref() == Some(key.as_str())] { (key.as_str()) }
+                    }
+                }
+            }
+            label { "Order "
+                select name="order" {
+                    option value="desc" selected[list.order.as_deref() != Some("asc")] { "newest first" }
+                    option value="asc" selected[list.order.as_deref() == Some("asc")] { "oldest first" }
+                }
+            }
+            (text("limit", "Per page", &list.limit, "100"))
+            button type="submit" id="find" { "Find" }
+            " "
+            a href={ (PAGES) "#sagas" } { "Clear" }
+        }
+    }
+}
+
+/// The overview's address for the list `query`.
+fn list_link(query: &SagaQuery) -> String {
+    let fields = [
+        ("status", &query.status),
+        ("reason", &query.reason),
+        ("order_id", &query.order_id),
+        ("user_id", &query.user_id),
+        ("created_after", &query.created_after),
+        ("created_before", &query.created_before),
+        ("updated_after", &query.updated_after),
+        ("updated_before", &query.updated_before),
+        ("stuck_for", &query.stuck_for),
+        ("sort", &query.sort),
+        ("order", &query.order),
+        ("limit", &query.limit),
+        ("offset", &query.offset),
+    ];
+    let pairs: Vec<String> = fields
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| format!("{name}={}", encode_query(v))))
+        .collect();
+    format!("{PAGES}?{}#sagas", pairs.join("&"))
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// One page of the list: where it is in the total, previous and next links, and the rows with sortable headers.
+fn saga_list(query: &SagaQuery, filter: &SagaFilter, sagas: &[SagaSummary], total: i64) -> Markup {
+    let shown_from = filter.offset.saturating_add(1);
+    let shown_to = filter.offset.saturating_add(sagas.len() as i64);
+    let at_offset = |offset: i64| SagaQuery { offset: Some(offset.to_string()), ..query.clone() };
+    let sorted_by = |key: SortKey| {
+        let order = match (filter.sort == key, filter.order) {
+            (true, SortOrder::Desc) => SortOrder::Asc,
+            (true, SortOrder::Asc) | (false, _) => SortOrder::Desc,
+        };
+        list_link(&SagaQuery {
+            sort: Some(key.as_str().to_owned()),
+            order: Some(order.as_str().to_owned()),
+            offset: None,
+            ..query.clone()
+        })
+    };
+    let arrow = |key: SortKey| match (filter.sort == key, filter.order) {
+        (true, SortOrder::Desc) => " ↓",
+        (true, SortOrder::Asc) => " ↑",
+        (false, _) => "",
+    };
+    html! {
+        p id="range" {
+            @if sagas.is_empty() {
+                "None of " (thousands(total))
+            } @else {
+                (thousands(shown_from)) "–" (thousands(shown_to)) " of " (thousands(total))
+            }
+        }
+        p class="paging" {
+            @if filter.offset > 0 {
+                a id="previous" href=(list_link(&at_offset((filter.offset - filter.limit).max(0)))) { "← previous" }
+            }
+            @if shown_to < total {
+                a id="next" href=(list_link(&at_offset(shown_to))) { "next →" }
+            }
+        }
+        @if !sagas.is_empty() {
+            table id="list" {
+                tr {
+                    th { "Saga" } th { "Order" } th { "User" } th { "Status" } th { "Reason" } th { "Retries" }
+                    th { a id="sort-created_at" href=(sorted_by(SortKey::CreatedAt)) { "Created" (arrow(SortKey::CreatedAt)) } }
+                    th { a id="sort-updated_at" href=(sorted_by(SortKey::UpdatedAt)) { "Updated" (arrow(SortKey::UpdatedAt)) } }
+                }
+                @for saga in sagas {
+                    tr {
+                        td { a href={ "/admin/ui/sagas/" (saga.id) } { (saga.id) } }
+                        td { (saga.order_id) }
+                        td { (saga.user_id) }
+                        td { (status_span(saga.status)) }
+                        td { (saga.reason.as_deref().unwrap_or("")) }
+                        td { (saga.retries) }
+                        td { (time(&saga.created_at)) }
+                        td { (time(&saga.updated_at)) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Sagas whose ID, order ID or user ID is `term`, newest first, without repeats.
@@ -265,7 +481,8 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
     get,
     path = "/admin/ui/sagas/{saga_id}",
     operation_id = "uiSaga",
-    summary = "Operator page of one saga: state, request, timeline, Retry and Abort.",
+    summary = "Operator page of one saga: state, reason, attempts, trace ID, request, state diagram, timeline, and \
+        the Retry and Abort buttons allowed now.",
     params(("saga_id" = uuid::Uuid, Path, description = "The saga (a UUID)."),
         ("flash" = Option<String>, Query, description = "A message to show."),
         ("kind" = Option<String>, Query, description = "`ok` or `error`."),
@@ -298,6 +515,11 @@ async fn render_saga(pool: &Pool, raw_id: &str, flash: &Flash) -> Result<HttpRes
     let saga =
         store::find(&mut conn, id).await?.ok_or_else(|| ApiError::NotFound(format!("saga {id} does not exist")))?;
     let history = store::history(&mut conn, id).await?;
+    let details = SagaDetails::of(&saga)?;
+    let path = history
+        .iter()
+        .filter_map(|line| line.from_status.filter(|&from| from != line.to_status).map(|from| (from, line.to_status)))
+        .collect();
 
     let id = id.to_string();
     let next_retry = saga.next_retry_at.as_ref().map_or_else(|| "none".to_owned(), time);
@@ -308,23 +530,45 @@ async fn render_saga(pool: &Pool, raw_id: &str, flash: &Flash) -> Result<HttpRes
             tr { th { "Status" } td id="status" { (status_span(saga.status)) } }
             tr { th { "Order" } td { (saga.order_id) } }
             tr { th { "User" } td { (saga.user_id) } }
+            tr { th { "Reason" } td id="reason" {
+                @match &details.reason {
+                    Some(reason) => (reason.to_string()),
+                    None => "none",
+                }
+            } }
+            @if let Some(problem) = &details.problem {
+                tr { th { "Problem" } td id="problem" { (problem) } }
+            }
+            tr { th { "Attempts" } td id="attempts" { (saga.retries) " retries since the last progress" } }
+            tr { th { "Trace ID" } td id="trace-id" { code { (details.trace_id.as_deref().unwrap_or("none")) } } }
             tr { th { "Version" } td { (saga.version) } }
-            tr { th { "Retries" } td { (saga.retries) } }
             tr { th { "Next retry" } td { (next_retry) } }
             tr { th { "Created" } td { (time(&saga.created_at)) } }
             tr { th { "Updated" } td { (time(&saga.updated_at)) } }
         }
-        @if !saga.status.is_terminal() {
-            h2 { "Actions" }
+        h2 { "Actions allowed now" }
+        @if details.allowed_actions.is_empty() {
+            p id="no-actions" { "None: the saga has ended." }
+        }
+        @if details.allowed_actions.contains(&Action::Retry.name()) {
             form class="inline retry" method="post" action={ "/admin/ui/sagas/" (id) "/retry" } {
                 button type="submit" id="retry" { "Retry" }
-                " re-send the unanswered commands now"
+                @if saga.status == Status::NeedsAttention {
+                    " resume the compensation"
+                } @else {
+                    " re-send the unanswered commands now"
+                }
             }
+        }
+        @if details.allowed_actions.contains(&Action::Abort.name()) {
             form class="inline abort" method="post" action={ "/admin/ui/sagas/" (id) "/abort" } {
                 button type="submit" id="abort" { "Abort" }
                 " undo whatever was done, then fail"
             }
         }
+        h2 { "State diagram" }
+        p { "The path this saga took is drawn bold; its current state is filled." }
+        (diagram::diagram(&path, saga.status))
         (request_html(&saga.request))
         h2 { "State" }
         pre id="state" { (pretty(&saga.state)) }
@@ -489,6 +733,28 @@ mod tests {
         assert_eq!(
             tagged(&serde_json::json!({"event": "stock", "reply": {"reply": "reserved"}}), "event"),
             "stock {\"reply\":{\"reply\":\"reserved\"}}"
+        );
+    }
+
+    #[test]
+    fn totals_are_grouped_by_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(2345), "2,345");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn list_links_keep_the_filters_and_encode_them() {
+        let query = SagaQuery {
+            status: Some("failed".into()),
+            created_after: Some("2026-12-02T04:00:00+01:00".into()),
+            offset: Some("100".into()),
+            ..SagaQuery::default()
+        };
+        assert_eq!(
+            list_link(&query),
+            "/admin/ui?status=failed&created_after=2026-12-02T04%3A00%3A00%2B01%3A00&offset=100#sagas"
         );
     }
 

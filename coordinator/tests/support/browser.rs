@@ -139,6 +139,23 @@ impl Browser {
         self.session_call(reqwest::Method::GET, "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Saves what the browser shows as a PNG at `path` (relative to the workspace root), creating its folder.
+    pub async fn screenshot(&self, path: &str) {
+        use base64::Engine as _;
+        let encoded = self.session_call(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("a base64 screenshot"))
+            .expect("valid base64");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("creating the screenshot's folder");
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    /// Resizes the browser's window, so that a screenshot shows the whole page.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.session_call(reqwest::Method::POST, "/window/rect", json!({"width": width, "height": height})).await;
+    }
+
     pub async fn quit(&self) {
         let _ = self.http.delete(format!("{}/session/{}", self.url, self.session)).send().await;
     }

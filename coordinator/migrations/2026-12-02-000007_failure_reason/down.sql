@@ -1,0 +1,3 @@
+DROP INDEX sagas_created;
+DROP INDEX sagas_reason;
+ALTER TABLE sagas DROP COLUMN reason;
