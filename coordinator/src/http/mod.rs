@@ -7,6 +7,7 @@
 //! presents the token in the first place, and which checks the token itself.
 
 mod admin;
+mod bulk;
 mod dead_letters;
 mod internal;
 mod openapi;
@@ -32,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin")
             .wrap(from_fn(admin_only))
             .configure(admin::configure)
+            .configure(bulk::configure)
             .configure(dead_letters::configure)
             .configure(ui::configure),
     );

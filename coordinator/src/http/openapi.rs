@@ -9,9 +9,11 @@ use utoipa::{
 };
 
 use crate::{
+    audit::{Actor, AuditEntry, Credential},
+    bulk::{BulkFilter, BulkReport, BulkRequest, Matched, SagaResult},
     dead_letters::{DeadLetter, ReplayReport},
     domain::Status,
-    store::{HistoryLine, SagaSummary},
+    store::{FailureGroup, HistoryLine, SagaSummary},
 };
 
 /// The admin API, the operator pages and the internal count, as one document.
@@ -39,6 +41,10 @@ use crate::{
         super::ui::retry,
         super::ui::abort,
         super::internal::unfinished,
+        super::bulk::bulk_retry,
+        super::bulk::bulk_abort,
+        super::bulk::failures,
+        super::bulk::audit_log,
     ),
     components(schemas(
         SagaPage,
@@ -53,6 +59,18 @@ use crate::{
         ReplayReport,
         Status,
         StuckSeconds,
+        BulkRequest,
+        BulkFilter,
+        BulkReport,
+        Matched,
+        SagaResult,
+        FailureList,
+        super::bulk::Failure,
+        FailureGroup,
+        AuditPage,
+        AuditEntry,
+        Actor,
+        Credential,
     ))
 )]
 pub(super) struct CoordinatorApi;
@@ -122,3 +140,20 @@ impl PartialSchema for StuckSeconds {
 }
 
 impl ToSchema for StuckSeconds {}
+
+/// The failed and needs-attention sagas by status and reason, largest group first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct FailureList {
+    failures: Vec<super::bulk::Failure>,
+}
+
+/// A page of the audit log, newest first, with how many rows match in all.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct AuditPage {
+    entries: Vec<AuditEntry>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}

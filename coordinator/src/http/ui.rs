@@ -25,6 +25,7 @@ use shared_contracts::SagaId;
 
 use super::{openapi::StuckSeconds, AdminAccess, TOKEN_COOKIE};
 use crate::{
+    audit::Actor,
     domain::Status,
     operations::{Action, Operations},
     store::{self, HistoryLine, SagaFilter, SagaSummary},
@@ -466,8 +467,9 @@ pub(super) async fn retry(
     req: HttpRequest,
     operations: web::Data<Operations>,
     path: web::Path<String>,
+    actor: web::ReqData<Actor>,
 ) -> HttpResponse {
-    act(&req, &operations, &path, Action::Retry).await
+    act(&req, &operations, &path, &actor, Action::Retry).await
 }
 
 #[utoipa::path(
@@ -490,13 +492,14 @@ pub(super) async fn abort(
     req: HttpRequest,
     operations: web::Data<Operations>,
     path: web::Path<String>,
+    actor: web::ReqData<Actor>,
 ) -> HttpResponse {
-    act(&req, &operations, &path, Action::Abort).await
+    act(&req, &operations, &path, &actor, Action::Abort).await
 }
 
 /// Performs `action` and sends the browser back to the saga's page with what happened; a saga that is
 /// already over is a message there, not an error page.
-async fn act(req: &HttpRequest, operations: &Operations, raw_id: &str, action: Action) -> HttpResponse {
+async fn act(req: &HttpRequest, operations: &Operations, raw_id: &str, actor: &Actor, action: Action) -> HttpResponse {
     if !same_origin(req) {
         return error_page(&ApiError::Forbidden("this form was posted from another site".into()));
     }
@@ -508,7 +511,7 @@ async fn act(req: &HttpRequest, operations: &Operations, raw_id: &str, action: A
         Action::Retry => "Retry",
         Action::Abort => "Abort",
     };
-    let (message, kind) = match operations.perform(id, action).await {
+    let (message, kind) = match operations.perform(id, action, actor).await {
         Ok(state) => (format!("{verb} done: the saga is now {}", state.status().as_str()), "ok"),
         Err(ApiError::Conflict(message)) => (format!("{verb} refused: {message}"), "error"),
         Err(e) => return error_page(&e),
