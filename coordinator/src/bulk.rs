@@ -15,8 +15,8 @@ use platform::{
     db::Pool,
     http::{check_id, ApiError},
 };
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{json, Value};
 use shared_contracts::SagaId;
 
 use crate::{
@@ -34,38 +34,88 @@ pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_STUCK_SECS: u64 = 100 * 366 * 24 * 3600;
 
 /// Which sagas a bulk action is for. Every criterion given must hold; at least one must be given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BulkFilter {
     /// Only sagas in this status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
     /// Only sagas failing for this reason: the `kind` of their failure reason (`out_of_stock`, `timed_out`,
     /// `aborted`, ...), or `cancel` for a cancellation that needs attention.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[a-z_]{1,64}$")]
     pub reason: Option<String>,
     /// Only sagas of this order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 128)]
     pub order_id: Option<String>,
     /// Only sagas of this user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 128)]
     pub user_id: Option<String>,
     /// Only unfinished sagas unchanged for at least this many seconds (at most 100 years).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(maximum = 3162240000_u64)]
     pub stuck_for: Option<u64>,
     /// Only sagas created before this instant (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_before: Option<DateTime<Utc>>,
     /// Only sagas created at or after this instant (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_after: Option<DateTime<Utc>>,
 }
 
+/// A 400 naming what is wrong with the request body.
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(message.into())
+}
+
+/// The string `field` of a JSON object, or a 400 naming it.
+fn text(field: &str, value: Value) -> Result<String, ApiError> {
+    match value {
+        Value::String(text) => Ok(text),
+        other => Err(bad(format!("{field} must be a string, got {other}"))),
+    }
+}
+
 impl BulkFilter {
+    /// The filter a JSON object describes, checked (see [`BulkFilter::validate`]). Read field by field rather
+    /// than derived, so that every refusal names the field it is about.
+    pub fn from_json(value: Value) -> Result<Self, ApiError> {
+        let Value::Object(fields) = value else { return Err(bad(format!("filter must be an object, got {value}"))) };
+        let mut filter = Self::default();
+        for (field, value) in fields {
+            match field.as_str() {
+                "status" => {
+                    let raw = text("status", value)?;
+                    filter.status =
+                        Some(raw.parse().map_err(|e: <Status as std::str::FromStr>::Err| bad(e.to_string()))?);
+                }
+                "reason" => filter.reason = Some(text("reason", value)?),
+                "order_id" => filter.order_id = Some(text("order_id", value)?),
+                "user_id" => filter.user_id = Some(text("user_id", value)?),
+                "stuck_for" => {
+                    let seconds = value.as_u64().ok_or_else(|| {
+                        bad(format!("stuck_for must be a number of seconds from 0 to {MAX_STUCK_SECS}, got {value}"))
+                    })?;
+                    filter.stuck_for = Some(seconds);
+                }
+                "created_before" | "created_after" => {
+                    let raw = text(&field, value)?;
+                    let at = DateTime::parse_from_rfc3339(&raw)
+                        .map_err(|e| bad(format!("{field} must be an RFC 3339 time, got {raw:?}: {e}")))?
+                        .with_timezone(&Utc);
+                    match field.as_str() {
+                        "created_before" => filter.created_before = Some(at),
+                        _ => filter.created_after = Some(at),
+                    }
+                }
+                other => return Err(bad(format!("the filter has no field {other:?}"))),
+            }
+        }
+        filter.validate()?;
+        Ok(filter)
+    }
+
     /// Refuses a filter that matches everything or holds a value out of range, naming what is wrong.
     pub fn validate(&self) -> Result<(), ApiError> {
         if *self == Self::default() {
@@ -107,25 +157,50 @@ impl BulkFilter {
 }
 
 /// What an operator asks of a bulk action.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, utoipa::ToSchema)]
 pub struct BulkRequest {
     /// Which sagas.
     pub filter: BulkFilter,
     /// `true`: only say which sagas would be touched; `false`: act on them.
     pub dry_run: bool,
     /// The most sagas to touch, oldest first: 1 to 1000 (default 100).
-    #[serde(default)]
     #[schema(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
 impl BulkRequest {
+    /// The request a JSON body describes, checked; a 400 names what is wrong.
+    pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed request body: {e}")))?;
+        let Value::Object(mut fields) = value else {
+            return Err(bad("malformed request body: it must be an object with filter and dry_run"));
+        };
+        let filter = BulkFilter::from_json(fields.remove("filter").ok_or_else(|| bad("filter is missing"))?)?;
+        let dry_run = match fields.remove("dry_run") {
+            Some(Value::Bool(dry_run)) => dry_run,
+            Some(other) => return Err(bad(format!("dry_run must be true or false, got {other}"))),
+            None => return Err(bad("dry_run is missing: say true to see what would be touched, false to act")),
+        };
+        let limit = match fields.remove("limit") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| bad(format!("limit must be between 1 and {MAX_LIMIT}, got {value}")))?,
+            ),
+        };
+        if let Some(field) = fields.keys().next() {
+            return Err(bad(format!("the request has no field {field:?}")));
+        }
+        Ok(Self { filter, dry_run, limit })
+    }
+
     /// The request's limit, checked.
     fn limit(&self) -> Result<i64, ApiError> {
         match self.limit.unwrap_or(DEFAULT_LIMIT) {
             limit @ 1..=MAX_LIMIT => Ok(limit as i64),
-            _ => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))),
+            _ => Err(bad(format!("limit must be between 1 and {MAX_LIMIT}"))),
         }
     }
 }
@@ -269,10 +344,8 @@ async fn matching(
 mod tests {
     use super::*;
 
-    fn filter(json: serde_json::Value) -> Result<BulkFilter, String> {
-        let filter: BulkFilter = serde_json::from_value(json).map_err(|e| e.to_string())?;
-        filter.validate().map_err(|e| e.to_string())?;
-        Ok(filter)
+    fn filter(json: Value) -> Result<BulkFilter, String> {
+        BulkFilter::from_json(json).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -284,23 +357,31 @@ mod tests {
     #[test]
     fn values_out_of_range_are_refused_by_name() {
         assert!(filter(json!({"stuck_for": 99_999_999_999_999_u64})).unwrap_err().contains("stuck_for"));
-        assert!(filter(json!({"stuck_for": -1})).is_err());
+        assert!(filter(json!({"stuck_for": -1})).unwrap_err().contains("stuck_for"));
+        assert!(filter(json!({"stuck_for": "10"})).unwrap_err().contains("stuck_for"));
         assert!(filter(json!({"stuck_for": MAX_STUCK_SECS})).is_ok());
         assert!(filter(json!({"status": "sleeping"})).unwrap_err().contains("sleeping"));
         assert!(filter(json!({"reason": "Out Of Stock"})).unwrap_err().contains("reason"));
         assert!(filter(json!({"order_id": ""})).unwrap_err().contains("order_id"));
-        assert!(filter(json!({"created_after": "yesterday"})).is_err());
+        assert!(filter(json!({"created_after": "yesterday"})).unwrap_err().contains("created_after"));
         assert!(filter(json!({"colour": "red"})).unwrap_err().contains("colour"));
         let backwards = json!({"created_after": "2026-12-02T00:00:00Z", "created_before": "2026-12-01T00:00:00Z"});
         assert!(filter(backwards).unwrap_err().contains("created_after"));
     }
 
     #[test]
-    fn the_limit_is_one_to_a_thousand() {
-        let request = |limit| BulkRequest { filter: BulkFilter::default(), dry_run: true, limit };
-        assert_eq!(request(None).limit().unwrap(), 100);
-        assert_eq!(request(Some(1000)).limit().unwrap(), 1000);
-        assert!(request(Some(0)).limit().is_err());
-        assert!(request(Some(1001)).limit().is_err());
+    fn a_request_needs_a_filter_and_dry_run_and_a_limit_of_one_to_a_thousand() {
+        let request = |body: Value| BulkRequest::from_json(body.to_string().as_bytes()).map_err(|e| e.to_string());
+        let filter = json!({"status": "executing"});
+        let plain = request(json!({"filter": filter, "dry_run": true})).unwrap();
+        assert_eq!((plain.limit().unwrap(), plain.dry_run), (100, true));
+        assert_eq!(request(json!({"filter": filter, "dry_run": false, "limit": 1000})).unwrap().limit().unwrap(), 1000);
+        assert!(request(json!({"filter": filter, "dry_run": false, "limit": 0})).unwrap_err().contains("limit"));
+        assert!(request(json!({"filter": filter, "dry_run": false, "limit": 1001})).unwrap_err().contains("limit"));
+        assert!(request(json!({"filter": filter})).unwrap_err().contains("dry_run"));
+        assert!(request(json!({"filter": filter, "dry_run": "yes"})).unwrap_err().contains("dry_run"));
+        assert!(request(json!({"dry_run": true})).unwrap_err().contains("filter"));
+        assert!(request(json!({"filter": filter, "dry_run": true, "x": 1})).unwrap_err().contains("\"x\""));
+        assert!(request(json!([1])).unwrap_err().contains("malformed"));
     }
 }

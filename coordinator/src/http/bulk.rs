@@ -28,12 +28,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/audit", Method::GET, audit_log));
 }
 
-/// The body of a bulk request, read by hand so that a malformed one is a 400 with the JSON error body that says
-/// what is wrong.
-fn parse_body(body: &[u8]) -> Result<BulkRequest, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed request body: {e}")))
-}
-
 async fn act(
     pool: web::Data<Pool>,
     operations: web::Data<Operations>,
@@ -41,7 +35,7 @@ async fn act(
     body: web::Bytes,
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
-    let request = parse_body(&body)?;
+    let request = BulkRequest::from_json(&body)?;
     let report = bulk::run(&pool, &operations, &actor, action, &request).await?;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -32,8 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
             .wrap(from_fn(admin_only))
-            .configure(admin::configure)
+            // Before admin's, so that `/sagas/bulk/...` is not taken for a saga ID.
             .configure(bulk::configure)
+            .configure(admin::configure)
             .configure(dead_letters::configure)
             .configure(ui::configure),
     );
