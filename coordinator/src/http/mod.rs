@@ -12,6 +12,7 @@ mod dead_letters;
 mod internal;
 mod openapi;
 mod ui;
+mod ui_ops;
 
 use actix_web::{
     body::{EitherBody, MessageBody},
@@ -36,7 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(bulk::configure)
             .configure(admin::configure)
             .configure(dead_letters::configure)
-            .configure(ui::configure),
+            .configure(ui::configure)
+            .configure(ui_ops::configure),
     );
     internal::configure(cfg);
     cfg.service(platform::http::openapi(openapi::CoordinatorApi::openapi()));

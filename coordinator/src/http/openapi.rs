@@ -45,6 +45,10 @@ use crate::{
         super::bulk::bulk_abort,
         super::bulk::failures,
         super::bulk::audit_log,
+        super::ui_ops::bulk_form,
+        super::ui_ops::bulk_post,
+        super::ui_ops::failures_page,
+        super::ui_ops::audit_page,
     ),
     components(schemas(
         SagaPage,
@@ -71,6 +75,7 @@ use crate::{
         AuditEntry,
         Actor,
         Credential,
+        super::ui_ops::BulkForm,
     ))
 )]
 pub(super) struct CoordinatorApi;

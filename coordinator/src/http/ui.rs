@@ -92,7 +92,7 @@ vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.9em}pre{background:
 .status-failed,.status-cancelled{color:#b00}.status-needs_attention{color:#fff;background:#b00;padding:0 .3em}\
 form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}";
 
-fn page(title: &str, body: Markup) -> HttpResponse {
+pub(super) fn page(title: &str, body: Markup) -> HttpResponse {
     let html = html! {
         (DOCTYPE)
         html lang="en" {
@@ -102,7 +102,7 @@ fn page(title: &str, body: Markup) -> HttpResponse {
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                nav { a href=(PAGES) { "Overview" } }
+                nav { a href=(PAGES) { "Overview" } (super::ui_ops::nav()) }
                 (body)
             }
         }
@@ -126,11 +126,11 @@ fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
-fn status_span(status: Status) -> Markup {
+pub(super) fn status_span(status: Status) -> Markup {
     html! { span class={ "status status-" (status.as_str()) } { (status.as_str()) } }
 }
 
-fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
@@ -441,7 +441,7 @@ fn timeline_html(history: &[HistoryLine]) -> Markup {
 
 /// Whether a form post comes from these pages: a browser names the page's origin in `Origin`; tools such as
 /// curl send none.
-fn same_origin(req: &HttpRequest) -> bool {
+pub(super) fn same_origin(req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
     let host = req.connection_info().host().to_owned();
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str())

@@ -139,6 +139,16 @@ impl Browser {
         self.session_call(reqwest::Method::GET, "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Saves what the browser shows as a PNG at `path` (relative to the coordinator crate).
+    pub async fn screenshot_to(&self, path: &str) {
+        use base64::Engine as _;
+        let png = self.session_call(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("a screenshot as base64"))
+            .expect("a screenshot in base64");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    }
+
     pub async fn quit(&self) {
         let _ = self.http.delete(format!("{}/session/{}", self.url, self.session)).send().await;
     }
