@@ -25,5 +25,35 @@ pub async fn run(invocation: &Invocation) -> Result<String, Error> {
             render::dead_letters(&client.get("/admin/dead-letters", &query).await?)
         }
         Command::ReplayDeadLetters => render::replay(&client.post("/admin/dead-letters/replay").await?),
+        Command::Bulk { action } => bulk(&client, action).await?,
+        Command::Failures => render::failures(&client.get("/admin/failures", &[]).await?),
+        Command::Audit(filter) => render::audit(&client.get("/admin/audit", &filter.query()).await?),
     })
+}
+
+/// `bulk retry|abort`: a dry run first; then, unless only that was asked for, the action itself, once the
+/// operator has confirmed what the dry run showed (or said `--yes`). The action matches the filter again, so
+/// what it reports per saga is what was done.
+async fn bulk(client: &Client, action: &args::BulkAction) -> Result<String, Error> {
+    let (name, flags) = action.parts();
+    let path = format!("/admin/sagas/bulk/{name}");
+    let preview = render::bulk(&client.post_json(&path, &flags.body(true)).await?);
+    if flags.dry_run {
+        return Ok(preview);
+    }
+    if !flags.yes {
+        eprint!("{preview}{name} these sagas? [y/N] ");
+        if !confirmed().await {
+            return Ok("nothing done\n".into());
+        }
+    }
+    Ok(render::bulk(&client.post_json(&path, &flags.body(false)).await?))
+}
+
+/// Whether the operator answers yes on standard input.
+async fn confirmed() -> bool {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut answer = String::new();
+    let read = tokio::io::BufReader::new(tokio::io::stdin()).read_line(&mut answer).await;
+    read.is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
