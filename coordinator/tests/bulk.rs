@@ -249,3 +249,40 @@ async fn failures_are_grouped_by_status_and_reason_with_the_filter_that_shows_th
     assert_eq!(dry["matched"], 2, "{dry}");
     assert_eq!(dry["sagas"][0]["saga_id"], first.to_string());
 }
+
+#[tokio::test]
+async fn the_bulk_page_refuses_other_origins_and_bad_forms_and_changes_nothing() {
+    let h = start(None).await;
+    let saga = executing(&h, "order-1").await;
+    let url = format!("{}/admin/ui/bulk/run", h.admin);
+    let form = [("action", "abort"), ("stuck_for", "0"), ("confirm", "yes")];
+
+    let response = h.http.post(&url).header("origin", "http://evil.example").form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("posted from another site"));
+
+    for (form, named) in [
+        (vec![("action", "abort"), ("confirm", "yes")], "the filter is empty"),
+        (vec![("action", "abort"), ("stuck_for", "99999999999999"), ("confirm", "yes")], "stuck_for"),
+        (vec![("stuck_for", "0"), ("confirm", "yes")], "choose retry or abort"),
+        (vec![("action", "abort"), ("limit", "5000"), ("stuck_for", "0")], "limit"),
+    ] {
+        let response = h.http.post(&url).form(&form).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{form:?}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains(named), "{form:?}: {page}");
+    }
+    let response = h.http.post(&url).header("content-type", "text/plain").body("x").send().await.unwrap();
+    assert_eq!(response.status(), 400);
+
+    assert_eq!(status_of(&h, saga).await, "executing");
+    let (_, audit) = h.get("/admin/audit").await;
+    assert_eq!(audit["total"], 0, "{audit}");
+
+    // From the page itself, the same form does it.
+    let same = h.admin.clone();
+    let response = h.http.post(&url).header("origin", same).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("1 done, 0 refused."));
+    assert_eq!(status_of(&h, saga).await, "compensating");
+}
