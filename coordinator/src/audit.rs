@@ -1,9 +1,10 @@
 //! Who acts on sagas: the [`Actor`] behind every operator action, as the admin scope's access check found it,
-//! and the audit log (`operator_actions`) in which every action is [`record`]ed.
+//! and the audit log (`operator_actions`) in which every action is [`record`]ed and from which operators
+//! [`list`] it.
 
 use diesel::{
-    sql_types::{Array, Jsonb, Text},
-    QueryResult,
+    sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz},
+    QueryResult, QueryableByName,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -88,6 +89,81 @@ pub async fn record(
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// One row of the audit log.
+#[derive(Debug, QueryableByName, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Its place in the log.
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// When.
+    #[diesel(sql_type = Timestamptz)]
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who, by the name the caller gave.
+    #[diesel(sql_type = Text)]
+    pub actor: String,
+    /// With which credential (see [`Credential::name`]).
+    #[diesel(sql_type = Text)]
+    pub credential: String,
+    /// What: `retry`, `abort`, `bulk_retry`, `bulk_abort`, ...
+    #[diesel(sql_type = Text)]
+    pub action: String,
+    /// On which sagas.
+    #[diesel(sql_type = Array<Text>)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
+    pub saga_ids: Vec<String>,
+    /// What the action was given (a filter, the bulk action it was part of).
+    #[diesel(sql_type = Jsonb)]
+    pub details: Value,
+    /// What came of it: the state afterwards, or the refusal.
+    #[diesel(sql_type = Jsonb)]
+    pub result: Value,
+}
+
+/// Which rows of the audit log an operator asks for.
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    /// Only actions on this saga.
+    pub saga_id: Option<SagaId>,
+    /// Only this actor's.
+    pub actor: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// The rows of the audit log matching `filter`, newest first, and how many match in all.
+pub async fn list(conn: &mut AsyncPgConnection, filter: &AuditFilter) -> QueryResult<(Vec<AuditEntry>, i64)> {
+    const WHERE: &str = "WHERE ($1::uuid IS NULL OR saga_ids @> ARRAY[$1::uuid])
+           AND ($2::text IS NULL OR actor = $2) AND ($3::text IS NULL OR action = $3)";
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let saga_id = filter.saga_id.map(|id| id.to_string());
+    let entries = diesel::sql_query(format!(
+        "SELECT id, at, actor, credential, action, saga_ids::text[] AS saga_ids, details, result
+         FROM operator_actions {WHERE} ORDER BY at DESC, id DESC LIMIT $4 OFFSET $5"
+    ))
+    .bind::<Nullable<Text>, _>(saga_id.as_deref())
+    .bind::<Nullable<Text>, _>(filter.actor.as_deref())
+    .bind::<Nullable<Text>, _>(filter.action.as_deref())
+    .bind::<BigInt, _>(filter.limit)
+    .bind::<BigInt, _>(filter.offset)
+    .load(conn)
+    .await?;
+    let total: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM operator_actions {WHERE}"))
+        .bind::<Nullable<Text>, _>(saga_id.as_deref())
+        .bind::<Nullable<Text>, _>(filter.actor.as_deref())
+        .bind::<Nullable<Text>, _>(filter.action.as_deref())
+        .get_result(conn)
+        .await?;
+    Ok((entries, total.n))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::{
 use shared_contracts::{CheckoutRequest, SagaId};
 
 use crate::{
+    audit::Actor,
     domain::{self, Command, Event, NotAllowed, SagaState, Status},
     store::{NewSaga, SagaRecord, SagaStore, SagaUpdate, TransitionRecord},
 };
@@ -183,14 +184,15 @@ impl Engine {
         Ok((sagas.len(), effects.persist(store).await?))
     }
 
-    /// Applies an operator's `event` to saga `id` if `allowed` lets its current state have it, and returns the
-    /// state afterwards with the commands to send.
+    /// Applies `actor`'s `event` to saga `id` if `allowed` lets its current state have it, and returns the
+    /// state afterwards with the commands to send. The history lines it writes name the actor.
     pub async fn act<S: SagaStore>(
         &self,
         store: &S,
         id: SagaId,
         event: &Event,
         allowed: impl Fn(&SagaState) -> Result<(), NotAllowed> + Send,
+        actor: &Actor,
     ) -> Result<Result<(SagaState, Vec<SagaCommand>), Refusal>, S::Error> {
         let Some(mut saga) = store.lock(&[id]).await?.pop() else { return Ok(Err(Refusal::Missing)) };
         if let Err(refusal) = allowed(&saga.state) {
@@ -199,6 +201,9 @@ impl Engine {
         let mut effects = Effects::default();
         let traceparent = saga.traceparent.clone();
         effects.apply(&mut saga, event, self.policy, traceparent);
+        for line in &mut effects.history {
+            line.actor = Some(actor.clone());
+        }
         let commands = effects.persist(store).await?;
         Ok(Ok((saga.state, commands)))
     }

@@ -19,10 +19,12 @@
 //! - [`recovery`]: the retry timer.
 //! - [`dead_letters`]: the dead-letter queue for operators: look, and replay.
 //! - [`operations`]: what operators do to a saga (retry, abort), through the same engine.
+//! - [`bulk`]: the same to every saga a filter matches, with a dry run.
 //! - `http`: the admin API, the operator pages, and the one middleware that guards them.
 //! - [`startup`]: the wiring of all of the above.
 
 pub mod audit;
+pub mod bulk;
 pub mod config;
 pub mod dead_letters;
 pub mod domain;

@@ -24,7 +24,10 @@ use platform::db::prepared;
 use serde_json::Value;
 use shared_contracts::{CheckoutRequest, SagaId};
 
-use crate::domain::{Command, Event, SagaState, Status};
+use crate::{
+    audit::Actor,
+    domain::{Command, Event, SagaState, Status},
+};
 
 /// What the saga loop needs of storage, all inside one unit of work that the caller commits (for PostgreSQL, its
 /// transaction): create sagas, lock the ones it is about to change, and write what changed with its history.
@@ -311,18 +314,27 @@ pub struct TransitionRecord {
     pub state: SagaState,
     /// What it sent.
     pub commands: Vec<Command>,
+    /// The operator whose action it was; `None` for the participants' replies and the retry timer.
+    pub actor: Option<Actor>,
 }
 
 impl TransitionRecord {
     /// The history line of applying `event`.
     pub fn of_event(saga_id: SagaId, event: &Event, from: Status, state: &SagaState, commands: &[Command]) -> Self {
-        Self { saga_id, event: to_json(event), from: Some(from), state: state.clone(), commands: commands.to_vec() }
+        Self {
+            saga_id,
+            event: to_json(event),
+            from: Some(from),
+            state: state.clone(),
+            commands: commands.to_vec(),
+            actor: None,
+        }
     }
 
     /// The history line of creating a saga.
     pub fn of_start(saga_id: SagaId, state: &SagaState, commands: &[Command]) -> Self {
         let event = serde_json::json!({"event": "start"});
-        Self { saga_id, event, from: None, state: state.clone(), commands: commands.to_vec() }
+        Self { saga_id, event, from: None, state: state.clone(), commands: commands.to_vec(), actor: None }
     }
 }
 
@@ -337,17 +349,22 @@ async fn record_transitions(mut conn: &AsyncPgConnection, records: &[TransitionR
     let to: Vec<&str> = records.iter().map(|r| r.state.status().as_str()).collect();
     let states: Vec<Value> = records.iter().map(|r| to_json(&r.state)).collect();
     let commands: Vec<Value> = records.iter().map(|r| to_json(&r.commands)).collect();
-    prepared(diesel::sql_query(
-        "INSERT INTO saga_transitions (saga_id, event, from_status, to_status, state, commands)
-         SELECT i::uuid, e, f, t, s, c FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
-             AS x(i, e, f, t, s, c)",
+    let actors: Vec<Option<Value>> = records.iter().map(|r| r.actor.as_ref().map(to_json)).collect();
+    prepared(
+        diesel::sql_query(
+            "INSERT INTO saga_transitions (saga_id, event, from_status, to_status, state, commands, actor)
+         SELECT i::uuid, e, f, t, s, c, a
+         FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::jsonb[])
+             AS x(i, e, f, t, s, c, a)",
+        )
+        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<Jsonb>, _>(&events)
+        .bind::<Array<Nullable<Text>>, _>(&from)
+        .bind::<Array<Text>, _>(&to)
+        .bind::<Array<Jsonb>, _>(&states)
+        .bind::<Array<Jsonb>, _>(&commands)
+        .bind::<Array<Nullable<Jsonb>>, _>(&actors),
     )
-    .bind::<Array<Text>, _>(&ids)
-    .bind::<Array<Jsonb>, _>(&events)
-    .bind::<Array<Nullable<Text>>, _>(&from)
-    .bind::<Array<Text>, _>(&to)
-    .bind::<Array<Jsonb>, _>(&states)
-    .bind::<Array<Jsonb>, _>(&commands))
     .execute(&mut conn)
     .await
     .map(drop)
@@ -628,12 +645,16 @@ pub struct HistoryLine {
     /// Commands sent.
     #[diesel(sql_type = Jsonb)]
     pub commands: Value,
+    /// The operator whose action this was (`name` and `credential`); null for replies and the retry timer.
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    #[schema(value_type = Option<Actor>)]
+    pub actor: Option<Value>,
 }
 
 /// A saga's history, oldest first.
 pub async fn history(conn: &mut AsyncPgConnection, id: SagaId) -> QueryResult<Vec<HistoryLine>> {
     diesel::sql_query(
-        "SELECT at, event, from_status, to_status, state, commands FROM saga_transitions
+        "SELECT at, event, from_status, to_status, state, commands, actor FROM saga_transitions
          WHERE saga_id = $1::uuid ORDER BY id",
     )
     .bind::<Text, _>(id.to_string())
@@ -655,4 +676,42 @@ pub async fn counts(conn: &mut AsyncPgConnection) -> QueryResult<BTreeMap<Status
     let mut counts: BTreeMap<Status, i64> = Status::ALL.into_iter().map(|status| (status, 0)).collect();
     counts.extend(rows.into_iter().map(|c| (c.status, c.n)));
     Ok(counts)
+}
+
+/// The reason a saga fails, as SQL on `sagas.state`: the `kind` of its [`shared_contracts::FailureReason`]
+/// (where [`SagaState::Failed`] and [`SagaState::Compensating`] keep it, or the goal of a
+/// [`SagaState::NeedsAttention`] compensation), `cancel` for a cancellation that needs attention, else NULL.
+pub const REASON_SQL: &str =
+    "COALESCE(state->'reason'->>'kind', state->'goal'->'reason'->>'kind', state->'goal'->>'goal')";
+
+/// The sagas that failed or need attention for one reason, like an incident in a workflow engine's console.
+#[derive(Debug, QueryableByName, serde::Serialize, utoipa::ToSchema)]
+pub struct FailureGroup {
+    /// `failed` or `needs_attention`.
+    #[diesel(sql_type = Text)]
+    pub status: Status,
+    /// The reason (see [`REASON_SQL`]); null when the state names none.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
+    /// How many sagas.
+    #[diesel(sql_type = BigInt)]
+    pub count: i64,
+    /// When the one that has been in this status longest got there.
+    #[diesel(sql_type = Timestamptz)]
+    pub oldest: chrono::DateTime<chrono::Utc>,
+    /// When the latest got there.
+    #[diesel(sql_type = Timestamptz)]
+    pub newest: chrono::DateTime<chrono::Utc>,
+}
+
+/// The failed and needs-attention sagas grouped by status and reason, the largest groups first.
+pub async fn failure_groups(conn: &mut AsyncPgConnection) -> QueryResult<Vec<FailureGroup>> {
+    diesel::sql_query(format!(
+        "SELECT status, {REASON_SQL} AS reason, count(*) AS count, min(updated_at) AS oldest, max(updated_at) AS newest
+         FROM sagas WHERE status = ANY($1::text[])
+         GROUP BY 1, 2 ORDER BY count DESC, status, reason"
+    ))
+    .bind::<Array<Text>, _>(vec![Status::Failed.as_str(), Status::NeedsAttention.as_str()])
+    .load(conn)
+    .await
 }

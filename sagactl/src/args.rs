@@ -80,6 +80,16 @@ pub enum Command {
     },
     /// send every dead letter back to the queue it died in
     ReplayDeadLetters,
+    /// retry or abort every saga a filter matches, after a dry run and a confirmation
+    Bulk {
+        /// what to do
+        #[command(subcommand)]
+        action: BulkAction,
+    },
+    /// failed and needs-attention sagas grouped by reason
+    Failures,
+    /// what operators did, newest first
+    Audit(AuditFilter),
 }
 
 /// The flags of `list`, passed to the server as they are: it validates them.
@@ -144,6 +154,122 @@ impl ListFilter {
         add("updated_before", self.updated_before.clone());
         add("sort", self.sort.clone());
         add("order", self.direction.clone());
+        add("limit", self.limit.map(|l| l.to_string()));
+        add("offset", self.offset.map(|o| o.to_string()));
+        query
+    }
+}
+
+/// What a bulk command does, to which sagas.
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum BulkAction {
+    /// re-send the unanswered commands of every matching saga
+    Retry(BulkArgs),
+    /// undo whatever every matching saga did, then fail it
+    Abort(BulkArgs),
+}
+
+impl BulkAction {
+    /// The action's name in the admin API's path, and its flags.
+    pub fn parts(&self) -> (&'static str, &BulkArgs) {
+        match self {
+            Self::Retry(args) => ("retry", args),
+            Self::Abort(args) => ("abort", args),
+        }
+    }
+}
+
+/// The filter and safety flags of `bulk retry|abort`; the server validates the filter (and refuses an empty one).
+#[derive(Debug, Default, PartialEq, Eq, Args)]
+pub struct BulkArgs {
+    /// only sagas in this status
+    #[arg(long, value_name = "S")]
+    pub status: Option<String>,
+    /// only sagas failing for this reason (out_of_stock, timed_out, aborted, ...; see `sagactl failures`)
+    #[arg(long, value_name = "R")]
+    pub reason: Option<String>,
+    /// only unfinished sagas unchanged for at least SECS seconds
+    #[arg(long, value_name = "SECS")]
+    pub stuck: Option<u64>,
+    /// only the sagas of this order
+    #[arg(long, value_name = "ID")]
+    pub order: Option<String>,
+    /// only the sagas of this user
+    #[arg(long, value_name = "ID")]
+    pub user: Option<String>,
+    /// only sagas created at or after this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub created_after: Option<String>,
+    /// only sagas created before this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub created_before: Option<String>,
+    /// at most this many sagas, oldest first (server default 100, at most 1000)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// only show which sagas would be touched
+    #[arg(long)]
+    pub dry_run: bool,
+    /// do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+impl BulkArgs {
+    /// The body of `POST /admin/sagas/bulk/{action}`.
+    pub fn body(&self, dry_run: bool) -> serde_json::Value {
+        let mut filter = serde_json::Map::new();
+        let texts = [
+            ("status", &self.status),
+            ("reason", &self.reason),
+            ("order_id", &self.order),
+            ("user_id", &self.user),
+            ("created_after", &self.created_after),
+            ("created_before", &self.created_before),
+        ];
+        for (key, value) in texts {
+            if let Some(value) = value {
+                filter.insert(key.into(), value.clone().into());
+            }
+        }
+        if let Some(stuck) = self.stuck {
+            filter.insert("stuck_for".into(), stuck.into());
+        }
+        let mut body = serde_json::json!({ "filter": filter, "dry_run": dry_run });
+        if let Some(limit) = self.limit {
+            body["limit"] = limit.into();
+        }
+        body
+    }
+}
+
+/// The flags of `audit`, passed to the server as they are: it validates them.
+#[derive(Debug, Default, PartialEq, Eq, Args)]
+pub struct AuditFilter {
+    /// only actions on this saga
+    #[arg(long, value_name = "ID")]
+    pub saga: Option<String>,
+    /// only this operator's
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// only this action (retry, abort, bulk_retry, bulk_abort)
+    #[arg(long, value_name = "A")]
+    pub action: Option<String>,
+    /// at most this many
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// skip this many first
+    #[arg(long, value_name = "N")]
+    pub offset: Option<u64>,
+}
+
+impl AuditFilter {
+    /// The filter as the query of `GET /admin/audit`.
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        let mut add = |key, value: Option<String>| query.extend(value.map(|v| (key, v)));
+        add("saga_id", self.saga.clone());
+        add("actor", self.actor.clone());
+        add("action", self.action.clone());
         add("limit", self.limit.map(|l| l.to_string()));
         add("offset", self.offset.map(|o| o.to_string()));
         query
@@ -244,5 +370,20 @@ mod tests {
         assert_eq!(refusal("list --colour"), ErrorKind::UnknownArgument);
         assert_eq!(refusal("list --stuck soon"), ErrorKind::ValueValidation);
         assert_eq!(refusal("stats now"), ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn a_bulk_abort_with_its_filter_and_flags() {
+        let parsed = parse_line("bulk abort --status executing --stuck 60 --limit 5 --yes").unwrap();
+        let Command::Bulk { action } = parsed.command else { panic!("not a bulk command") };
+        let (name, args) = action.parts();
+        assert_eq!((name, args.yes, args.dry_run), ("abort", true, false));
+        assert_eq!(
+            args.body(true),
+            serde_json::json!({"filter": {"status": "executing", "stuck_for": 60}, "dry_run": true, "limit": 5})
+        );
+        assert_eq!(refusal("bulk"), ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+        assert_eq!(refusal("bulk delete"), ErrorKind::InvalidSubcommand);
+        assert_eq!(refusal("bulk retry --stuck soon"), ErrorKind::ValueValidation);
     }
 }

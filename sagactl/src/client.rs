@@ -47,6 +47,11 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base))).await
     }
 
+    /// `POST path` with a JSON `body`.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, Error> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Error> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),

@@ -171,6 +171,70 @@ pub fn replay(body: &Value) -> String {
     )
 }
 
+/// `POST /admin/sagas/bulk/{action}`: the dry run's sagas, or what came of each.
+pub fn bulk(body: &Value) -> String {
+    let taken = items(&body["sagas"]);
+    let mut out = format!("{} sagas match; {} taken (oldest first)\n", plain(&body["matched"]), taken.len());
+    if body["dry_run"] == Value::Bool(true) {
+        let rows: Vec<Vec<String>> = taken.iter().map(|s| vec![plain(&s["saga_id"]), plain(&s["status"])]).collect();
+        if !rows.is_empty() {
+            out.push_str(&table(&["SAGA", "STATUS"], &rows));
+        }
+        return out;
+    }
+    let rows: Vec<Vec<String>> = items(&body["results"])
+        .iter()
+        .map(|r| match &r["refused"] {
+            Value::String(refusal) => vec![plain(&r["saga_id"]), format!("refused: {refusal}")],
+            _ => vec![plain(&r["saga_id"]), format!("now {}", plain(&r["status"]))],
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&table(&["SAGA", "OUTCOME"], &rows));
+    }
+    let refused = items(&body["results"]).iter().filter(|r| r["refused"].is_string()).count();
+    let _ = writeln!(out, "{} {} done, {refused} refused", plain(&body["action"]), rows.len() - refused);
+    out
+}
+
+/// `GET /admin/failures`.
+pub fn failures(body: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(&body["failures"])
+        .iter()
+        .map(|g| ["status", "reason", "count", "oldest", "newest", "sagas"].iter().map(|k| plain(&g[*k])).collect())
+        .collect();
+    if rows.is_empty() {
+        return "no failed sagas, none needing attention\n".into();
+    }
+    table(&["STATUS", "REASON", "SAGAS", "OLDEST", "NEWEST", "LIST"], &rows)
+}
+
+/// What an audit row's result says, in a few words.
+fn outcome(result: &Value) -> String {
+    match (&result["state"]["state"], &result["refused"], &result["done"]) {
+        (Value::String(status), _, _) => format!("now {status}"),
+        (_, Value::String(refusal), _) => format!("refused: {refusal}"),
+        (_, refused, Value::Number(done)) => format!("{done} done, {refused} refused"),
+        _ => result.to_string(),
+    }
+}
+
+/// `GET /admin/audit`.
+pub fn audit(body: &Value) -> String {
+    let rows: Vec<Vec<String>> = items(&body["entries"])
+        .iter()
+        .map(|e| {
+            let sagas: Vec<String> = items(&e["saga_ids"]).iter().map(plain).collect();
+            let mut row: Vec<String> = ["at", "actor", "credential", "action"].iter().map(|k| plain(&e[*k])).collect();
+            row.extend([sagas.join(","), outcome(&e["result"])]);
+            row
+        })
+        .collect();
+    let mut out = table(&["AT", "ACTOR", "CREDENTIAL", "ACTION", "SAGAS", "RESULT"], &rows);
+    let _ = writeln!(out, "{} of {} actions", rows.len(), plain(&body["total"]));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

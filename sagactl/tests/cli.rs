@@ -225,3 +225,74 @@ async fn dead_letters_are_shown_and_replayed() {
     let (code, out, _) = sagactl(&c.url, &["replay-dead-letters"]).await;
     assert_eq!((code, out.as_str()), (0, "replayed 1 dead letters; 0 left in place (no queue to go back to)\n"));
 }
+
+/// Runs `sagactl --url <coordinator> args...` with `input` on its standard input.
+async fn sagactl_answering(url: &str, args: &[&str], input: &str) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("ADMIN_TOKEN")
+        .env_remove("SAGACTL_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (output.status.code().unwrap_or(-1), text(output.stdout), text(output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_aborts_a_batch_after_a_dry_run_and_finds_it_in_the_audit_log() {
+    let c = start_coordinator(None).await;
+    let sagas = [start_saga(&c, "order-a").await, start_saga(&c, "order-b").await];
+    let executing = || async {
+        let (code, out, err) = sagactl(&c.url, &["list", "--status", "executing"]).await;
+        assert_eq!(code, 0, "{err}");
+        out.lines().count().saturating_sub(1)
+    };
+
+    let (code, out, err) = sagactl(&c.url, &["bulk", "abort", "--stuck", "0", "--dry-run"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("2 sagas match; 2 taken (oldest first)\nSAGA"), "{out}");
+    assert!(sagas.iter().all(|saga| out.contains(&format!("{saga}  executing"))), "{out}");
+    assert_eq!(executing().await, 2, "the dry run changed something");
+
+    // Asked to confirm, an operator who does not say yes changes nothing.
+    let (code, out, err) = sagactl_answering(&c.url, &["bulk", "abort", "--stuck", "0"], "n\n").await;
+    assert_eq!((code, out.as_str()), (0, "nothing done\n"), "{err}");
+    assert!(err.contains("2 sagas match") && err.ends_with("abort these sagas? [y/N] "), "{err}");
+    assert_eq!(executing().await, 2);
+
+    let (code, out, err) = sagactl_answering(&c.url, &["bulk", "abort", "--stuck", "0"], "y\n").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(sagas.iter().all(|saga| out.contains(&format!("{saga}  now compensating"))), "{out}");
+    assert!(out.ends_with("bulk_abort 2 done, 0 refused\n"), "{out}");
+    assert_eq!(executing().await, 0);
+
+    let (code, out, err) = sagactl(&c.url, &["audit", "--action", "bulk_abort"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].contains("anonymous  loopback    bulk_abort") && lines[1].ends_with("2 done, 0 refused"), "{out}");
+    assert_eq!(lines[2], "1 of 1 actions");
+    let (code, out, _) = sagactl(&c.url, &["audit", "--saga", &sagas[0].to_string()]).await;
+    assert_eq!(code, 0);
+    assert!(out.ends_with("2 of 2 actions\n") && out.contains("now compensating"), "{out}");
+
+    let (code, out, _) = sagactl(&c.url, &["failures"]).await;
+    assert_eq!((code, out.as_str()), (0, "no failed sagas, none needing attention\n"));
+
+    let (code, _, err) = sagactl(&c.url, &["bulk", "retry", "--yes"]).await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("sagactl: the coordinator answered 400: the filter is empty"), "{err}");
+    let (code, _, err) = sagactl(&c.url, &["bulk", "retry", "--stuck", "99999999999999", "--yes"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("400: stuck_for must be at most"), "{err}");
+}

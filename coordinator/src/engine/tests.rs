@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use shared_contracts::{FailureReason, LineItem, PaymentReply, StockReply};
 
 use super::*;
-use crate::domain::{SagaState, Undo};
+use crate::{
+    audit::Credential,
+    domain::{SagaState, Undo},
+};
 
 /// Sagas and their history in memory, as the PostgreSQL store keeps them in its tables.
 #[derive(Default)]
@@ -271,12 +274,15 @@ async fn a_due_saga_past_its_deadline_compensates_what_may_have_been_done() {
 async fn an_operator_action_goes_through_the_same_loop_and_is_refused_where_not_allowed() {
     let (engine, store) = (Engine::new(policy()), MemoryStore::default());
     let id = started(&engine, &store).await;
-    let Ok(acted) = engine.act(&store, id, &Event::Abort, SagaState::check_abort).await;
+    let Ok(acted) = engine.act(&store, id, &Event::Abort, SagaState::check_abort, &operator()).await;
     let (state, commands) = acted.expect("an executing saga can be aborted");
     assert_eq!(state, store.saga(id).state);
+    let history = store.history.lock().expect("not poisoned").clone();
+    let actors: Vec<_> = history.iter().filter(|line| line.saga_id == id).map(|line| line.actor.clone()).collect();
+    assert_eq!(actors, [None, Some(operator())], "the start is no one's, the abort the operator's");
     assert_eq!(sent(&commands), [(id, Command::ReleaseStock), (id, Command::RefundPayment)]);
 
-    let Ok(missing) = engine.act(&store, SagaId::new(), &Event::Abort, SagaState::check_abort).await;
+    let Ok(missing) = engine.act(&store, SagaId::new(), &Event::Abort, SagaState::check_abort, &operator()).await;
     assert_eq!(missing, Err(Refusal::Missing));
 
     handle(&engine, &store, |batch| {
@@ -286,7 +292,7 @@ async fn an_operator_action_goes_through_the_same_loop_and_is_refused_where_not_
     .await;
     assert_eq!(store.saga(id).state, SagaState::Failed { reason: FailureReason::Aborted });
     let version = store.saga(id).version;
-    let Ok(refused) = engine.act(&store, id, &Event::RetryDue, SagaState::check_retry).await;
+    let Ok(refused) = engine.act(&store, id, &Event::RetryDue, SagaState::check_retry, &operator()).await;
     assert!(matches!(refused, Err(Refusal::NotAllowed(_))), "{refused:?}");
     assert_eq!(store.saga(id).version, version, "a refused action wrote something");
 }
@@ -342,4 +348,8 @@ fn record(state: SagaState, age_secs: i64, unchanged_secs: i64) -> SagaRecord {
         updated_at: now - chrono::Duration::seconds(unchanged_secs),
         traceparent: None,
     }
+}
+
+fn operator() -> Actor {
+    Actor::new(Some("alice"), Credential::Loopback)
 }

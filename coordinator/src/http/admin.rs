@@ -15,6 +15,7 @@ use shared_contracts::{FailureReason, SagaId};
 use super::openapi::{ActionDone, SagaPage, SagaWithHistory, Stats, StuckFor};
 
 use crate::{
+    audit::Actor,
     domain::{SagaState, Status},
     operations::{Action, Operations},
     store::{self, SagaFilter, SagaSummary, SortKey, SortOrder, MAX_STUCK_SECS},
@@ -246,10 +247,11 @@ pub(super) async fn show(pool: web::Data<Pool>, path: web::Path<String>) -> Resu
 async fn act(
     operations: web::Data<Operations>,
     path: web::Path<String>,
+    actor: web::ReqData<Actor>,
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_saga_id(&path)?;
-    let state = operations.perform(id, action).await?;
+    let state = operations.perform(id, action, &actor).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "saga_id": id, "action": action.name(), "state": state })))
 }
 
@@ -272,8 +274,9 @@ async fn act(
 pub(super) async fn retry(
     operations: web::Data<Operations>,
     path: web::Path<String>,
+    actor: web::ReqData<Actor>,
 ) -> Result<HttpResponse, ApiError> {
-    act(operations, path, Action::Retry).await
+    act(operations, path, actor, Action::Retry).await
 }
 
 #[utoipa::path(
@@ -295,8 +298,9 @@ pub(super) async fn retry(
 pub(super) async fn abort(
     operations: web::Data<Operations>,
     path: web::Path<String>,
+    actor: web::ReqData<Actor>,
 ) -> Result<HttpResponse, ApiError> {
-    act(operations, path, Action::Abort).await
+    act(operations, path, actor, Action::Abort).await
 }
 
 #[utoipa::path(

@@ -22,11 +22,13 @@
 //! no referrer, and a content policy that allows no script.
 
 mod admin;
+mod bulk;
 mod dead_letters;
 mod internal;
 mod login;
 mod openapi;
 mod ui;
+mod ui_ops;
 
 use actix_web::{
     body::{EitherBody, MessageBody},
@@ -50,9 +52,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/admin")
             .wrap(from_fn(admin_only))
             .configure(login::configure)
+            // Before admin's, so that `/sagas/bulk/...` is not taken for a saga ID.
+            .configure(bulk::configure)
             .configure(admin::configure)
             .configure(dead_letters::configure)
-            .configure(ui::configure),
+            .configure(ui::configure)
+            .configure(ui_ops::configure),
     );
     internal::configure(cfg);
     cfg.service(platform::http::openapi(openapi::CoordinatorApi::openapi()));

@@ -11,9 +11,11 @@ use utoipa::{
 use shared_contracts::FailureReason;
 
 use crate::{
+    audit::{Actor, AuditEntry, Credential},
+    bulk::{BulkFilter, BulkReport, BulkRequest, Matched, SagaResult},
     dead_letters::{DeadLetter, ReplayReport},
     domain::Status,
-    store::{HistoryLine, SagaSummary, MAX_STUCK_SECS},
+    store::{FailureGroup, HistoryLine, SagaSummary, MAX_STUCK_SECS},
 };
 
 /// The admin API, the operator pages and the internal count, as one document.
@@ -46,6 +48,14 @@ use crate::{
         super::ui::retry,
         super::ui::abort,
         super::internal::unfinished,
+        super::bulk::bulk_retry,
+        super::bulk::bulk_abort,
+        super::bulk::failures,
+        super::bulk::audit_log,
+        super::ui_ops::bulk_form,
+        super::ui_ops::bulk_post,
+        super::ui_ops::failures_page,
+        super::ui_ops::audit_page,
     ),
     components(schemas(
         SagaPage,
@@ -62,6 +72,19 @@ use crate::{
         FailureReason,
         StuckSeconds,
         StuckFor,
+        BulkRequest,
+        BulkFilter,
+        BulkReport,
+        Matched,
+        SagaResult,
+        FailureList,
+        super::bulk::Failure,
+        FailureGroup,
+        AuditPage,
+        AuditEntry,
+        Actor,
+        Credential,
+        super::ui_ops::BulkForm,
     ))
 )]
 pub(super) struct CoordinatorApi;
@@ -171,3 +194,20 @@ impl PartialSchema for StuckFor {
 }
 
 impl ToSchema for StuckFor {}
+
+/// The failed and needs-attention sagas by status and reason, largest group first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct FailureList {
+    failures: Vec<super::bulk::Failure>,
+}
+
+/// A page of the audit log, newest first, with how many rows match in all.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct AuditPage {
+    entries: Vec<AuditEntry>,
+    total: i64,
+    limit: i64,
+    offset: i64,
+}

@@ -32,6 +32,7 @@ use super::{
     openapi::StuckSeconds,
 };
 use crate::{
+    audit::Actor,
     domain::Status,
     operations::{Action, Operations},
     store::{self, HistoryLine, SagaFilter, SagaSummary, SortKey, SortOrder},
@@ -93,7 +94,7 @@ vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.9em}pre{background:
 form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}\
 form#filter label{display:inline-block;margin:0 1em .4em 0}th a{color:inherit}.paging a{margin-right:1em}";
 
-fn page(title: &str, body: Markup) -> HttpResponse {
+pub(super) fn page(title: &str, body: Markup) -> HttpResponse {
     let html = html! {
         (DOCTYPE)
         html lang="en" {
@@ -103,7 +104,7 @@ fn page(title: &str, body: Markup) -> HttpResponse {
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                nav { a href=(PAGES) { "Overview" } }
+                nav { a href=(PAGES) { "Overview" } (super::ui_ops::nav()) }
                 (body)
             }
         }
@@ -127,11 +128,11 @@ fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
-fn status_span(status: Status) -> Markup {
+pub(super) fn status_span(status: Status) -> Markup {
     html! { span class={ "status status-" (status.as_str()) } { (status.as_str()) } }
 }
 
-fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
@@ -657,8 +658,12 @@ fn timeline_html(history: &[HistoryLine]) -> Markup {
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn retry(operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
-    act(&operations, &path, Action::Retry).await
+pub(super) async fn retry(
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+    actor: web::ReqData<Actor>,
+) -> HttpResponse {
+    act(&operations, &path, &actor, Action::Retry).await
 }
 
 #[utoipa::path(
@@ -677,13 +682,17 @@ pub(super) async fn retry(operations: web::Data<Operations>, path: web::Path<Str
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn abort(operations: web::Data<Operations>, path: web::Path<String>) -> HttpResponse {
-    act(&operations, &path, Action::Abort).await
+pub(super) async fn abort(
+    operations: web::Data<Operations>,
+    path: web::Path<String>,
+    actor: web::ReqData<Actor>,
+) -> HttpResponse {
+    act(&operations, &path, &actor, Action::Abort).await
 }
 
 /// Performs `action` and sends the browser back to the saga's page with what happened; a saga that is
 /// already over is a message there, not an error page.
-async fn act(operations: &Operations, raw_id: &str, action: Action) -> HttpResponse {
+async fn act(operations: &Operations, raw_id: &str, actor: &Actor, action: Action) -> HttpResponse {
     let id = match parse_saga_id(raw_id) {
         Ok(id) => id,
         Err(e) => return error_page(&e),
@@ -692,7 +701,7 @@ async fn act(operations: &Operations, raw_id: &str, action: Action) -> HttpRespo
         Action::Retry => "Retry",
         Action::Abort => "Abort",
     };
-    let (message, kind) = match operations.perform(id, action).await {
+    let (message, kind) = match operations.perform(id, action, actor).await {
         Ok(state) => (format!("{verb} done: the saga is now {}", state.status().as_str()), "ok"),
         Err(ApiError::Conflict(message)) => (format!("{verb} refused: {message}"), "error"),
         Err(e) => return error_page(&e),

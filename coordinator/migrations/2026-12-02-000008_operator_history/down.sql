@@ -1,0 +1,1 @@
+ALTER TABLE saga_transitions DROP COLUMN actor;
