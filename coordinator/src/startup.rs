@@ -36,7 +36,7 @@ impl Service for Coordinator {
         let pool = parts.pool.clone();
         let publisher = Arc::new(Publisher::new(parts.broker.clone()));
         let dispatcher = parts.dispatcher(publisher.clone());
-        let dead_letters = web::Data::new(DeadLetters::new(parts.broker.clone(), publisher));
+        let dead_letters = web::Data::new(DeadLetters::new(parts.broker.clone(), publisher, pool.clone()));
         let policy = config.retry_policy();
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), dispatcher.clone(), policy));
         let operations = web::Data::new(Operations::new(pool.clone(), dispatcher.clone(), policy));

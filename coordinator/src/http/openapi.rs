@@ -33,6 +33,8 @@ use crate::{
         super::admin::stats,
         super::dead_letters::list,
         super::dead_letters::replay,
+        super::dead_letters::replay_one,
+        super::dead_letters::discard,
         super::ui::overview,
         super::ui::login,
         super::ui::saga_page,
@@ -46,6 +48,7 @@ use crate::{
         ActionDone,
         Stats,
         DeadLetterList,
+        DeadLetterTaken,
         Unfinished,
         SagaSummary,
         HistoryLine,
@@ -100,6 +103,17 @@ pub(super) struct Stats {
 #[allow(dead_code)]
 pub(super) struct DeadLetterList {
     messages: Vec<DeadLetter>,
+}
+
+/// One dead letter an operator replayed or discarded.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct DeadLetterTaken {
+    /// `replay` or `discard`.
+    #[schema(pattern = "^(replay|discard)$")]
+    action: String,
+    /// The message as it was in the queue.
+    message: DeadLetter,
 }
 
 /// How many sagas are still under way.

@@ -19,6 +19,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub struct Harness {
     pub broker: TestBroker,
     pub amqp_url: String,
+    pub database_url: String,
     pub admin: String,
     pub http: reqwest::Client,
 }
@@ -41,11 +42,12 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
     adjust(&mut config);
     let broker = TestBroker::connect(&config.service.amqp_url).await.expect("connecting to the test vhost");
     let amqp_url = config.service.amqp_url.clone();
+    let database_url = config.service.database_url.clone();
     let app = Application::build(config).await.expect("building the coordinator");
     let admin = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
-    Harness { broker, amqp_url, admin, http }
+    Harness { broker, amqp_url, database_url, admin, http }
 }
 
 /// A checkout of two lines by `order_id`.
