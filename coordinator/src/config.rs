@@ -24,6 +24,19 @@ pub struct Config {
     pub compensation_deadline: Duration,
     /// The bearer token the admin API demands (`ADMIN_TOKEN`); without one, it answers loopback callers only.
     pub admin_token: Option<String>,
+    /// How long a saga that ended (completed, failed, cancelled) is kept after its last change before it is
+    /// pruned with its history (`SAGA_RETENTION_HOURS`, default 168; 0 keeps sagas for ever).
+    pub saga_retention: Option<Duration>,
+    /// How often the pruning runs (`RETENTION_INTERVAL_MS`); a run that pruned a full batch is followed at once
+    /// by the next.
+    pub retention_interval: Duration,
+    /// The most sagas one pruning run deletes, in one short transaction (`RETENTION_BATCH`).
+    pub retention_batch: i64,
+    /// How long an unfinished saga must go unchanged to count as stuck on the `coordinator_saga_stuck` gauge
+    /// (`STUCK_AFTER_SECS`).
+    pub stuck_after: Duration,
+    /// How often the saga and dead-letter gauges are refreshed (`GAUGE_INTERVAL_MS`).
+    pub gauge_interval: Duration,
 }
 
 impl Config {
@@ -52,8 +65,20 @@ impl Config {
             saga_deadline: Duration::from_millis(parse("SAGA_DEADLINE_MS", 20_000)?),
             compensation_deadline: Duration::from_millis(parse("COMPENSATION_DEADLINE_MS", 300_000)?),
             admin_token: Some(string("ADMIN_TOKEN", "")).filter(|token| !token.is_empty()),
+            saga_retention: Some(Duration::from_secs(parse::<u64>("SAGA_RETENTION_HOURS", 168)?.saturating_mul(3600)))
+                .filter(|age| !age.is_zero()),
+            retention_interval: Duration::from_millis(parse("RETENTION_INTERVAL_MS", 60_000)?),
+            retention_batch: positive("RETENTION_BATCH", parse("RETENTION_BATCH", 1000)?)?,
+            stuck_after: Duration::from_secs(parse("STUCK_AFTER_SECS", 60)?),
+            gauge_interval: Duration::from_millis(parse("GAUGE_INTERVAL_MS", 15_000)?),
         })
     }
+}
+
+/// `value` of setting `name` if it is at least 1.
+fn positive(name: &str, value: i64) -> Result<i64> {
+    anyhow::ensure!(value >= 1, "{name}={value} must be at least 1");
+    Ok(value)
 }
 
 /// The settings as they may be logged: passwords in URLs and the admin token are hidden.
@@ -61,13 +86,19 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} retry_after={:?} retry_max={:?} saga_deadline={:?} compensation_deadline={:?} admin_token={}",
+            "{} retry_after={:?} retry_max={:?} saga_deadline={:?} compensation_deadline={:?} admin_token={} \
+             saga_retention={:?} retention_interval={:?} retention_batch={} stuck_after={:?} gauge_interval={:?}",
             self.service,
             self.retry_after,
             self.retry_max,
             self.saga_deadline,
             self.compensation_deadline,
             if self.admin_token.is_some() { "***" } else { "none" },
+            self.saga_retention,
+            self.retention_interval,
+            self.retention_batch,
+            self.stuck_after,
+            self.gauge_interval,
         )
     }
 }
