@@ -196,7 +196,14 @@ impl DeadLetters {
         self.publisher.publish(&[outgoing]).await.context("republishing a dead letter")
     }
 
-    async fn audit(&self, actor: &Actor, action: &str, saga: &Option<SagaId>, details: Value, result: Value) -> Result<()> {
+    async fn audit(
+        &self,
+        actor: &Actor,
+        action: &str,
+        saga: &Option<SagaId>,
+        details: Value,
+        result: Value,
+    ) -> Result<()> {
         let sagas: Vec<SagaId> = saga.iter().copied().collect();
         let mut conn = self.pool.get().await.context("reaching the database for the audit log")?;
         audit::record(&mut conn, actor, action, &sagas, &details, &result).await.context("writing the audit log")

@@ -12,8 +12,8 @@ use platform::{
 use shared_contracts::queues;
 
 use crate::{
-    config::Config, dead_letters::DeadLetters, http::AdminAccess, messaging::CoordinatorHandler,
-    gauges, operations::Operations, recovery, retention, store,
+    config::Config, dead_letters::DeadLetters, gauges, http::AdminAccess, messaging::CoordinatorHandler,
+    operations::Operations, recovery, retention, store,
 };
 
 /// The coordinator as the shared start-up sees it.

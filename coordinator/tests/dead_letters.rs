@@ -3,11 +3,6 @@
 
 mod support;
 
-use amqprs::{
-    channel::BasicPublishArguments,
-    connection::{Connection, OpenConnectionArguments},
-    BasicProperties, FieldTable, FieldValue,
-};
 use diesel::{sql_types::Text, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{json, Value};
@@ -15,36 +10,6 @@ use shared_contracts::{queues, CoordinatorMessage, Envelope, SagaId, StockComman
 use support::{request, start, WAIT};
 
 const GARBAGE: &str = "{\"not\": \"an envelope\"}";
-
-/// Publishes `body` straight to the dead-letter queue, with an `x-death` header naming `queue` when given, the
-/// way RabbitMQ records where a message died.
-async fn plant_dead_letter(amqp_url: &str, body: Vec<u8>, died_in: Option<&str>) {
-    plant(amqp_url, body, died_in, Some("planted")).await;
-}
-
-/// Like [`plant_dead_letter`], with AMQP message ID `message_id` (none when `None`).
-async fn plant(amqp_url: &str, body: Vec<u8>, died_in: Option<&str>, message_id: Option<&str>) {
-    let connection = Connection::open(&OpenConnectionArguments::try_from(amqp_url).unwrap()).await.unwrap();
-    let channel = connection.open_channel(None).await.unwrap();
-    let mut properties = BasicProperties::default();
-    properties.with_persistence(true);
-    if let Some(id) = message_id {
-        properties.with_message_id(id);
-    }
-    if let Some(queue) = died_in {
-        let mut death = FieldTable::new();
-        death.insert("queue".try_into().unwrap(), FieldValue::S(queue.try_into().unwrap()));
-        death.insert("reason".try_into().unwrap(), FieldValue::S("rejected".try_into().unwrap()));
-        death.insert("count".try_into().unwrap(), FieldValue::l(1));
-        death.insert("time".try_into().unwrap(), FieldValue::T(1_764_640_000));
-        let mut headers = FieldTable::new();
-        headers.insert("x-death".try_into().unwrap(), FieldValue::A(vec![FieldValue::F(death)].try_into().unwrap()));
-        properties.with_headers(headers);
-    }
-    channel.basic_publish(properties, body, BasicPublishArguments::new("", queues::DEAD_LETTERS)).await.unwrap();
-    channel.close().await.unwrap();
-    connection.close().await.unwrap();
-}
 
 fn bodies(listing: &Value) -> Vec<&str> {
     listing["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect()
@@ -83,8 +48,8 @@ async fn a_replay_sends_each_dead_letter_back_to_the_queue_it_died_in() {
     let h = start(None).await;
     let saga = SagaId::new();
     let start_checkout = Envelope::new(saga, CoordinatorMessage::StartCheckout(request("order-7")));
-    plant_dead_letter(&h.amqp_url, start_checkout.to_bytes(), Some(queues::COORDINATOR)).await;
-    plant_dead_letter(&h.amqp_url, b"no death record".to_vec(), None).await;
+    h.plant_dead_letter(start_checkout.to_bytes(), Some(queues::COORDINATOR), Some("planted")).await;
+    h.plant_dead_letter(b"no death record".to_vec(), None, Some("planted")).await;
     h.broker.publish(queues::COORDINATOR, GARBAGE.as_bytes().to_vec()).await.unwrap();
     let listed =
         h.get_until("/admin/dead-letters", |body| body["messages"].as_array().is_some_and(|m| m.len() == 3)).await;
@@ -163,10 +128,10 @@ async fn audit_log(database_url: &str) -> Vec<AuditRow> {
 async fn three_dead_letters(h: &support::Harness) -> (SagaId, Vec<u8>, Value) {
     let saga = SagaId::new();
     let start_checkout = Envelope::new(saga, CoordinatorMessage::StartCheckout(request("order-9")));
-    plant(&h.amqp_url, start_checkout.to_bytes(), Some(queues::COORDINATOR), Some("m-start")).await;
+    h.plant_dead_letter(start_checkout.to_bytes(), Some(queues::COORDINATOR), Some("m-start")).await;
     let release = Envelope::new(SagaId::new(), StockCommand::Release).to_bytes();
-    plant(&h.amqp_url, release.clone(), Some(queues::STOCK_COMMANDS), None).await;
-    plant(&h.amqp_url, b"from nowhere".to_vec(), None, Some("m-nowhere")).await;
+    h.plant_dead_letter(release.clone(), Some(queues::STOCK_COMMANDS), None).await;
+    h.plant_dead_letter(b"from nowhere".to_vec(), None, Some("m-nowhere")).await;
     let listed =
         h.get_until("/admin/dead-letters", |body| body["messages"].as_array().is_some_and(|m| m.len() == 3)).await;
     (saga, release, listed)
@@ -192,7 +157,10 @@ async fn dead_letters_are_listed_decoded() {
     // The same content gets the same name on every listing.
     assert_eq!(h.get("/admin/dead-letters").await.1["messages"][1]["id"], id);
     let nowhere = &listed["messages"][2];
-    assert_eq!((&nowhere["kind"], &nowhere["saga_id"], &nowhere["content"]), (&Value::Null, &Value::Null, &Value::Null));
+    assert_eq!(
+        (&nowhere["kind"], &nowhere["saga_id"], &nowhere["content"]),
+        (&Value::Null, &Value::Null, &Value::Null)
+    );
     assert_eq!(nowhere["body"], "from nowhere");
     drop(release);
 }
@@ -259,7 +227,10 @@ async fn a_discarded_dead_letter_is_gone_and_kept_in_the_audit_log() {
     let log = audit_log(&h.database_url).await;
     assert_eq!(log.len(), 1, "{log:?}");
     let row = &log[0];
-    assert_eq!((row.actor.as_str(), row.credential.as_str(), row.action.as_str()), ("olga", "loopback", "discard_dead_letter"));
+    assert_eq!(
+        (row.actor.as_str(), row.credential.as_str(), row.action.as_str()),
+        ("olga", "loopback", "discard_dead_letter")
+    );
     assert_eq!(row.sagas, saga.to_string());
     let details: Value = serde_json::from_str(&row.details).unwrap();
     assert_eq!(details, listed["messages"][0], "the whole message is kept");

@@ -13,7 +13,10 @@ use diesel::{
     QueryableByName,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use platform::{db::Pool, testing::{eventually, fresh_database}};
+use platform::{
+    db::Pool,
+    testing::{eventually, fresh_database},
+};
 use support::{start_with, WAIT};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);

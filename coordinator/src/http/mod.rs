@@ -11,6 +11,7 @@ mod dead_letters;
 mod internal;
 mod openapi;
 mod ui;
+mod ui_dead_letters;
 
 use actix_web::{
     body::{EitherBody, MessageBody},
@@ -33,7 +34,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(admin_only))
             .configure(admin::configure)
             .configure(dead_letters::configure)
-            .configure(ui::configure),
+            .configure(ui::configure)
+            .configure(ui_dead_letters::configure),
     );
     internal::configure(cfg);
     cfg.service(platform::http::openapi(openapi::CoordinatorApi::openapi()));

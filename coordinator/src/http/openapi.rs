@@ -40,6 +40,10 @@ use crate::{
         super::ui::saga_page,
         super::ui::retry,
         super::ui::abort,
+        super::ui_dead_letters::list,
+        super::ui_dead_letters::replay_all,
+        super::ui_dead_letters::replay_one,
+        super::ui_dead_letters::discard,
         super::internal::unfinished,
     ),
     components(schemas(

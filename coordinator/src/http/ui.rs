@@ -61,7 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Percent-encodes `text` for a query-string value.
-fn encode_query(text: &str) -> String {
+pub(super) fn encode_query(text: &str) -> String {
     utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
@@ -73,7 +73,7 @@ pub(super) struct Flash {
 }
 
 impl Flash {
-    fn html(&self) -> Markup {
+    pub(super) fn html(&self) -> Markup {
         let class = if self.kind.as_deref() == Some("error") { "flash error" } else { "flash ok" };
         html! {
             @if let Some(message) = &self.flash {
@@ -91,7 +91,7 @@ vertical-align:top}th{background:#f3f3f3}code,pre{font-size:.9em}pre{background:
 .status-failed,.status-cancelled{color:#b00}.status-needs_attention{color:#fff;background:#b00;padding:0 .3em}\
 form.inline{display:inline-block;margin-right:1em}nav a{margin-right:1em}";
 
-fn page(title: &str, body: Markup) -> HttpResponse {
+pub(super) fn page(title: &str, body: Markup) -> HttpResponse {
     let html = html! {
         (DOCTYPE)
         html lang="en" {
@@ -121,7 +121,7 @@ pub fn error_page(error: &ApiError) -> HttpResponse {
     response
 }
 
-fn redirect(location: &str) -> HttpResponse {
+pub(super) fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 
@@ -129,7 +129,7 @@ fn status_span(status: Status) -> Markup {
     html! { span class={ "status status-" (status.as_str()) } { (status.as_str()) } }
 }
 
-fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()
 }
 
@@ -440,7 +440,7 @@ fn timeline_html(history: &[HistoryLine]) -> Markup {
 
 /// Whether a form post comes from these pages: a browser names the page's origin in `Origin`; tools such as
 /// curl send none.
-fn same_origin(req: &HttpRequest) -> bool {
+pub(super) fn same_origin(req: &HttpRequest) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
     let host = req.connection_info().host().to_owned();
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host.as_str())

@@ -139,6 +139,17 @@ impl Browser {
         self.session_call(reqwest::Method::GET, "/url", Value::Null).await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Saves what the window shows, 1280 pixels wide, as a PNG at `path` (for the screenshots in docs/).
+    pub async fn capture_png(&self, path: &str) {
+        use base64::Engine as _;
+        self.session_call(reqwest::Method::POST, "/window/rect", json!({"width": 1280, "height": 900})).await;
+        let encoded = self.session_call(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("a base64 screenshot"))
+            .expect("a base64 screenshot");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+    }
+
     pub async fn quit(&self) {
         let _ = self.http.delete(format!("{}/session/{}", self.url, self.session)).send().await;
     }
