@@ -27,6 +27,8 @@ async fn dead_letters_are_listed_without_being_taken_away() {
     assert_eq!(message["original_queue"], queues::COORDINATOR);
     assert_eq!(message["reason"], "rejected");
     assert_eq!(message["deaths"], 1);
+    let died_at: chrono::DateTime<chrono::Utc> = message["died_at"].as_str().unwrap().parse().unwrap();
+    assert!((chrono::Utc::now() - died_at).num_seconds().abs() < 60, "{message}");
 
     // Looking twice shows the same, and the message is still in the queue afterwards.
     let (status, again) = h.get("/admin/dead-letters?limit=10").await;
