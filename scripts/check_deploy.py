@@ -58,7 +58,11 @@ DASHBOARD_METRICS = ["{s}_http_requests_total", "{s}_http_request_duration_secon
                      "{s}_amqp_published_total", "{s}_amqp_dead_lettered_total"]
 # Metrics of one service that the dashboard must show as well.
 DASHBOARD_SERVICE_METRICS = ["coordinator_saga_transitions_total", "coordinator_saga_retries_total",
-                             "order_checkout_resends_total"]
+                             "order_checkout_resends_total", "coordinator_saga_unfinished", "coordinator_saga_stuck",
+                             "coordinator_saga_needs_attention", "coordinator_dead_letter_depth",
+                             "coordinator_saga_pruned_total"]
+# The alerts compose/alerts.yml and the chart's PrometheusRule must both define.
+ALERTS = {"SagasStuck", "SagasNeedAttention", "DeadLettersWaiting", "CoordinatorDown"}
 # Secrets made by the operators, not by the chart; the keys the chart reads from them.
 OPERATOR_SECRETS = {"-app": {"username", "password"}, "-default-user": {"username", "password"}}
 
@@ -173,6 +177,10 @@ def check_compose():
     grafana = compose["services"]["grafana"]
     check(any(v.startswith("../charts/checkout/dashboards:") for v in grafana["volumes"]),
           "compose: Grafana does not mount the chart's dashboards")
+    check("/etc/prometheus/alerts.yml" in prometheus.get("rule_files", []),
+          "compose: Prometheus does not load /etc/prometheus/alerts.yml")
+    check("./alerts.yml:/etc/prometheus/alerts.yml:ro" in compose["services"]["prometheus"]["volumes"],
+          "compose: Prometheus does not mount compose/alerts.yml")
     provider = yaml.safe_load((compose_dir / "grafana/provisioning/dashboards/checkout.yml").read_text())
     check(provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards",
           "compose: the Grafana dashboard provider does not read the mounted folder")
@@ -256,6 +264,26 @@ def check_dashboard():
             check(name in exprs, f"dashboard: no panel shows {name}")
     for name in DASHBOARD_SERVICE_METRICS:
         check(name in exprs, f"dashboard: no panel shows {name}")
+
+
+def alert_names(groups):
+    return [rule["alert"] for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def check_alerts():
+    """compose/alerts.yml and the chart's PrometheusRule name the same alerts, each once, and every alert
+    operators are told about; every rule has an expression, a duration and a severity."""
+    compose_rules = yaml.safe_load((ROOT / "compose/alerts.yml").read_text())["groups"]
+    names = alert_names(compose_rules)
+    check(len(names) == len(set(names)) and set(names) == ALERTS, f"compose/alerts.yml: alerts {names}, want {ALERTS}")
+    template = (ROOT / "charts/checkout/templates/prometheusrule.yaml").read_text()
+    chart_names = re.findall(r"^\s*- alert: (\w+)$", template, re.M)
+    check(sorted(chart_names) == sorted(names),
+          f"chart PrometheusRule alerts {chart_names} differ from compose/alerts.yml's {names}")
+    for group in compose_rules:
+        for rule in group["rules"]:
+            check(rule.get("expr") and rule.get("for") and rule.get("labels", {}).get("severity"),
+                  f"compose/alerts.yml: {rule.get('alert')} lacks expr, for or severity")
 
 
 def labels_match(selector, labels):
@@ -393,6 +421,13 @@ def check_rendered(directory):
     check_credentials(where, by_kind)
     check_network_policies(where, by_kind)
     check_test_pod(where, by_kind)
+    for name, rule in by_kind.get("PrometheusRule", {}).items():
+        check(rule["apiVersion"] == "monitoring.coreos.com/v1", f"{where}: PrometheusRule {name} has a wrong apiVersion")
+        check(set(alert_names(rule["spec"]["groups"])) == ALERTS, f"{where}: PrometheusRule {name} lacks alerts")
+        coordinator = [n for n, d in deployments.items() if n.endswith("coordinator")]
+        for expr in (r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]):
+            check(any(f'job="{c}"' in expr and c in services for c in coordinator),
+                  f"{where}: PrometheusRule {name}: {expr} does not select the coordinator's Service as its job")
     dashboards = [c for c in configmaps.values() if "checkout.json" in c.get("data", {})]
     for c in dashboards:
         json.loads(c["data"]["checkout.json"])
@@ -1086,6 +1121,7 @@ def main():
     check_toolchain()
     check_compose()
     check_dashboard()
+    check_alerts()
     check_schema_covers_values()
     check_ha_defaults()
     check_amqp_use_against_code()

@@ -30,6 +30,19 @@ pub struct Config {
     /// (`ADMIN_ALLOWED_HOSTS`, comma-separated; default `127.0.0.1,localhost,[::1]`). The bind address of
     /// `HTTP_ADDR` is always added; see [`Config::admin_hosts`].
     pub admin_allowed_hosts: Vec<String>,
+    /// How long a saga that ended (completed, failed, cancelled) is kept after its last change before it is
+    /// pruned with its history (`SAGA_RETENTION_HOURS`, default 168; 0 keeps sagas for ever).
+    pub saga_retention: Option<Duration>,
+    /// How often the pruning runs (`RETENTION_INTERVAL_MS`); a run that pruned a full batch is followed at once
+    /// by the next.
+    pub retention_interval: Duration,
+    /// The most sagas one pruning run deletes, in one short transaction (`RETENTION_BATCH`).
+    pub retention_batch: i64,
+    /// How long an unfinished saga must go unchanged to count as stuck on the `coordinator_saga_stuck` gauge
+    /// (`STUCK_AFTER_SECS`).
+    pub stuck_after: Duration,
+    /// How often the saga and dead-letter gauges are refreshed (`GAUGE_INTERVAL_MS`).
+    pub gauge_interval: Duration,
 }
 
 /// The `Host` names the admin surface answers to unless `ADMIN_ALLOWED_HOSTS` says otherwise: loopback only, as
@@ -77,6 +90,12 @@ impl Config {
             admin_token: optional("ADMIN_TOKEN"),
             admin_read_token: optional("ADMIN_READ_TOKEN"),
             admin_allowed_hosts: parse_hosts(&string("ADMIN_ALLOWED_HOSTS", DEFAULT_ADMIN_HOSTS))?,
+            saga_retention: Some(Duration::from_secs(parse::<u64>("SAGA_RETENTION_HOURS", 168)?.saturating_mul(3600)))
+                .filter(|age| !age.is_zero()),
+            retention_interval: Duration::from_millis(parse("RETENTION_INTERVAL_MS", 60_000)?),
+            retention_batch: positive("RETENTION_BATCH", parse("RETENTION_BATCH", 1000)?)?,
+            stuck_after: Duration::from_secs(parse("STUCK_AFTER_SECS", 60)?),
+            gauge_interval: Duration::from_millis(parse("GAUGE_INTERVAL_MS", 15_000)?),
         }
         .checked()
     }
@@ -113,13 +132,20 @@ fn parse_hosts(raw: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// `value` of setting `name` if it is at least 1.
+fn positive(name: &str, value: i64) -> Result<i64> {
+    anyhow::ensure!(value >= 1, "{name}={value} must be at least 1");
+    Ok(value)
+}
+
 /// The settings as they may be logged: passwords in URLs and the admin token are hidden.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} retry_after={:?} retry_max={:?} saga_deadline={:?} compensation_deadline={:?} admin_token={} \
-             admin_read_token={} admin_allowed_hosts={}",
+             admin_read_token={} admin_allowed_hosts={} saga_retention={:?} retention_interval={:?} retention_batch={} \
+             stuck_after={:?} gauge_interval={:?}",
             self.service,
             self.retry_after,
             self.retry_max,
@@ -128,6 +154,11 @@ impl fmt::Display for Config {
             if self.admin_token.is_some() { "***" } else { "none" },
             if self.admin_read_token.is_some() { "***" } else { "none" },
             self.admin_allowed_hosts.join(","),
+            self.saga_retention,
+            self.retention_interval,
+            self.retention_batch,
+            self.stuck_after,
+            self.gauge_interval,
         )
     }
 }

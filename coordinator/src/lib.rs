@@ -17,7 +17,9 @@
 //! - [`messaging`]: the consumer of the coordinator queue and the encoding of commands; the only module that
 //!   knows queues and envelopes.
 //! - [`recovery`]: the retry timer.
-//! - [`dead_letters`]: the dead-letter queue for operators: look, and replay.
+//! - [`dead_letters`]: the dead-letter queue for operators: look, replay, discard.
+//! - [`retention`]: the pruning of sagas that ended long ago.
+//! - [`gauges`]: the saga and dead-letter gauges operators alert on.
 //! - [`operations`]: what operators do to a saga (retry, abort), through the same engine.
 //! - [`bulk`]: the same to every saga a filter matches, with a dry run.
 //! - `http`: the admin API, the operator pages, and the one middleware that guards them.
@@ -29,9 +31,11 @@ pub mod config;
 pub mod dead_letters;
 pub mod domain;
 mod engine;
+pub mod gauges;
 mod http;
 pub mod messaging;
 pub mod operations;
 pub mod recovery;
+pub mod retention;
 pub mod startup;
 pub mod store;

@@ -1,5 +1,5 @@
-//! Wiring on the shared start-up path ([`platform::startup`]): the consumer, the dispatcher, the retry timer and
-//! the admin API's routes.
+//! Wiring on the shared start-up path ([`platform::startup`]): the consumer, the dispatcher, the retry timer, the
+//! pruning of old sagas, the gauges and the admin API's routes.
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use platform::{
 use shared_contracts::queues;
 
 use crate::{
-    config::Config, dead_letters::DeadLetters, http::AdminAccess, messaging::CoordinatorHandler,
-    operations::Operations, recovery, store,
+    config::Config, dead_letters::DeadLetters, gauges, http::AdminAccess, messaging::CoordinatorHandler,
+    operations::Operations, recovery, retention, store,
 };
 
 /// The coordinator as the shared start-up sees it.
@@ -36,7 +36,7 @@ impl Service for Coordinator {
         let pool = parts.pool.clone();
         let publisher = Arc::new(Publisher::new(parts.broker.clone()));
         let dispatcher = parts.dispatcher(publisher.clone());
-        let dead_letters = web::Data::new(DeadLetters::new(parts.broker.clone(), publisher));
+        let dead_letters = web::Data::new(DeadLetters::new(parts.broker.clone(), publisher, pool.clone()));
         let policy = config.retry_policy();
         let handler = Arc::new(CoordinatorHandler::new(pool.clone(), dispatcher.clone(), policy));
         let operations = web::Data::new(Operations::new(pool.clone(), dispatcher.clone(), policy));
@@ -46,7 +46,12 @@ impl Service for Coordinator {
             config.admin_hosts(),
         ));
         parts.consume(queues::COORDINATOR, config.service.consumer, handler, StopConsuming::AtOnce);
-        parts.spawn(recovery::run(pool, dispatcher, policy));
+        parts.spawn(recovery::run(pool.clone(), dispatcher, policy));
+        if let Some(age) = config.saga_retention {
+            parts.spawn(retention::run(pool.clone(), age, config.retention_interval, config.retention_batch));
+        }
+        let counted = dead_letters.clone();
+        parts.spawn(async move { gauges::run(pool, &counted, config.stuck_after, config.gauge_interval).await });
 
         Ok(move |cfg: &mut web::ServiceConfig| {
             cfg.app_data(operations.clone())

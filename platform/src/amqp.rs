@@ -471,11 +471,14 @@ impl Publisher {
     /// the broker's confirms.
     async fn publish_dead_letters(&self, queue: &str, parts: &[&Delivery]) -> Result<()> {
         let mut wire = Vec::with_capacity(parts.len());
+        // An AMQP timestamp: seconds since the epoch, as the broker writes it.
+        let died_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         for part in parts {
             let mut death = FieldTable::new();
             death.insert("queue".try_into().expect("short name"), queue.into());
             death.insert("reason".try_into().expect("short name"), "rejected".into());
             death.insert("count".try_into().expect("short name"), FieldValue::l(1));
+            death.insert("time".try_into().expect("short name"), FieldValue::T(died_at));
             let mut headers = FieldTable::new();
             let deaths = vec![FieldValue::F(death)].try_into().map_err(|e| anyhow!("x-death header: {e:?}"))?;
             headers.insert("x-death".try_into().expect("short name"), FieldValue::A(deaths));

@@ -72,11 +72,13 @@ pub enum Command {
     },
     /// how many sagas are in each status
     Stats,
-    /// messages waiting in the dead-letter queue (they stay there)
+    /// messages waiting in the dead-letter queue, decoded (they stay there); or replay or discard one
     DeadLetters {
         /// at most this many
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
+        #[command(subcommand)]
+        action: Option<DeadLetterAction>,
     },
     /// send every dead letter back to the queue it died in
     ReplayDeadLetters,
@@ -90,6 +92,21 @@ pub enum Command {
     Failures,
     /// what operators did, newest first
     Audit(AuditFilter),
+}
+
+/// What `dead-letters` does to one message, named by the ID its listing shows.
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+pub enum DeadLetterAction {
+    /// send this dead letter back to the queue it died in; the others stay
+    Replay {
+        /// the message's ID, as listed
+        id: String,
+    },
+    /// remove this dead letter for good (it is kept in the audit log)
+    Discard {
+        /// the message's ID, as listed
+        id: String,
+    },
 }
 
 /// The flags of `list`, passed to the server as they are: it validates them.
@@ -370,6 +387,23 @@ mod tests {
         assert_eq!(refusal("list --colour"), ErrorKind::UnknownArgument);
         assert_eq!(refusal("list --stuck soon"), ErrorKind::ValueValidation);
         assert_eq!(refusal("stats now"), ErrorKind::UnknownArgument);
+        assert_eq!(refusal("dead-letters replay"), ErrorKind::MissingRequiredArgument);
+        assert_eq!(refusal("dead-letters burn m-1"), ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
+    fn dead_letters_are_listed_replayed_or_discarded_one_by_one() {
+        let command = |line| parse_line(line).unwrap().command;
+        assert_eq!(command("dead-letters"), Command::DeadLetters { limit: None, action: None });
+        assert_eq!(command("dead-letters --limit 3"), Command::DeadLetters { limit: Some(3), action: None });
+        assert_eq!(
+            command("dead-letters replay sha256:ab"),
+            Command::DeadLetters { limit: None, action: Some(DeadLetterAction::Replay { id: "sha256:ab".into() }) }
+        );
+        assert_eq!(
+            command("dead-letters discard m-1"),
+            Command::DeadLetters { limit: None, action: Some(DeadLetterAction::Discard { id: "m-1".into() }) }
+        );
     }
 
     #[test]

@@ -71,3 +71,12 @@ impl Client {
         Err(Error::Refused { status: status.as_u16(), message })
     }
 }
+
+/// What a path segment may hold as it is; everything else is percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b':');
+
+/// `text` percent-encoded for one segment of a URL path (a dead letter's ID may hold any character).
+pub fn path_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}

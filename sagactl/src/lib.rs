@@ -8,7 +8,7 @@ pub mod args;
 pub mod client;
 pub mod render;
 
-use args::{Command, Invocation, Output};
+use args::{Command, DeadLetterAction, Invocation, Output};
 use client::{Client, Error};
 use serde_json::Value;
 
@@ -21,9 +21,17 @@ pub async fn run(invocation: &Invocation) -> Result<String, Error> {
         Command::Retry { saga_id: id } => (client.post(&format!("/admin/sagas/{id}/retry")).await?, render::action),
         Command::Abort { saga_id: id } => (client.post(&format!("/admin/sagas/{id}/abort")).await?, render::action),
         Command::Stats => (client.get("/admin/stats", &[]).await?, render::stats),
-        Command::DeadLetters { limit } => {
+        Command::DeadLetters { limit, action: None } => {
             let query: Vec<(&str, String)> = limit.iter().map(|l| ("limit", l.to_string())).collect();
             (client.get("/admin/dead-letters", &query).await?, render::dead_letters)
+        }
+        Command::DeadLetters { action: Some(action), .. } => {
+            let (id, verb) = match action {
+                DeadLetterAction::Replay { id } => (id, "replay"),
+                DeadLetterAction::Discard { id } => (id, "discard"),
+            };
+            let path = format!("/admin/dead-letters/{}/{verb}", client::path_segment(id));
+            (client.post(&path).await?, render::dead_letter_taken)
         }
         Command::ReplayDeadLetters => (client.post("/admin/dead-letters/replay").await?, render::replay),
         Command::Bulk { action } => return bulk(&client, action, invocation.output).await,

@@ -154,12 +154,26 @@ pub fn stats(body: &Value) -> String {
 pub fn dead_letters(body: &Value) -> String {
     let rows: Vec<Vec<String>> = items(&body["messages"])
         .iter()
-        .map(|m| ["original_queue", "reason", "deaths", "body"].iter().map(|k| plain(&m[*k])).collect())
+        .map(|m| {
+            ["id", "kind", "saga_id", "original_queue", "reason", "died_at", "deaths", "body"]
+                .iter()
+                .map(|k| plain(&m[*k]))
+                .collect()
+        })
         .collect();
     if rows.is_empty() {
         return "the dead-letter queue is empty\n".into();
     }
-    table(&["QUEUE", "REASON", "DEATHS", "BODY"], &rows)
+    table(&["ID", "KIND", "SAGA", "QUEUE", "REASON", "DIED", "DEATHS", "BODY"], &rows)
+}
+
+/// `POST /admin/dead-letters/{id}/replay` and `.../discard`.
+pub fn dead_letter_taken(body: &Value) -> String {
+    let message = &body["message"];
+    match body["action"].as_str() {
+        Some("replay") => format!("replayed {} to {}\n", plain(&message["id"]), plain(&message["original_queue"])),
+        _ => format!("discarded {} (kept in the audit log)\n", plain(&message["id"])),
+    }
 }
 
 /// `POST /admin/dead-letters/replay`.

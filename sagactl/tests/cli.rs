@@ -218,10 +218,13 @@ async fn dead_letters_are_shown_and_replayed() {
         out.contains("garbage").then_some(out)
     })
     .await;
-    assert_eq!(
-        listed,
-        "QUEUE                 REASON    DEATHS  BODY\ncheckout.coordinator  rejected  1       garbage\n"
-    );
+    let mut lines = listed.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "KIND", "SAGA", "QUEUE", "REASON", "DIED", "DEATHS", "BODY"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!((row[1], row[2], row[3], row[4]), ("-", "-", "checkout.coordinator", "rejected"));
+    assert!(row[0].starts_with("sha256:"), "{listed}");
+    assert_eq!(&row[row.len() - 2..], ["1", "garbage"]);
     let (code, out, _) = sagactl(&c.url, &["replay-dead-letters"]).await;
     assert_eq!((code, out.as_str()), (0, "replayed 1 dead letters; 0 left in place (no queue to go back to)\n"));
 }
@@ -295,4 +298,50 @@ async fn an_operator_aborts_a_batch_after_a_dry_run_and_finds_it_in_the_audit_lo
     let (code, _, err) = sagactl(&c.url, &["bulk", "retry", "--stuck", "99999999999999", "--yes"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("400: stuck_for must be at most"), "{err}");
+}
+
+/// The IDs and bodies in a `dead-letters` listing.
+fn listed_letters(listing: &str) -> Vec<(String, String)> {
+    listing
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            (cells[0].to_owned(), cells[cells.len() - 1].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_dead_letter_is_replayed_and_another_discarded() {
+    let c = start_coordinator(None).await;
+    for body in ["first", "second"] {
+        c.broker.publish(queues::COORDINATOR, body.as_bytes().to_vec()).await.unwrap();
+    }
+    let letters = eventually("both dead letters in the listing", WAIT, async || {
+        let (code, out, err) = sagactl(&c.url, &["dead-letters"]).await;
+        assert_eq!(code, 0, "{err}");
+        let letters = listed_letters(&out);
+        (letters.len() == 2).then_some(letters)
+    })
+    .await;
+    let id_of = |body: &str| letters.iter().find(|(_, b)| b == body).unwrap().0.clone();
+
+    let (code, out, err) = sagactl(&c.url, &["dead-letters", "discard", &id_of("first")]).await;
+    assert_eq!((code, out), (0, format!("discarded {} (kept in the audit log)\n", id_of("first"))), "{err}");
+    let (_, out, _) = sagactl(&c.url, &["dead-letters"]).await;
+    assert_eq!(listed_letters(&out), [(id_of("second"), "second".to_owned())]);
+
+    let (code, out, err) = sagactl(&c.url, &["dead-letters", "replay", &id_of("second")]).await;
+    assert_eq!((code, out), (0, format!("replayed {} to checkout.coordinator\n", id_of("second"))), "{err}");
+    // Back in the coordinator's queue, where it dies again.
+    eventually("the replayed dead letter to die again", WAIT, async || {
+        let (_, out, _) = sagactl(&c.url, &["dead-letters"]).await;
+        (listed_letters(&out) == [(id_of("second"), "second".to_owned())]).then_some(())
+    })
+    .await;
+
+    let (code, _, err) = sagactl(&c.url, &["dead-letters", "discard", &id_of("first")]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no dead letter"), "{err}");
 }

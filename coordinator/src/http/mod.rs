@@ -28,6 +28,7 @@ mod internal;
 mod login;
 mod openapi;
 mod ui;
+mod ui_dead_letters;
 mod ui_ops;
 
 use actix_web::{
@@ -57,7 +58,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(admin::configure)
             .configure(dead_letters::configure)
             .configure(ui::configure)
-            .configure(ui_ops::configure),
+            .configure(ui_ops::configure)
+            .configure(ui_dead_letters::configure),
     );
     internal::configure(cfg);
     cfg.service(platform::http::openapi(openapi::CoordinatorApi::openapi()));

@@ -40,6 +40,8 @@ use crate::{
         super::admin::stats,
         super::dead_letters::list,
         super::dead_letters::replay,
+        super::dead_letters::replay_one,
+        super::dead_letters::discard,
         super::ui::overview,
         super::login::show,
         super::login::submit,
@@ -47,6 +49,10 @@ use crate::{
         super::ui::saga_page,
         super::ui::retry,
         super::ui::abort,
+        super::ui_dead_letters::list,
+        super::ui_dead_letters::replay_all,
+        super::ui_dead_letters::replay_one,
+        super::ui_dead_letters::discard,
         super::internal::unfinished,
         super::bulk::bulk_retry,
         super::bulk::bulk_abort,
@@ -63,6 +69,7 @@ use crate::{
         ActionDone,
         Stats,
         DeadLetterList,
+        DeadLetterTaken,
         Unfinished,
         SagaSummary,
         HistoryLine,
@@ -155,6 +162,17 @@ pub(super) struct Stats {
 #[allow(dead_code)]
 pub(super) struct DeadLetterList {
     messages: Vec<DeadLetter>,
+}
+
+/// One dead letter an operator replayed or discarded.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct DeadLetterTaken {
+    /// `replay` or `discard`.
+    #[schema(pattern = "^(replay|discard)$")]
+    action: String,
+    /// The message as it was in the queue.
+    message: DeadLetter,
 }
 
 /// How many sagas are still under way.

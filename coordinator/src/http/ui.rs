@@ -63,7 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Percent-encodes `text` for a query-string value.
-fn encode_query(text: &str) -> String {
+pub(super) fn encode_query(text: &str) -> String {
     utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
@@ -75,7 +75,7 @@ pub(super) struct Flash {
 }
 
 impl Flash {
-    fn html(&self) -> Markup {
+    pub(super) fn html(&self) -> Markup {
         let class = if self.kind.as_deref() == Some("error") { "flash error" } else { "flash ok" };
         html! {
             @if let Some(message) = &self.flash {
@@ -124,7 +124,7 @@ pub fn error_page(error: &ApiError) -> HttpResponse {
     response
 }
 
-fn redirect(location: &str) -> HttpResponse {
+pub(super) fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }
 

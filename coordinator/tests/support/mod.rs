@@ -19,6 +19,7 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub struct Harness {
     pub broker: TestBroker,
     pub amqp_url: String,
+    pub database_url: String,
     pub admin: String,
     pub http: reqwest::Client,
 }
@@ -41,11 +42,12 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
     adjust(&mut config);
     let broker = TestBroker::connect(&config.service.amqp_url).await.expect("connecting to the test vhost");
     let amqp_url = config.service.amqp_url.clone();
+    let database_url = config.service.database_url.clone();
     let app = Application::build(config).await.expect("building the coordinator");
     let admin = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
-    Harness { broker, amqp_url, admin, http }
+    Harness { broker, amqp_url, database_url, admin, http }
 }
 
 /// A checkout of two lines by `order_id`.
@@ -87,5 +89,40 @@ impl Harness {
             }
         });
         answered.await.unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+impl Harness {
+    /// Publishes `body` straight to the dead-letter queue with AMQP message ID `message_id` (none if `None`), and
+    /// an `x-death` header naming `died_in` when given, the way RabbitMQ records where a message died.
+    pub async fn plant_dead_letter(&self, body: Vec<u8>, died_in: Option<&str>, message_id: Option<&str>) {
+        use amqprs::{
+            channel::BasicPublishArguments,
+            connection::{Connection, OpenConnectionArguments},
+            BasicProperties, FieldTable, FieldValue,
+        };
+        let connection =
+            Connection::open(&OpenConnectionArguments::try_from(self.amqp_url.as_str()).unwrap()).await.unwrap();
+        let channel = connection.open_channel(None).await.unwrap();
+        let mut properties = BasicProperties::default();
+        properties.with_persistence(true);
+        if let Some(id) = message_id {
+            properties.with_message_id(id);
+        }
+        if let Some(queue) = died_in {
+            let mut death = FieldTable::new();
+            death.insert("queue".try_into().unwrap(), FieldValue::S(queue.try_into().unwrap()));
+            death.insert("reason".try_into().unwrap(), FieldValue::S("rejected".try_into().unwrap()));
+            death.insert("count".try_into().unwrap(), FieldValue::l(1));
+            death.insert("time".try_into().unwrap(), FieldValue::T(1_764_640_000));
+            let mut headers = FieldTable::new();
+            let deaths = vec![FieldValue::F(death)].try_into().unwrap();
+            headers.insert("x-death".try_into().unwrap(), FieldValue::A(deaths));
+            properties.with_headers(headers);
+        }
+        let publish = BasicPublishArguments::new("", queues::DEAD_LETTERS);
+        channel.basic_publish(properties, body, publish).await.unwrap();
+        channel.close().await.unwrap();
+        connection.close().await.unwrap();
     }
 }
