@@ -259,7 +259,7 @@ async fn the_bulk_page_refuses_other_origins_and_bad_forms_and_changes_nothing()
 
     let response = h.http.post(&url).header("origin", "http://evil.example").form(&form).send().await.unwrap();
     assert_eq!(response.status(), 403);
-    assert!(response.text().await.unwrap().contains("posted from another site"));
+    assert!(response.text().await.unwrap().contains("comes from another site"));
 
     for (form, named) in [
         (vec![("action", "abort"), ("confirm", "yes")], "the filter is empty"),

@@ -20,6 +20,9 @@ struct Cli {
     /// the admin token (default $ADMIN_TOKEN; none: loopback access)
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// the name the audit log records for what you do (default $SAGACTL_OPERATOR, else $USER)
+    #[arg(long, value_name = "NAME")]
+    operator: Option<String>,
     /// how to print answers: tables for people, or the API's JSON for scripts
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
@@ -44,6 +47,8 @@ pub struct Invocation {
     pub url: String,
     /// The bearer token, if any.
     pub token: Option<String>,
+    /// Who the audit log should say acted (sent as `X-Operator`), if anyone.
+    pub operator: Option<String>,
     /// How to print the answer.
     pub output: Output,
     /// What to do.
@@ -304,7 +309,15 @@ where
     let cli = Cli::try_parse_from(args)?;
     let url = cli.url.or_else(|| env("SAGACTL_URL")).unwrap_or_else(|| DEFAULT_URL.to_owned());
     let token = cli.token.or_else(|| env("ADMIN_TOKEN")).filter(|t| !t.is_empty());
-    Ok(Invocation { url: url.trim_end_matches('/').to_owned(), token, output: cli.output, command: cli.command })
+    let operator =
+        cli.operator.or_else(|| env("SAGACTL_OPERATOR")).or_else(|| env("USER")).filter(|name| !name.is_empty());
+    Ok(Invocation {
+        url: url.trim_end_matches('/').to_owned(),
+        token,
+        operator,
+        output: cli.output,
+        command: cli.command,
+    })
 }
 
 #[cfg(test)]
@@ -365,12 +378,13 @@ mod tests {
 
     #[test]
     fn defaults_and_flags_before_the_command() {
-        let parsed = parse_line("--token t abort 42").unwrap();
+        let parsed = parse_line("--token t --operator olga abort 42").unwrap();
         assert_eq!(
             parsed,
             Invocation {
                 url: DEFAULT_URL.into(),
                 token: Some("t".into()),
+                operator: Some("olga".into()),
                 output: Output::Table,
                 command: Command::Abort { saga_id: "42".into() }
             }

@@ -28,13 +28,20 @@ pub enum Error {
 pub struct Client {
     base: String,
     token: Option<String>,
+    operator: Option<String>,
     http: reqwest::Client,
 }
 
 impl Client {
-    /// A client of the coordinator at `base`, presenting `token` if given.
-    pub fn new(base: &str, token: Option<&str>) -> Self {
-        Self { base: base.to_owned(), token: token.map(str::to_owned), http: reqwest::Client::new() }
+    /// A client of the coordinator at `base`, presenting `token` if given, and naming itself `operator` (the
+    /// `X-Operator` header the audit log records) if given.
+    pub fn new(base: &str, token: Option<&str>, operator: Option<&str>) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.map(str::to_owned),
+            operator: operator.map(str::to_owned),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// `GET path?query`.
@@ -55,6 +62,10 @@ impl Client {
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, Error> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let request = match &self.operator {
+            Some(name) => request.header("x-operator", name),
             None => request,
         };
         let transport = |source| Error::Transport { url: self.base.clone(), source };

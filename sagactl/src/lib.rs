@@ -14,7 +14,7 @@ use serde_json::Value;
 
 /// Runs `invocation` against the coordinator and returns what to print.
 pub async fn run(invocation: &Invocation) -> Result<String, Error> {
-    let client = Client::new(&invocation.url, invocation.token.as_deref());
+    let client = Client::new(&invocation.url, invocation.token.as_deref(), invocation.operator.as_deref());
     let (answer, render): (Value, fn(&Value) -> String) = match &invocation.command {
         Command::List(filter) => (client.get("/admin/sagas", &filter.query()).await?, render::sagas),
         Command::Show { saga_id: id } => (client.get(&format!("/admin/sagas/{id}"), &[]).await?, render::saga),

@@ -41,6 +41,8 @@ async fn sagactl(url: &str, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env_remove("ADMIN_TOKEN")
         .env_remove("SAGACTL_URL")
+        .env_remove("SAGACTL_OPERATOR")
+        .env_remove("USER")
         .output()
         .await
         .unwrap();
@@ -238,6 +240,8 @@ async fn sagactl_answering(url: &str, args: &[&str], input: &str) -> (i32, Strin
         .args(args)
         .env_remove("ADMIN_TOKEN")
         .env_remove("SAGACTL_URL")
+        .env_remove("SAGACTL_OPERATOR")
+        .env_remove("USER")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -256,9 +260,9 @@ async fn an_operator_aborts_a_batch_after_a_dry_run_and_finds_it_in_the_audit_lo
     let c = start_coordinator(None).await;
     let sagas = [start_saga(&c, "order-a").await, start_saga(&c, "order-b").await];
     let executing = || async {
-        let (code, out, err) = sagactl(&c.url, &["list", "--status", "executing"]).await;
+        let (code, out, err) = sagactl(&c.url, &["-o", "json", "list", "--status", "executing"]).await;
         assert_eq!(code, 0, "{err}");
-        out.lines().count().saturating_sub(1)
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["total"].as_u64().unwrap()
     };
 
     let (code, out, err) = sagactl(&c.url, &["bulk", "abort", "--stuck", "0", "--dry-run"]).await;
@@ -273,7 +277,8 @@ async fn an_operator_aborts_a_batch_after_a_dry_run_and_finds_it_in_the_audit_lo
     assert!(err.contains("2 sagas match") && err.ends_with("abort these sagas? [y/N] "), "{err}");
     assert_eq!(executing().await, 2);
 
-    let (code, out, err) = sagactl_answering(&c.url, &["bulk", "abort", "--stuck", "0"], "y\n").await;
+    let (code, out, err) =
+        sagactl_answering(&c.url, &["--operator", "olga", "bulk", "abort", "--stuck", "0"], "y\n").await;
     assert_eq!(code, 0, "{err}");
     assert!(sagas.iter().all(|saga| out.contains(&format!("{saga}  now compensating"))), "{out}");
     assert!(out.ends_with("bulk_abort 2 done, 0 refused\n"), "{out}");
@@ -283,7 +288,9 @@ async fn an_operator_aborts_a_batch_after_a_dry_run_and_finds_it_in_the_audit_lo
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    assert!(lines[1].contains("anonymous  loopback    bulk_abort") && lines[1].ends_with("2 done, 0 refused"), "{out}");
+    let fields: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(fields[1..4], ["olga", "loopback", "bulk_abort"], "{out}");
+    assert!(lines[1].ends_with("2 done, 0 refused"), "{out}");
     assert_eq!(lines[2], "1 of 1 actions");
     let (code, out, _) = sagactl(&c.url, &["audit", "--saga", &sagas[0].to_string()]).await;
     assert_eq!(code, 0);

@@ -129,10 +129,7 @@ fn back(message: &str, kind: &str) -> HttpResponse {
         (status = 503, description = "The broker or the database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
-pub(super) async fn replay_all(
-    dead_letters: web::Data<DeadLetters>,
-    actor: web::ReqData<Actor>,
-) -> HttpResponse {
+pub(super) async fn replay_all(dead_letters: web::Data<DeadLetters>, actor: web::ReqData<Actor>) -> HttpResponse {
     match dead_letters.replay(&actor).await {
         Ok(report) => back(
             &format!("Replayed {} dead letters; {} left (no queue to go back to)", report.replayed, report.skipped),

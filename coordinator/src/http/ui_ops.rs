@@ -41,11 +41,12 @@ fn unreadable_form() -> web::FormConfig {
     })
 }
 
-/// The links to these pages, for the pages' navigation.
+/// The links to these pages and the dead-letter page, for the pages' navigation.
 pub(super) fn nav() -> Markup {
     html! {
         a href="/admin/ui/failures" { "Failures" }
         a href="/admin/ui/bulk" { "Bulk actions" }
+        a href="/admin/ui/dead-letters" { "Dead letters" }
         a href="/admin/ui/audit" { "Audit log" }
     }
 }
