@@ -43,6 +43,11 @@ async fn operator_aborts_a_saga_from_its_page(h: &Harness, browser: &Browser) {
 
     browser.text_is("#status", "compensating").await;
     browser.text_is("#flash", "Abort done: the saga is now compensating").await;
+    // The timeline says who aborted it: the page's operator, let in from loopback, not the saga itself.
+    let timeline = browser.text_when("#timeline", |text| text.contains("abort")).await;
+    let abort_line = timeline.lines().find(|line| line.contains("abort")).expect("an abort line");
+    assert!(abort_line.contains("operator anonymous (loopback)"), "{timeline}");
+    assert!(timeline.lines().find(|line| line.contains("start")).is_some_and(|l| l.contains("system")), "{timeline}");
     assert!(browser.current_url().await.starts_with(&format!("{}/admin/ui/sagas/{saga}?flash=", h.admin)));
     let release: Envelope<StockCommand> = h.broker.next_envelope(queues::STOCK_COMMANDS, WAIT).await.unwrap();
     assert_eq!((release.saga_id, release.body), (saga, StockCommand::Release));

@@ -616,17 +616,27 @@ fn tagged(value: &Value, tag: &str) -> String {
     }
 }
 
+/// Who made a history line: the operator and credential of an operator action; the saga's own messages and
+/// retry timer otherwise.
+fn acted_by(actor: Option<&Value>) -> String {
+    match actor {
+        Some(actor) => format!("operator {} ({})", plain(&actor["name"]), plain(&actor["credential"])),
+        None => "system".to_owned(),
+    }
+}
+
 fn timeline_html(history: &[HistoryLine]) -> Markup {
     html! {
         h2 { "Timeline" }
         table id="timeline" {
-            tr { th { "Time" } th { "Event" } th { "From → to" } th { "Commands" } }
+            tr { th { "Time" } th { "Event" } th { "By" } th { "From → to" } th { "Commands" } }
             @for line in history {
                 @let commands: Vec<String> =
                     line.commands.as_array().into_iter().flatten().map(|c| tagged(c, "command")).collect();
                 tr {
                     td { (time(&line.at)) }
                     td { (tagged(&line.event, "event")) }
+                    td class="by" { (acted_by(line.actor.as_ref())) }
                     td {
                         @match line.from_status {
                             Some(from) => (status_span(from)),
