@@ -90,8 +90,7 @@ impl Config {
             admin_token: optional("ADMIN_TOKEN"),
             admin_read_token: optional("ADMIN_READ_TOKEN"),
             admin_allowed_hosts: parse_hosts(&string("ADMIN_ALLOWED_HOSTS", DEFAULT_ADMIN_HOSTS))?,
-            saga_retention: Some(Duration::from_secs(parse::<u64>("SAGA_RETENTION_HOURS", 168)?.saturating_mul(3600)))
-                .filter(|age| !age.is_zero()),
+            saga_retention: retention(parse("SAGA_RETENTION_HOURS", 168)?)?,
             retention_interval: Duration::from_millis(parse("RETENTION_INTERVAL_MS", 60_000)?),
             retention_batch: positive("RETENTION_BATCH", parse("RETENTION_BATCH", 1000)?)?,
             stuck_after: Duration::from_secs(parse("STUCK_AFTER_SECS", 60)?),
@@ -133,6 +132,19 @@ fn parse_hosts(raw: &str) -> Result<Vec<String>> {
 }
 
 /// `value` of setting `name` if it is at least 1.
+/// The longest `SAGA_RETENTION_HOURS` taken: 100 years. PostgreSQL could not subtract a much longer age from now,
+/// and every pruning run would fail.
+const MAX_RETENTION_HOURS: u64 = 100 * 366 * 24;
+
+/// `SAGA_RETENTION_HOURS` as an age, `None` for 0 (keep every saga).
+fn retention(hours: u64) -> Result<Option<Duration>> {
+    anyhow::ensure!(
+        hours <= MAX_RETENTION_HOURS,
+        "SAGA_RETENTION_HOURS={hours} is more than {MAX_RETENTION_HOURS} (100 years); 0 keeps sagas for ever"
+    );
+    Ok(Some(Duration::from_secs(hours * 3600)).filter(|age| !age.is_zero()))
+}
+
 fn positive(name: &str, value: i64) -> Result<i64> {
     anyhow::ensure!(value >= 1, "{name}={value} must be at least 1");
     Ok(value)
@@ -166,6 +178,15 @@ impl fmt::Display for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retention_is_hours_up_to_a_hundred_years_and_zero_keeps_everything() {
+        assert_eq!(retention(0).unwrap(), None);
+        assert_eq!(retention(168).unwrap(), Some(Duration::from_secs(168 * 3600)));
+        assert!(retention(MAX_RETENTION_HOURS).is_ok());
+        let refused = retention(MAX_RETENTION_HOURS + 1).unwrap_err().to_string();
+        assert!(refused.contains("SAGA_RETENTION_HOURS"), "{refused}");
+    }
 
     #[test]
     fn allowed_hosts_are_names_with_an_optional_port() {

@@ -114,15 +114,15 @@ pub enum DeadLetterAction {
     },
 }
 
-/// The flags of `list`, passed to the server as they are: it validates them.
+/// Which sagas: the filter flags `list` and `bulk` share, passed to the server as they are (it validates them).
 #[derive(Debug, Default, PartialEq, Eq, Args)]
-pub struct ListFilter {
+pub struct Selection {
     /// only sagas in this status, or in any of several separated by commas (needs_attention, executing,
     /// compensating, completed, failed, cancelling, cancelled)
     #[arg(long, value_name = "S[,S...]")]
     pub status: Option<String>,
     /// only sagas failing or failed for this reason (out_of_stock, unknown_item, insufficient_credit,
-    /// unknown_user, cancelled, aborted, timed_out)
+    /// unknown_user, cancelled, aborted, timed_out; see `sagactl failures`)
     #[arg(long, value_name = "KIND")]
     pub reason: Option<String>,
     /// only unfinished sagas unchanged for at least SECS seconds
@@ -140,6 +140,29 @@ pub struct ListFilter {
     /// only sagas created before this (RFC 3339)
     #[arg(long, value_name = "TIME")]
     pub created_before: Option<String>,
+}
+
+impl Selection {
+    /// The flags given, by the admin API's names (`stuck_for`, `order_id`, `user_id`, ...).
+    fn given(&self) -> Vec<(&'static str, String)> {
+        let texts = [
+            ("status", &self.status),
+            ("reason", &self.reason),
+            ("stuck_for", &self.stuck.map(|s| s.to_string())),
+            ("order_id", &self.order),
+            ("user_id", &self.user),
+            ("created_after", &self.created_after),
+            ("created_before", &self.created_before),
+        ];
+        texts.into_iter().filter_map(|(key, value)| value.clone().map(|v| (key, v))).collect()
+    }
+}
+
+/// The flags of `list`, passed to the server as they are: it validates them.
+#[derive(Debug, Default, PartialEq, Eq, Args)]
+pub struct ListFilter {
+    #[command(flatten)]
+    pub selection: Selection,
     /// only sagas last changed at or after this (RFC 3339)
     #[arg(long, value_name = "TIME")]
     pub updated_after: Option<String>,
@@ -163,15 +186,8 @@ pub struct ListFilter {
 impl ListFilter {
     /// The filter as the query of `GET /admin/sagas`.
     pub fn query(&self) -> Vec<(&'static str, String)> {
-        let mut query = Vec::new();
+        let mut query = self.selection.given();
         let mut add = |key, value: Option<String>| query.extend(value.map(|v| (key, v)));
-        add("status", self.status.clone());
-        add("reason", self.reason.clone());
-        add("stuck_for", self.stuck.map(|s| s.to_string()));
-        add("order_id", self.order.clone());
-        add("user_id", self.user.clone());
-        add("created_after", self.created_after.clone());
-        add("created_before", self.created_before.clone());
         add("updated_after", self.updated_after.clone());
         add("updated_before", self.updated_before.clone());
         add("sort", self.sort.clone());
@@ -204,27 +220,8 @@ impl BulkAction {
 /// The filter and safety flags of `bulk retry|abort`; the server validates the filter (and refuses an empty one).
 #[derive(Debug, Default, PartialEq, Eq, Args)]
 pub struct BulkArgs {
-    /// only sagas in this status
-    #[arg(long, value_name = "S")]
-    pub status: Option<String>,
-    /// only sagas failing for this reason (out_of_stock, timed_out, aborted, ...; see `sagactl failures`)
-    #[arg(long, value_name = "R")]
-    pub reason: Option<String>,
-    /// only unfinished sagas unchanged for at least SECS seconds
-    #[arg(long, value_name = "SECS")]
-    pub stuck: Option<u64>,
-    /// only the sagas of this order
-    #[arg(long, value_name = "ID")]
-    pub order: Option<String>,
-    /// only the sagas of this user
-    #[arg(long, value_name = "ID")]
-    pub user: Option<String>,
-    /// only sagas created at or after this RFC 3339 time
-    #[arg(long, value_name = "TIME")]
-    pub created_after: Option<String>,
-    /// only sagas created before this RFC 3339 time
-    #[arg(long, value_name = "TIME")]
-    pub created_before: Option<String>,
+    #[command(flatten)]
+    pub selection: Selection,
     /// at most this many sagas, oldest first (server default 100, at most 1000)
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -239,21 +236,10 @@ pub struct BulkArgs {
 impl BulkArgs {
     /// The body of `POST /admin/sagas/bulk/{action}`.
     pub fn body(&self, dry_run: bool) -> serde_json::Value {
-        let mut filter = serde_json::Map::new();
-        let texts = [
-            ("status", &self.status),
-            ("reason", &self.reason),
-            ("order_id", &self.order),
-            ("user_id", &self.user),
-            ("created_after", &self.created_after),
-            ("created_before", &self.created_before),
-        ];
-        for (key, value) in texts {
-            if let Some(value) = value {
-                filter.insert(key.into(), value.clone().into());
-            }
-        }
-        if let Some(stuck) = self.stuck {
+        let mut filter: serde_json::Map<String, serde_json::Value> =
+            self.selection.given().into_iter().map(|(key, value)| (key.to_owned(), value.into())).collect();
+        // A number in the body, where the query has it as text.
+        if let Some(stuck) = self.selection.stuck {
             filter.insert("stuck_for".into(), stuck.into());
         }
         let mut body = serde_json::json!({ "filter": filter, "dry_run": dry_run });
