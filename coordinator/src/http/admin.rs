@@ -12,7 +12,7 @@ use platform::{
 use serde::Deserialize;
 use shared_contracts::{FailureReason, SagaId};
 
-use super::openapi::{ActionDone, SagaPage, SagaWithHistory, Stats, StuckFor};
+use super::openapi::{ActionDone, ApiRefusals, SagaPage, SagaWithHistory, Stats, StuckFor};
 
 use crate::{
     audit::Actor,
@@ -163,8 +163,7 @@ pub(super) async fn find_page(pool: &Pool, filter: &SagaFilter) -> Result<(Vec<S
     responses(
         (status = 200, description = "A page of sagas and the number of all that match.", body = SagaPage),
         (status = 400, description = "A malformed query parameter, named in the message.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]
@@ -219,8 +218,7 @@ pub(super) fn trace_id(traceparent: &str) -> Option<&str> {
     responses(
         (status = 200, description = "The saga.", body = SagaWithHistory),
         (status = 400, description = "Not a UUID.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 404, description = "No such saga.", body = Error),
         (status = 503, description = "The database is unavailable.", body = Error),
     )
@@ -264,8 +262,7 @@ async fn act(
     responses(
         (status = 200, description = "Done; the state afterwards.", body = ActionDone),
         (status = 400, description = "Not a UUID.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 404, description = "No such saga.", body = Error),
         (status = 409, description = "The saga has already ended.", body = Error),
         (status = 503, description = "The database is unavailable.", body = Error),
@@ -288,8 +285,7 @@ pub(super) async fn retry(
     responses(
         (status = 200, description = "Done; the state afterwards.", body = ActionDone),
         (status = 400, description = "Not a UUID.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 404, description = "No such saga.", body = Error),
         (status = 409, description = "The saga has already ended.", body = Error),
         (status = 503, description = "The database is unavailable.", body = Error),
@@ -310,8 +306,7 @@ pub(super) async fn abort(
     summary = "How many sagas are in each status.",
     responses(
         (status = 200, description = "Counts.", body = Stats),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]

@@ -9,7 +9,7 @@ use platform::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::openapi::{AuditPage, FailureList};
+use super::openapi::{ApiRefusals, AuditPage, FailureList};
 use crate::{
     audit::{self, Actor, AuditFilter},
     bulk::{self, BulkReport, BulkRequest},
@@ -50,8 +50,7 @@ async fn act(
     responses(
         (status = 200, description = "The sagas matched and, unless a dry run, what came of each.", body = BulkReport),
         (status = 400, description = "A malformed body, an empty filter or a value out of range.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]
@@ -74,8 +73,7 @@ pub(super) async fn bulk_retry(
     responses(
         (status = 200, description = "The sagas matched and, unless a dry run, what came of each.", body = BulkReport),
         (status = 400, description = "A malformed body, an empty filter or a value out of range.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]
@@ -115,8 +113,7 @@ pub(super) fn group_query(group: &FailureGroup) -> String {
     summary = "The failed and needs-attention sagas grouped by status and reason, largest group first.",
     responses(
         (status = 200, description = "The groups.", body = FailureList),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]
@@ -178,8 +175,7 @@ impl AuditQuery {
     responses(
         (status = 200, description = "A page of the log, with the total.", body = AuditPage),
         (status = 400, description = "A malformed query parameter.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The database is unavailable.", body = Error),
     )
 )]

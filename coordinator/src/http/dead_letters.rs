@@ -7,7 +7,7 @@ use actix_web::{http::Method, web, HttpResponse};
 use platform::http::{check_id, parse_positive, resource, ApiError, ErrorBody as Error};
 use serde::Deserialize;
 
-use super::openapi::{DeadLetterList, DeadLetterTaken};
+use super::openapi::{ApiRefusals, DeadLetterList, DeadLetterTaken};
 use crate::{
     audit::Actor,
     dead_letters::{DeadLetter, DeadLetters, ReplayReport, Taken},
@@ -65,8 +65,7 @@ pub(super) fn taken(id: &str, outcome: Taken) -> Result<DeadLetter, ApiError> {
     responses(
         (status = 200, description = "The messages.", body = DeadLetterList),
         (status = 400, description = "A malformed limit.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The broker is unavailable.", body = Error),
     )
 )]
@@ -87,8 +86,7 @@ pub(super) async fn list(
         removes it; messages naming no work queue stay. Audited as replay_dead_letters.",
     responses(
         (status = 200, description = "What was done.", body = ReplayReport),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 503, description = "The broker or the database is unavailable.", body = Error),
     )
 )]
@@ -111,8 +109,7 @@ pub(super) async fn replay(
     responses(
         (status = 200, description = "The message replayed.", body = DeadLetterTaken),
         (status = 400, description = "A malformed id.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 404, description = "No such message is waiting.", body = Error),
         (status = 409, description = "The message names no work queue to go back to; it stays.", body = Error),
         (status = 503, description = "The broker or the database is unavailable.", body = Error),
@@ -139,8 +136,7 @@ pub(super) async fn replay_one(
     responses(
         (status = 200, description = "The message discarded.", body = DeadLetterTaken),
         (status = 400, description = "A malformed id.", body = Error),
-        (status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.", body = Error),
-        (status = 403, description = "No ADMIN_TOKEN is configured and the caller is not on loopback.", body = Error),
+        ApiRefusals,
         (status = 404, description = "No such message is waiting.", body = Error),
         (status = 503, description = "The broker or the database is unavailable.", body = Error),
     )

@@ -18,6 +18,42 @@ use crate::{
     store::{FailureGroup, HistoryLine, SagaSummary, MAX_STUCK_SECS},
 };
 
+/// The refusals of the admin scope's access check (`super::admin_only`), the same for every JSON operation under
+/// `/admin`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its schema is used: the middleware answers these, not the handlers.
+pub(super) enum ApiRefusals {
+    #[response(status = 401, description = "ADMIN_TOKEN is configured and the request has no valid bearer token.")]
+    Unauthorized(platform::http::ErrorBody<'static>),
+    #[response(
+        status = 403,
+        description = "A Host not on ADMIN_ALLOWED_HOSTS; a change from another site (Sec-Fetch-Site, Origin, \
+            Referer); the read-only token on anything but a read; or, with no ADMIN_TOKEN configured, a caller not \
+            on loopback."
+    )]
+    Forbidden(platform::http::ErrorBody<'static>),
+}
+
+/// The same refusals for the operator pages under `/admin/ui`, which answer them as HTML pages.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its schema is used: the middleware answers these, not the handlers.
+pub(super) enum PageRefusals {
+    #[response(
+        status = 401,
+        content_type = "text/html",
+        description = "ADMIN_TOKEN is configured and the request has no valid token (bearer, or the admin_token \
+            cookie)."
+    )]
+    Unauthorized(String),
+    #[response(
+        status = 403,
+        content_type = "text/html",
+        description = "A Host not on ADMIN_ALLOWED_HOSTS; a form posted from another site; the read-only token on \
+            anything but a read; or, with no ADMIN_TOKEN configured, a caller not on loopback."
+    )]
+    Forbidden(String),
+}
+
 /// The admin API, the operator pages and the internal count, as one document.
 #[derive(OpenApi)]
 #[openapi(

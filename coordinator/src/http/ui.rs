@@ -29,7 +29,7 @@ mod diagram;
 
 use super::{
     admin::{find_page, SagaDetails, SagaQuery},
-    openapi::StuckSeconds,
+    openapi::{PageRefusals, StuckSeconds},
 };
 use crate::{
     audit::Actor,
@@ -197,8 +197,7 @@ pub(super) struct OverviewQuery {
         (status = 400, description = "A malformed parameter, shown as a page; or a query string that cannot be read \
             at all (a parameter given twice), answered as JSON.", content(
             (String = "text/html"), (Error = "application/json"))),
-        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
@@ -493,8 +492,7 @@ fn parse_saga_id(raw: &str) -> Result<SagaId, ApiError> {
         (status = 400, description = "A malformed parameter, shown as a page; or a query string that cannot be read \
             at all (a parameter given twice), answered as JSON.", content(
             (String = "text/html"), (Error = "application/json"))),
-        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 404, description = "No such saga.", content_type = "text/html", body = String),
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
@@ -662,8 +660,7 @@ fn timeline_html(history: &[HistoryLine]) -> Markup {
         (status = 303, description = "Back to the saga's page, with the outcome (also a refusal) as a flash message in \
             the query string."),
         (status = 400, description = "Not a UUID.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, a Host not allowed, posted from another site, or the read-only token.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 404, description = "No such saga.", content_type = "text/html", body = String),
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
@@ -686,8 +683,7 @@ pub(super) async fn retry(
         (status = 303, description = "Back to the saga's page, with the outcome (also a refusal) as a flash message in \
             the query string."),
         (status = 400, description = "Not a UUID.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, a Host not allowed, posted from another site, or the read-only token.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 404, description = "No such saga.", content_type = "text/html", body = String),
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )

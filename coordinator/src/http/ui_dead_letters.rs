@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{
     dead_letters::{broker_error, parse_limit, taken},
+    openapi::PageRefusals,
     ui::{encode_query, error_page, page, redirect, time, Flash},
 };
 use crate::{
@@ -46,8 +47,7 @@ pub(super) struct ListQuery {
     responses(
         (status = 200, description = "The page.", content_type = "text/html", body = String),
         (status = 400, description = "A malformed limit, shown as a page.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The broker is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
@@ -124,8 +124,7 @@ fn back(message: &str, kind: &str) -> HttpResponse {
     summary = "The Replay all button.",
     responses(
         (status = 303, description = "Back to the dead-letter page, with what was done as a flash message."),
-        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The broker or the database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
@@ -149,8 +148,7 @@ pub(super) async fn replay_all(dead_letters: web::Data<DeadLetters>, actor: web:
         (status = 303, description = "Back to the dead-letter page, with the outcome (also a refusal: not waiting, \
             no queue to go back to) as a flash message."),
         (status = 400, description = "A malformed id.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The broker or the database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
@@ -172,8 +170,7 @@ pub(super) async fn replay_one(
         (status = 303, description = "Back to the dead-letter page, with the outcome (also a refusal: not waiting) \
             as a flash message."),
         (status = 400, description = "A malformed id.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The broker or the database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::{
     bulk::{group_query, AuditQuery},
+    openapi::PageRefusals,
     ui::{error_page, page, status_span, time},
 };
 use crate::{
@@ -160,8 +161,7 @@ fn filter_form(form: &BulkForm) -> Markup {
     summary = "Operator page: the bulk action form.",
     responses(
         (status = 200, description = "The page.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        PageRefusals,
     )
 )]
 pub(super) async fn bulk_form() -> HttpResponse {
@@ -248,8 +248,7 @@ fn results(report: &BulkReport, action: Action) -> Markup {
         (status = 200, description = "The preview or the results.", content_type = "text/html", body = String),
         (status = 400, description = "No action chosen, an empty filter or a value out of range: the form again, with \
             what is wrong.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token.", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback, or posted from another origin.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
@@ -289,8 +288,7 @@ pub(super) async fn bulk_post(
     summary = "Operator page: failed and needs-attention sagas grouped by reason, each group linking to its sagas.",
     responses(
         (status = 200, description = "The page.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
@@ -341,8 +339,7 @@ pub(super) async fn failures_page(pool: web::Data<Pool>) -> HttpResponse {
     responses(
         (status = 200, description = "The page.", content_type = "text/html", body = String),
         (status = 400, description = "A malformed parameter, shown as a page.", content_type = "text/html", body = String),
-        (status = 401, description = "No valid token (bearer or admin_token cookie).", content_type = "text/html", body = String),
-        (status = 403, description = "Not on loopback and no token configured.", content_type = "text/html", body = String),
+        PageRefusals,
         (status = 503, description = "The database is unavailable, shown as a page.", content_type = "text/html", body = String),
     )
 )]
