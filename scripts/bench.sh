@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 #
 # The benchmark: builds `loadgen`, starts the system with scripts/up.sh (skip with NO_UP=1), measures a reference
-# figure for the machine's PostgreSQL (pgbench simple-update), then runs the course's stress test twice on a freshly
-# initialised data set each time (a closed loop of CLIENTS clients, then an open loop at RATE checkouts/s), and
-# finally checks stock and credit conservation over all entities. Prints a summary and writes everything into
+# figure for the machine's PostgreSQL (pgbench simple-update), then runs the course's stress test three times on a
+# freshly initialised data set each time (a single client on the otherwise idle system, a closed loop of CLIENTS
+# clients, an open loop at RATE checkouts/s), and finally checks stock and credit conservation over all entities.
+# Each run also reports the CPU of every process over its measured window (and so the CPU per fresh checkout of
+# everything but the load generator) and the services' resident memory. Prints a summary and writes everything into
 # .run/bench/<timestamp>.json (the per-phase loadgen results stay in .run/bench/<timestamp>/).
 # Exits 1 when the conservation check fails.
 #
 # Environment: CLIENTS (512), DURATION seconds per run (30), RATE checkouts/s (500), WARMUP seconds (5),
-# NO_UP=1, GATEWAY_PORT (8000). The data set is the course's: 100,000 items, users and orders.
+# IDLE_DURATION seconds of the single-client run (10), NO_UP=1, GATEWAY_PORT (8000). The data set is the course's:
+# 100,000 items, users and orders.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +22,7 @@ CLIENTS="${CLIENTS:-512}"
 DURATION="${DURATION:-30}"
 RATE="${RATE:-500}"
 WARMUP="${WARMUP:-5}"
+IDLE_DURATION="${IDLE_DURATION:-10}"
 GATEWAY_URL="http://127.0.0.1:${GATEWAY_PORT:-8000}"
 PGBENCH_DATABASE=pgbench_ref
 PGBENCH_SCALE=10
@@ -75,6 +79,8 @@ main() {
 
     # Every run starts from a fresh data set: an order paid by an earlier run would otherwise be counted as a fresh
     # checkout while costing the system almost nothing.
+    log "single client on the idle system, $IDLE_DURATION s"
+    loadgen idle --init --clients 1 --duration "$IDLE_DURATION" --warmup 2
     log "closed loop: $CLIENTS clients, $DURATION s"
     loadgen closed --init --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP"
     log "open loop: $RATE checkouts/s, $DURATION s"
@@ -87,12 +93,14 @@ main() {
     fi
 
     jq -n --arg stamp "$STAMP" --argjson tps "$tps" \
-        --slurpfile closed "$WORK_DIR/closed.json" --slurpfile rate "$WORK_DIR/rate.json" \
+        --slurpfile idle "$WORK_DIR/idle.json" --slurpfile closed "$WORK_DIR/closed.json" \
+        --slurpfile rate "$WORK_DIR/rate.json" \
         --slurpfile check "$WORK_DIR/check.json" '{
             timestamp: $stamp,
             machine: $closed[0].machine,
             pgbench: {workload: "simple-update (-N)", scale: '"$PGBENCH_SCALE"', clients: 8, threads: 2, seconds: 10,
                       tps: $tps},
+            idle: $idle[0],
             closed: $closed[0],
             rate: $rate[0],
             check: $check[0].check,
@@ -102,9 +110,15 @@ main() {
             }
         }' >"$RESULT"
 
-    local closed rate
+    local closed rate cpu rss
     closed=$(fresh_per_s closed)
     rate=$(fresh_per_s rate)
+    # CPU per fresh checkout of everything but loadgen, and that CPU as a share of the machine.
+    cpu='def cpu($run): $run.load.usage | if . == null then "?" else
+             "\(.system_cpu_ms_per_fresh_checkout * 1000 | round / 1000) ms (\(.system_share_of_machine_percent | round)% of the machine)" end;
+         "closed \(cpu(.closed)), open loop \(cpu(.rate))"'
+    rss='[.closed.load.usage, .rate.load.usage | select(. != null) | .service_rss_mib | to_entries[]]
+         | group_by(.key) | map("\(.[0].key) \(map(.value) | max | round)") | join(", ")'
     cat <<EOF
 
 Benchmark $STAMP ($(nproc) CPUs)
@@ -112,6 +126,9 @@ Benchmark $STAMP ($(nproc) CPUs)
   closed, $CLIENTS clients      $closed fresh checkouts/s   (ratio to pgbench $(jq -r '.fresh_checkouts_per_pgbench_tps.closed * 1000 | round / 1000' "$RESULT"))
   open loop, $RATE/s        $rate fresh checkouts/s   (ratio to pgbench $(jq -r '.fresh_checkouts_per_pgbench_tps.rate * 1000 | round / 1000' "$RESULT"))
   latency p50/p99 ms        closed $(jq -r '.closed.load.latency | "\(.p50_ms)/\(.p99_ms)"' "$RESULT"), open loop $(jq -r '.rate.load.latency | "\(.p50_ms)/\(.p99_ms)"' "$RESULT")
+  single client, idle       p50/p99 $(jq -r '.idle.load.latency | "\(.p50_ms)/\(.p99_ms)"' "$RESULT") ms
+  CPU per fresh checkout    $(jq -r "$cpu" "$RESULT")
+  resident memory MiB       $(jq -r "$rss" "$RESULT")
   conservation check        $(jq -r 'if .check.passed then "PASS" else "FAIL" end' "$RESULT")
   result                    $RESULT
 EOF

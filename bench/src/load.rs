@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::api::{Answer, Api};
 use crate::options::Mode;
 use crate::stats::{Recorder, Summary};
+use crate::usage::Snapshot;
 
 /// What the load phase is to do.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +61,7 @@ pub async fn run(api: &Api, plan: Plan) -> Summary {
     let window = Window { start: began + plan.warmup, end: began + plan.warmup + plan.duration };
     let (samples, received) = mpsc::unbounded_channel();
     let collector = tokio::spawn(collect(received, plan.orders, window));
+    let counters = tokio::spawn(counters_over(window));
     match plan.mode {
         Mode::Closed { clients } => closed_loop(api, clients, plan.orders, window.end, samples).await,
         Mode::Rate { per_second } => fixed_rate(api, per_second, plan, window.end, samples).await,
@@ -71,7 +73,22 @@ pub async fn run(api: &Api, plan: Plan) -> Summary {
             Recorder::default()
         }
     };
-    recorder.summarise(plan.duration)
+    let mut summary = recorder.summarise(plan.duration);
+    match counters.await {
+        Ok(Ok((start, end))) => summary.usage = Some(end.since(&start, summary.fresh_checkouts)),
+        Ok(Err(error)) => eprintln!("cannot read the CPU counters in /proc: {error:#}; reporting no CPU use"),
+        Err(join_error) => eprintln!("the CPU counter task failed: {join_error}; reporting no CPU use"),
+    }
+    summary
+}
+
+/// The machine's and every process's CPU counters at the start and at the end of the measured window.
+async fn counters_over(window: Window) -> anyhow::Result<(Snapshot, Snapshot)> {
+    tokio::time::sleep_until(window.start).await;
+    let start = tokio::task::spawn_blocking(Snapshot::take).await??;
+    tokio::time::sleep_until(window.end).await;
+    let end = tokio::task::spawn_blocking(Snapshot::take).await??;
+    Ok((start, end))
 }
 
 async fn closed_loop(api: &Api, clients: usize, orders: u64, end: Instant, samples: mpsc::UnboundedSender<Sample>) {

@@ -8,6 +8,7 @@ mod load;
 mod machine;
 mod options;
 mod stats;
+mod usage;
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -129,6 +130,30 @@ fn describe(mode: Mode) -> String {
     }
 }
 
+fn print_usage(usage: &usage::Usage) {
+    let ms = |value: Option<f64>| value.map_or("-".to_owned(), |ms| format!("{ms:.3}"));
+    println!(
+        "  CPU           machine {:.0}%, system (all but loadgen) {:.0}% = {:.0}% of the machine's {} CPUs, \
+         {} ms per fresh checkout",
+        usage.machine_cpu_percent,
+        usage.system_cpu_percent,
+        usage.system_share_of_machine_percent,
+        usage.cpus,
+        ms(usage.system_cpu_ms_per_fresh_checkout)
+    );
+    let mut groups: Vec<_> = usage.groups.iter().collect();
+    groups.sort_by(|a, b| b.1.cpu_percent.total_cmp(&a.1.cpu_percent));
+    for (group, figures) in groups.into_iter().filter(|(_, figures)| figures.cpu_percent >= 0.5) {
+        println!(
+            "    {group:<22} {:>5.1}%  {:>6} ms/checkout",
+            figures.cpu_percent,
+            ms(figures.cpu_ms_per_fresh_checkout)
+        );
+    }
+    let rss: Vec<String> = usage.service_rss_mib.iter().map(|(service, mib)| format!("{service} {mib:.0}")).collect();
+    println!("  RSS MiB       {}", rss.join(", "));
+}
+
 fn print_report(report: &Report) {
     let machine = &report.machine;
     println!(
@@ -163,6 +188,9 @@ fn print_report(report: &Report) {
                 "  latency ms    p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
                 latency.p50_ms, latency.p95_ms, latency.p99_ms, latency.max_ms
             );
+        }
+        if let Some(usage) = &load.usage {
+            print_usage(usage);
         }
     }
     if let Some(check) = &report.check {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::api::{Answer, Failure};
+use crate::usage::Usage;
 
 /// Accumulates the measured checkouts of one run. Latencies are kept whole (a few hundred thousand values at most)
 /// so percentiles are exact.
@@ -76,6 +77,8 @@ pub struct Summary {
     pub status: StatusCounts,
     /// Latency of all measured requests, answered or not.
     pub latency: Option<Latency>,
+    /// CPU and memory of the machine's processes over the window (when /proc could be read).
+    pub usage: Option<Usage>,
 }
 
 impl Recorder {
@@ -126,6 +129,7 @@ impl Recorder {
             repeat_checkouts: self.repeat,
             status: self.counts,
             latency: latency(&self.latencies_us),
+            usage: None,
         }
     }
 }
