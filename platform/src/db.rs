@@ -51,9 +51,16 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
 /// while a table was small (a fresh database), it scans the table long after it has grown. So every run is
 /// planned for its own values, which is what an unprepared statement gets, and only the round trip of preparing
 /// is saved.
+///
+/// Sequential scans are also priced out. Every statement of the services is meant to find its rows by an index,
+/// and the hot paths read and lock batches with `= ANY($1)`. On a table that has never been analysed (a fresh
+/// database, a server with autovacuum off, or simply the time before autovacuum first visits a growing table)
+/// PostgreSQL guesses that each key matches 0.5% of the rows, so a batch of a few hundred keys was planned as a
+/// scan of the whole table: the order intake read all of `order_items` per batch. A statement with no index to use
+/// (an operator's count over all sagas) still runs, as a scan.
 async fn establish(target: Arc<Target>) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = target.connect_diesel().await?;
-    conn.batch_execute("SET plan_cache_mode = force_custom_plan")
+    conn.batch_execute("SET plan_cache_mode = force_custom_plan; SET enable_seqscan = off")
         .await
         .map_err(|e| diesel::ConnectionError::BadConnection(format!("configuring the connection: {e}")))?;
     Ok(conn)

@@ -1,0 +1,37 @@
+//! Pool connections look rows up by index whatever the table's statistics say. The services' hot paths read and
+//! lock batches of rows with `= ANY($1)`; on a table that has never been analysed (a fresh database, a server with
+//! autovacuum off, the minute before autovacuum's first visit) PostgreSQL guesses that each element matches 0.5% of
+//! the table, so for a batch of a few hundred keys it scans the whole table. That happened in the benchmark: the
+//! order intake read all of `order_items` once per batch.
+#![cfg(feature = "testing")]
+
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use platform::testing::fresh_database;
+
+#[derive(diesel::QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+#[tokio::test]
+async fn a_batch_lookup_on_a_table_never_analysed_uses_its_index() {
+    let url = fresh_database("plans").await.expect("a test database");
+    let pool = platform::db::pool(&url, 1).expect("a pool");
+    let mut conn = pool.get().await.expect("a connection");
+    conn.batch_execute(
+        "CREATE TABLE lines (order_id TEXT NOT NULL, item_id TEXT NOT NULL, PRIMARY KEY (order_id, item_id));
+         INSERT INTO lines SELECT (i / 2)::text, i::text FROM generate_series(1, 50000) AS i;",
+    )
+    .await
+    .expect("the table");
+    let keys: Vec<String> = (0..300).map(|n| (n * 7).to_string()).collect();
+    let plan: Vec<PlanLine> = diesel::sql_query("EXPLAIN SELECT item_id FROM lines WHERE order_id = ANY($1)")
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+        .load(&mut *conn)
+        .await
+        .expect("the plan");
+    let plan: Vec<&str> = plan.iter().map(|line| line.line.as_str()).collect();
+    assert!(plan.iter().any(|line| line.contains("lines_pkey")), "{plan:#?}");
+    assert!(!plan.iter().any(|line| line.contains("Seq Scan")), "{plan:#?}");
+}
