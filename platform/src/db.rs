@@ -28,13 +28,29 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// A pool of at most `max_size` connections to `url`. Connections are opened lazily and replaced when broken, so
 /// a restart of PostgreSQL costs the requests in flight and nothing more. The URL's TLS settings are read here,
 /// once: see [`Target`].
+///
+/// Each connection is opened on the runtime that built the pool, whoever asks for it, because the task that
+/// drives a connection's socket stays on the runtime that opened it. Opened from an HTTP worker (each runs a
+/// runtime of its own), every statement the saga workers later send on that connection would hop to that
+/// worker's thread and back: two more thread wake-ups per round trip.
 pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
     let target = Arc::new(Target::parse(url)?);
+    let home = tokio::runtime::Handle::try_current().ok();
     // No test query when a connection is handed out: that would be one more round trip per request. A
     // connection whose socket closed (a PostgreSQL restart) still counts as broken and is replaced.
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
-    config.custom_setup = Box::new(move |_| Box::pin(establish(target.clone())));
+    config.custom_setup = Box::new(move |_| {
+        let (target, home) = (target.clone(), home.clone());
+        Box::pin(async move {
+            match home {
+                Some(home) => home.spawn(establish(target)).await.unwrap_or_else(|e| {
+                    Err(diesel::ConnectionError::BadConnection(format!("opening a connection: {e}")))
+                }),
+                None => establish(target).await,
+            }
+        })
+    });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     deadpool::Pool::builder(manager)
         .max_size(max_size)
@@ -46,21 +62,21 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool> {
         .context("building the database pool")
 }
 
-/// Opens a connection for the pool. Statements marked [`prepared`] stay prepared on it, and PostgreSQL would plan
-/// such a statement once for all bind values after its fifth run. A plan made once can go badly wrong here: made
-/// while a table was small (a fresh database), it scans the table long after it has grown. So every run is
-/// planned for its own values, which is what an unprepared statement gets, and only the round trip of preparing
-/// is saved.
+/// Opens a connection for the pool, with sequential scans priced out. Every statement of the services is meant to
+/// find its rows by an index, and the hot paths read and lock batches with `= ANY($1)`. On a table that has never
+/// been analysed (a fresh database, a server with autovacuum off, or simply the time before autovacuum first
+/// visits a growing table) PostgreSQL guesses that each key matches 0.5% of the rows, so a batch of a few hundred
+/// keys was planned as a scan of the whole table: the order intake read all of `order_items` per batch. A
+/// statement with no index to use (an operator's count over all sagas) still runs, as a scan.
 ///
-/// Sequential scans are also priced out. Every statement of the services is meant to find its rows by an index,
-/// and the hot paths read and lock batches with `= ANY($1)`. On a table that has never been analysed (a fresh
-/// database, a server with autovacuum off, or simply the time before autovacuum first visits a growing table)
-/// PostgreSQL guesses that each key matches 0.5% of the rows, so a batch of a few hundred keys was planned as a
-/// scan of the whole table: the order intake read all of `order_items` per batch. A statement with no index to use
-/// (an operator's count over all sagas) still runs, as a scan.
+/// Statements marked [`prepared`] stay prepared on the connection, and after its fifth run PostgreSQL plans such
+/// a statement once for all bind values and keeps that plan. Made while a table was tiny (a fresh database), such
+/// a plan used to scan the table long after it had grown, so every run was planned anew
+/// (`plan_cache_mode = force_custom_plan`). With scans priced out the plan kept is an index's too, and planning
+/// each run again cost the databases about a tenth of their CPU per checkout.
 async fn establish(target: Arc<Target>) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = target.connect_diesel().await?;
-    conn.batch_execute("SET plan_cache_mode = force_custom_plan; SET enable_seqscan = off")
+    conn.batch_execute("SET enable_seqscan = off")
         .await
         .map_err(|e| diesel::ConnectionError::BadConnection(format!("configuring the connection: {e}")))?;
     Ok(conn)
