@@ -7,7 +7,6 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
-use diesel_async::AsyncConnection;
 use platform::{
     amqp::{BatchHandler, Delivery, Outgoing, Verdict},
     db::Pool,
@@ -113,11 +112,10 @@ impl BatchHandler for CoordinatorHandler {
         }
         let engine = self.engine;
         let mut conn = self.pool.get().await?;
-        let commands = conn
-            .transaction::<Vec<SagaCommand>, anyhow::Error, _>(async |conn| {
-                Ok(engine.handle(&PgSagaStore::new(conn), batch).await?)
-            })
-            .await?;
+        let commands = platform::db::transaction(&mut conn, async |conn| {
+            anyhow::Ok(engine.handle(&PgSagaStore::new(conn), batch).await?)
+        })
+        .await?;
         send(&self.dispatcher, commands).await;
         Ok(verdicts)
     }

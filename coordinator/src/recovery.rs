@@ -8,14 +8,13 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use diesel_async::AsyncConnection;
 use platform::{
     db::Pool,
     dispatch::{repeat_passes, Dispatcher},
 };
 
 use crate::{
-    engine::{Engine, RetryPolicy, SagaCommand},
+    engine::{Engine, RetryPolicy},
     messaging,
     store::PgSagaStore,
 };
@@ -35,11 +34,10 @@ pub async fn run(pool: Pool, dispatcher: Dispatcher, policy: RetryPolicy) {
 pub async fn retry_due(pool: &Pool, dispatcher: &Dispatcher, policy: RetryPolicy) -> Result<usize> {
     let engine = Engine::new(policy);
     let mut conn = pool.get().await?;
-    let (retried, commands) = conn
-        .transaction::<(usize, Vec<SagaCommand>), anyhow::Error, _>(async |conn| {
-            Ok(engine.retry_due(&PgSagaStore::new(conn), BATCH, chrono::Utc::now()).await?)
-        })
-        .await?;
+    let (retried, commands) = platform::db::transaction(&mut conn, async |conn| {
+        anyhow::Ok(engine.retry_due(&PgSagaStore::new(conn), BATCH, chrono::Utc::now()).await?)
+    })
+    .await?;
     messaging::send(dispatcher, commands).await;
     Ok(retried)
 }

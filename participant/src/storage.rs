@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use diesel::QueryResult;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use shared_contracts::SagaId;
 
 use crate::{
@@ -32,19 +32,19 @@ pub trait Storage: Send + Sync + 'static {
     /// The records of those of `sagas` (sorted, distinct) that have one, locked until the end of the transaction
     /// in saga order.
     async fn lock_records(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         sagas: &[SagaId],
     ) -> QueryResult<Recorded<<Self::Effect as Effect>::Taken>>;
 
     /// The resources of those of `keys` (sorted, distinct) that exist, locked until the end of the transaction in
     /// key order.
     async fn lock_resources(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         keys: &[&str],
     ) -> QueryResult<HashMap<String, <Self::Effect as Effect>::Resource>>;
 
     /// Writes what `plan` changed: the resources, the new records and the compensated ones.
-    async fn write(conn: &mut AsyncPgConnection, plan: &BatchPlan<Self::Effect>) -> QueryResult<()>;
+    async fn write(conn: &AsyncPgConnection, plan: &BatchPlan<Self::Effect>) -> QueryResult<()>;
 }
 
 /// Applies `commands` in order, in one transaction of `S`, and returns per command its reply or why it was not
@@ -56,7 +56,8 @@ pub async fn apply_batch<S: Storage>(
     if commands.is_empty() {
         return Ok(Vec::new());
     }
-    conn.transaction(async |conn| {
+    // The records are locked in the round trip of the BEGIN.
+    platform::db::transaction(conn, async |conn| {
         let mut sagas: Vec<SagaId> = commands.iter().map(|(saga_id, _)| *saga_id).collect();
         sagas.sort_unstable();
         sagas.dedup();

@@ -10,7 +10,7 @@ use diesel::{
 };
 use serde::{Deserialize, Serialize};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use platform::db::prepared;
 use shared_contracts::SagaId;
 
@@ -84,8 +84,8 @@ pub async fn begin_many(
     order_ids: &[String],
     resend_after_ms: i64,
 ) -> Result<BegunBatch, StoreError> {
-    conn.transaction::<_, StoreError, _>(async |conn| {
-        // Pipelined: one round trip for the three reads, which PostgreSQL still runs in the order sent.
+    platform::db::transaction(conn, async |conn| {
+        // Pipelined with the BEGIN: one round trip for the three reads, which PostgreSQL runs in the order sent.
         let (orders, mut lines) =
             futures::try_join!(orders::lock_many(conn, order_ids), orders::lines_of_many(conn, order_ids))?;
         let facts = |order_id: &str| {
@@ -128,7 +128,7 @@ pub async fn begin_many(
 /// Records the checkouts `started` as pending, each of the order of its request among `order_ids`, due to be sent
 /// again `resend_after_ms` from now.
 async fn insert_pending(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     order_ids: &[String],
     started: &[NewCheckout],
     resend_after_ms: i64,
@@ -148,7 +148,7 @@ async fn insert_pending(
         .bind::<Array<Text>, _>(checkout_orders)
         .bind::<BigInt, _>(resend_after_ms),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }

@@ -6,7 +6,7 @@ use diesel::{
     sql_types::{Array, Bool, Nullable, Text},
     QueryableByName,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use platform::db::prepared;
 use shared_contracts::{CheckoutOutcome, SagaId};
 
@@ -64,7 +64,7 @@ pub async fn settle(
     if moves.saga_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let settled = conn.transaction::<_, StoreError, _>(async |conn| lock_and_move(conn, &moves).await).await?;
+    let settled = platform::db::transaction(conn, async |conn| lock_and_move(conn, &moves).await).await?;
     settled
         .into_iter()
         .map(|row| {

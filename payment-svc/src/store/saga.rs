@@ -31,16 +31,15 @@ pub struct SagaPayments;
 impl Storage for SagaPayments {
     type Effect = Payment;
 
-    async fn lock_records(conn: &mut AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Recorded<Charged>> {
+    async fn lock_records(conn: &AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Recorded<Charged>> {
         lock(conn, sagas).await
     }
 
-    async fn lock_resources(conn: &mut AsyncPgConnection, keys: &[&str]) -> QueryResult<HashMap<String, Account>> {
+    async fn lock_resources(conn: &AsyncPgConnection, keys: &[&str]) -> QueryResult<HashMap<String, Account>> {
         users::lock_accounts(conn, keys).await
     }
 
-    async fn write(conn: &mut AsyncPgConnection, plan: &BatchPlan<Payment>) -> QueryResult<()> {
-        let conn = &*conn;
+    async fn write(conn: &AsyncPgConnection, plan: &BatchPlan<Payment>) -> QueryResult<()> {
         // The three writes are pipelined: one round trip.
         futures::try_join!(
             users::set_accounts(conn, &plan.resources),
@@ -84,7 +83,7 @@ impl PaymentRow {
 
 /// Locks the payment rows of `sagas` in key order and reads them: what each recorded saga holds, and the sagas
 /// whose row cannot be read, with what is wrong with it.
-async fn lock(conn: &mut AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Recorded<Charged>> {
+async fn lock(mut conn: &AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Recorded<Charged>> {
     let saga_of_key: HashMap<String, SagaId> =
         sagas.iter().map(|&saga_id| (domain::saga_payment_key(saga_id), saga_id)).collect();
     let keys: Vec<&str> = saga_of_key.keys().map(String::as_str).collect();
@@ -94,7 +93,7 @@ async fn lock(conn: &mut AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Rec
         )
         .bind::<Array<Text>, _>(keys),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     let mut recorded = Recorded::default();
     for row in rows {

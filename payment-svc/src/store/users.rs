@@ -206,7 +206,7 @@ pub async fn pay(
 /// The account of each of `user_ids` that exists, locking their rows until the end of the transaction. Rows are
 /// locked in byte order of their IDs, whatever the database's collation, so that transactions locking overlapping
 /// users this way queue behind each other instead of deadlocking.
-pub async fn lock_accounts(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> QueryResult<HashMap<String, Account>> {
+pub async fn lock_accounts(mut conn: &AsyncPgConnection, user_ids: &[&str]) -> QueryResult<HashMap<String, Account>> {
     if user_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -216,7 +216,7 @@ pub async fn lock_accounts(conn: &mut AsyncPgConnection, user_ids: &[&str]) -> Q
         )
         .bind::<Array<Text>, _>(user_ids),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     Ok(rows
         .into_iter()

@@ -139,7 +139,7 @@ pub async fn subtract(conn: &mut AsyncPgConnection, item_id: &str, amount: i64) 
 
 /// The holding of each of `item_ids` that exists, its row locked until the end of the transaction. Rows are
 /// locked in ID order, so batches that lock overlapping items queue behind each other instead of deadlocking.
-pub async fn lock_holdings(conn: &mut AsyncPgConnection, item_ids: &[&str]) -> QueryResult<HashMap<String, Holding>> {
+pub async fn lock_holdings(mut conn: &AsyncPgConnection, item_ids: &[&str]) -> QueryResult<HashMap<String, Holding>> {
     if item_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -148,7 +148,7 @@ pub async fn lock_holdings(conn: &mut AsyncPgConnection, item_ids: &[&str]) -> Q
         .filter(items::item_id.eq_any(item_ids))
         .order(items::item_id)
         .for_update()
-        .load(conn)
+        .load(&mut conn)
         .await?;
     Ok(rows.into_iter().map(|(item_id, stock, reserved)| (item_id, Holding { stock, reserved })).collect())
 }

@@ -31,16 +31,15 @@ pub struct SagaSteps;
 impl Storage for SagaSteps {
     type Effect = Stock;
 
-    async fn lock_records(conn: &mut AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Recorded<Vec<Line>>> {
+    async fn lock_records(conn: &AsyncPgConnection, sagas: &[SagaId]) -> QueryResult<Recorded<Vec<Line>>> {
         lock_all(conn, sagas).await
     }
 
-    async fn lock_resources(conn: &mut AsyncPgConnection, keys: &[&str]) -> QueryResult<HashMap<String, Holding>> {
+    async fn lock_resources(conn: &AsyncPgConnection, keys: &[&str]) -> QueryResult<HashMap<String, Holding>> {
         items::lock_holdings(conn, keys).await
     }
 
-    async fn write(conn: &mut AsyncPgConnection, plan: &BatchPlan<Stock>) -> QueryResult<()> {
-        let conn = &*conn;
+    async fn write(conn: &AsyncPgConnection, plan: &BatchPlan<Stock>) -> QueryResult<()> {
         // The three writes are pipelined: one round trip.
         futures::try_join!(
             items::set_holdings(conn, &plan.resources),
@@ -65,7 +64,7 @@ struct StepRow {
 
 /// The records of those of `saga_ids` that have one, locked until the end of the transaction (in ID order, so that
 /// concurrent batches do not deadlock over them).
-async fn lock_all(conn: &mut AsyncPgConnection, saga_ids: &[SagaId]) -> QueryResult<Recorded<Vec<Line>>> {
+async fn lock_all(mut conn: &AsyncPgConnection, saga_ids: &[SagaId]) -> QueryResult<Recorded<Vec<Line>>> {
     let ids: Vec<String> = saga_ids.iter().map(SagaId::to_string).collect();
     let rows: Vec<StepRow> = prepared(
         diesel::sql_query(
@@ -74,7 +73,7 @@ async fn lock_all(conn: &mut AsyncPgConnection, saga_ids: &[SagaId]) -> QueryRes
         )
         .bind::<Array<Text>, _>(ids),
     )
-    .load(conn)
+    .load(&mut conn)
     .await?;
     let mut recorded = Recorded::default();
     for row in rows {
