@@ -14,38 +14,50 @@ struct PlanLine {
     line: String,
 }
 
-#[tokio::test]
-async fn a_batch_lookup_on_a_table_never_analysed_uses_its_index() {
-    let url = fresh_database("plans").await.expect("a test database");
+/// A pool of one connection to a fresh database with an empty table `lines`, keyed by order and item.
+async fn pool_with_lines(purpose: &str) -> platform::db::Pool {
+    let url = fresh_database(purpose).await.expect("a test database");
     let pool = platform::db::pool(&url, 1).expect("a pool");
     let mut conn = pool.get().await.expect("a connection");
     conn.batch_execute(
-        "CREATE TABLE lines (order_id TEXT NOT NULL, item_id TEXT NOT NULL, PRIMARY KEY (order_id, item_id));
-         INSERT INTO lines SELECT (i / 2)::text, i::text FROM generate_series(1, 50000) AS i;",
+        "CREATE TABLE lines (order_id TEXT NOT NULL, item_id TEXT NOT NULL, PRIMARY KEY (order_id, item_id))",
     )
     .await
     .expect("the table");
+    drop(conn);
+    pool
+}
+
+fn assert_uses_the_index(plan: &[PlanLine]) {
+    let plan: Vec<&str> = plan.iter().map(|line| line.line.as_str()).collect();
+    assert!(plan.iter().any(|line| line.contains("lines_pkey")), "{plan:#?}");
+    assert!(!plan.iter().any(|line| line.contains("Seq Scan")), "{plan:#?}");
+}
+
+#[tokio::test]
+async fn a_batch_lookup_on_a_table_never_analysed_uses_its_index() {
+    let pool = pool_with_lines("plans").await;
+    let mut conn = pool.get().await.expect("a connection");
+    conn.batch_execute("INSERT INTO lines SELECT (i / 2)::text, i::text FROM generate_series(1, 50000) AS i")
+        .await
+        .expect("the rows");
     let keys: Vec<String> = (0..300).map(|n| (n * 7).to_string()).collect();
     let plan: Vec<PlanLine> = diesel::sql_query("EXPLAIN SELECT item_id FROM lines WHERE order_id = ANY($1)")
         .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
         .load(&mut *conn)
         .await
         .expect("the plan");
-    let plan: Vec<&str> = plan.iter().map(|line| line.line.as_str()).collect();
-    assert!(plan.iter().any(|line| line.contains("lines_pkey")), "{plan:#?}");
-    assert!(!plan.iter().any(|line| line.contains("Seq Scan")), "{plan:#?}");
+    assert_uses_the_index(&plan);
 }
 
 /// PostgreSQL plans a prepared statement once for all values after its fifth run, and keeps that plan. Made while
 /// a table was tiny (a fresh database), such a plan once kept scanning the table long after it had grown.
 #[tokio::test]
 async fn a_statement_planned_while_its_table_was_tiny_still_uses_the_index_once_it_has_grown() {
-    let url = fresh_database("plans_generic").await.expect("a test database");
-    let pool = platform::db::pool(&url, 1).expect("a pool");
+    let pool = pool_with_lines("plans_generic").await;
     let mut conn = pool.get().await.expect("a connection");
     conn.batch_execute(
-        "CREATE TABLE lines (order_id TEXT NOT NULL, item_id TEXT NOT NULL, PRIMARY KEY (order_id, item_id));
-         INSERT INTO lines SELECT (i / 2)::text, i::text FROM generate_series(1, 6) AS i;
+        "INSERT INTO lines SELECT (i / 2)::text, i::text FROM generate_series(1, 6) AS i;
          ANALYZE lines;
          PREPARE lookup(text[]) AS SELECT item_id FROM lines WHERE order_id = ANY($1);",
     )
@@ -59,7 +71,5 @@ async fn a_statement_planned_while_its_table_was_tiny_still_uses_the_index_once_
         .expect("the rows");
     let plan: Vec<PlanLine> =
         diesel::sql_query("EXPLAIN EXECUTE lookup('{1,2,3}')").load(&mut *conn).await.expect("the plan");
-    let plan: Vec<&str> = plan.iter().map(|line| line.line.as_str()).collect();
-    assert!(plan.iter().any(|line| line.contains("lines_pkey")), "{plan:#?}");
-    assert!(!plan.iter().any(|line| line.contains("Seq Scan")), "{plan:#?}");
+    assert_uses_the_index(&plan);
 }
