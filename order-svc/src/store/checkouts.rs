@@ -160,7 +160,9 @@ async fn insert_pending(
 /// and its lines are read in the snapshot that found the checkout pending (a `batch_init` replacing the order
 /// meanwhile cannot leave a request with the old total and no lines). Checkouts another replica is taking at the
 /// same moment are skipped. The new times are committed before the messages go out, so a failed send waits for
-/// the next time rather than being retried at once.
+/// the next time rather than being retried at once. Only checkouts in flight have a resend time (the table's
+/// `checkouts_resend_at_only_in_flight`), and the statement names no state, so that its index is the one of due
+/// times and not the one of checkouts in flight.
 pub async fn take_due_resends(
     conn: &mut AsyncPgConnection,
     limit: i64,
@@ -189,7 +191,7 @@ pub async fn take_due_resends(
                  resend_at = now() + make_interval(
                      secs => least($2 * power(2, least(c.resends + 1, 16)), $3) / 1000)
              FROM (SELECT saga_id FROM checkouts
-                   WHERE state IN ('pending', 'cancelling') AND resend_at <= now()
+                   WHERE resend_at <= now()
                    ORDER BY resend_at LIMIT $1 FOR UPDATE SKIP LOCKED) d
              WHERE c.saga_id = d.saga_id
              RETURNING c.saga_id, c.order_id, c.state

@@ -95,13 +95,14 @@ async fn lock_and_move(mut conn: &AsyncPgConnection, moves: &Moves) -> Result<Ve
     )
     .execute(&mut conn);
     // Its own statement, so that its snapshot, taken once the locks are granted, sees what their holders committed.
+    // Every move ends the checkout's flight (see `CheckoutPhase::after`), so nothing of it is due to be sent again.
     let moving = prepared(
         diesel::sql_query(
             "WITH step AS (
                  SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[]::jsonb[], $5::bool[])
                      AS s(saga_id, from_state, to_state, reason, order_paid)
              ), settled AS (
-                 UPDATE checkouts c SET state = s.to_state, reason = s.reason, finished_at = now()
+                 UPDATE checkouts c SET state = s.to_state, reason = s.reason, finished_at = now(), resend_at = NULL
                  FROM step s
                  WHERE c.saga_id = s.saga_id AND c.state = s.from_state
                  RETURNING c.saga_id, c.order_id, c.state, c.reason, s.order_paid

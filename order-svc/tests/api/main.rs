@@ -7,4 +7,5 @@ mod checkout;
 mod helpers;
 mod openapi;
 mod orders;
+mod plans;
 mod shutdown;
