@@ -1,13 +1,14 @@
 //! Logs, traces and metrics, set up in one place.
 //!
-//! Logs go to stderr through `tracing`, as JSON when `LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`);
-//! each line carries the fields of the spans it is in, so the `trace_id` and `saga_id` that request and message
-//! spans record show up on every line logged under them. Spans are also OpenTelemetry spans: their trace context
+//! Logs go to stderr through `tracing`, as JSON when `LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`),
+//! and coloured only when stderr is a terminal, so that a log file or a container's log is plain text. Each line
+//! carries the fields of the spans it is in, so the `trace_id` and `saga_id` that request and message spans record
+//! show up on every line logged under them. Spans are also OpenTelemetry spans: their trace context
 //! travels between services in the W3C `traceparent` (HTTP header, AMQP message header, see [`crate::trace`]),
 //! and they are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (otherwise only their IDs are
 //! used, in the logs). Metrics go to a Prometheus recorder installed for the whole process; `/metrics` renders it.
 
-use std::sync::OnceLock;
+use std::{io::IsTerminal, sync::OnceLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
@@ -39,7 +40,7 @@ pub fn init_for(service: &'static str) {
             .with_writer(std::io::stderr)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).boxed()
     };
     // RUST_LOG filters the logs only: request and message spans stay traced (and give their IDs to the
     // context of what is logged) however quiet the logs are.

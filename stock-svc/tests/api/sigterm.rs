@@ -1,5 +1,6 @@
 //! The stock-svc binary itself on SIGTERM: the process, not actix-web, owns the signal, stops its consumer and
-//! exits cleanly, at once when nothing is in flight, even with an idle keep-alive connection open.
+//! exits cleanly, at once when nothing is in flight, even with an idle keep-alive connection open. Its log, written
+//! to a file here, is plain text: terminal colour codes only go to a terminal.
 
 use std::{
     process::Stdio,
@@ -65,5 +66,6 @@ async fn the_binary_stops_gracefully_on_sigterm() {
     assert!(exited.success(), "stock-svc exited with {exited}:\n{logged}");
     assert!(took < Duration::from_secs(5), "with nothing in flight it stopped in {took:?}, not at once:\n{logged}");
     assert!(logged.contains("SIGTERM received") && logged.contains("stopped consuming"), "{logged}");
+    assert!(!logged.contains('\x1b'), "the log file holds terminal escape codes:\n{logged}");
     assert_eq!(consumers(&broker).await, Some(0), "the consumer has cancelled");
 }
